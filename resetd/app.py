@@ -1,0 +1,104 @@
+"""The application factory: ``create_app(config)`` wires every part.
+
+Each long-lived resource has one cleanup context, appended in dependency
+order (database → dev inbox → outbox worker → request processor); aiohttp
+tears them down in reverse, so shutdown mirrors startup: no new work is
+taken, in-flight mail gets its grace period, then the sink and the database
+close.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import session_middleware
+
+from . import keys
+from .assets import template_dir
+from .audit import AuditLog
+from .config import Config
+from .db import Database
+from .limits import RateLimiter
+from .mail_compose import MailComposer
+from .middlewares import csrf_middleware, errors_middleware, security_headers
+from .outbox import OutboxStore, OutboxWorker
+from .passwords import Hasher
+from .reset_request import RequestProcessor
+from .routes import setup_routes
+from .sessions import cookie_storage
+from .tokens import TokenCodec, TokenLedger
+from .users import UserStore
+
+log = logging.getLogger(__name__)
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = await Database.open(app[keys.config].database.path)
+    app[keys.db] = db
+    app[keys.users] = UserStore(db)
+    app[keys.ledger] = TokenLedger(db)
+    app[keys.outbox_store] = OutboxStore(db)
+    app[keys.limiter] = RateLimiter(db)
+    app[keys.audit] = AuditLog(db)
+    yield
+    await db.close()
+
+
+def relay_address(app: web.Application) -> tuple[str, int]:
+    """Where mail goes: [mail] server:port, or the dev inbox's real port when
+    [mail] points at the inbox's configured address (port 0 in tests)."""
+    cfg = app[keys.config]
+    inbox = cfg.dev_inbox
+    if inbox.enabled and (cfg.mail.server, cfg.mail.port) == (inbox.smtp_host, inbox.smtp_port):
+        return app[keys.inbox_smtp_address]
+    return cfg.mail.server, cfg.mail.port
+
+
+async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    worker = OutboxWorker(app[keys.outbox_store], app[keys.config].mail, lambda: relay_address(app))
+    app[keys.outbox_worker] = worker
+    await worker.start()
+    yield
+    await worker.stop()
+
+
+async def request_processor_ctx(app: web.Application) -> AsyncIterator[None]:
+    processor = RequestProcessor(app)
+    app[keys.request_processor] = processor
+    await processor.start()
+    yield
+    await processor.stop()
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(
+        middlewares=[session_middleware(cookie_storage(config)), errors_middleware, csrf_middleware],
+        client_max_size=1024 * 1024,
+    )
+    app[keys.config] = config
+    app[keys.hasher] = Hasher(config.passwords)
+    app[keys.codec] = TokenCodec(
+        config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
+    )
+    app[keys.composer] = MailComposer(config.mail.sender, config.server.public_url)
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(template_dir()),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    app.on_response_prepare.append(security_headers)
+
+    app.cleanup_ctx.append(database_ctx)
+    if config.dev_inbox.enabled:
+        from .inbox import inbox_ctx
+
+        app.cleanup_ctx.append(inbox_ctx)
+    app.cleanup_ctx.append(outbox_ctx)
+    app.cleanup_ctx.append(request_processor_ctx)
+    setup_routes(app)
+    return app

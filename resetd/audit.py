@@ -1,0 +1,73 @@
+"""The audit trail: who asked for what, when, from where, and what came of it.
+
+Never a token, a password or a full link: only event names and outcomes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import aiosqlite
+
+from .db import Database
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: float
+    event: str
+    user_id: str | None
+    client_ip: str | None
+    user_agent: str | None
+    outcome: str
+
+
+class AuditLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    async def record(
+        conn: aiosqlite.Connection,
+        event: str,
+        outcome: str,
+        *,
+        user_id: int | str | None = None,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Inside the caller's transaction, so the trail matches what happened."""
+        await conn.execute(
+            "INSERT INTO audit (at, event, user_id, client_ip, user_agent, outcome)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                time.time(),
+                event,
+                None if user_id is None else str(user_id),
+                client_ip,
+                (user_agent or "")[:300],
+                outcome,
+            ),
+        )
+
+    async def add(self, event: str, outcome: str, **kw: str | int | None) -> None:
+        """Record in a transaction of its own."""
+        async with self.db.transaction() as conn:
+            await self.record(
+                conn,
+                event,
+                outcome,
+                user_id=kw.get("user_id"),
+                client_ip=None if kw.get("client_ip") is None else str(kw.get("client_ip")),
+                user_agent=None if kw.get("user_agent") is None else str(kw.get("user_agent")),
+            )
+
+    async def recent(self, limit: int = 100) -> list[AuditEvent]:
+        rows = await self.db.fetchall(
+            "SELECT id, at, event, user_id, client_ip, user_agent, outcome FROM audit "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [AuditEvent(*tuple(r)) for r in rows]

@@ -1,0 +1,168 @@
+"""The SQLite connection: PRAGMAs, versioned migrations, short write transactions.
+
+One aiosqlite connection serves the process. Writes go through
+:meth:`Database.transaction`, which serialises them with an asyncio lock and
+opens ``BEGIN IMMEDIATE`` so a read-modify-write never races another writer
+(another process on the same file waits on SQLite's busy timeout instead).
+Statements use standard SQL (``INSERT … ON CONFLICT``, ``UPDATE … WHERE``)
+so the storage modules can move to PostgreSQL later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+Row = sqlite3.Row
+
+MIGRATIONS: list[str] = [
+    # 1: accounts, the reset-request queue, the token ledger, the outbox.
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL,
+        username_norm TEXT NOT NULL UNIQUE,
+        email TEXT NOT NULL,
+        email_norm TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE reset_requests (
+        id INTEGER PRIMARY KEY,
+        email_norm TEXT NOT NULL,
+        client_ip TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        limited INTEGER NOT NULL DEFAULT 0,
+        done_at REAL
+    );
+    CREATE INDEX reset_requests_pending ON reset_requests (done_at, id);
+    CREATE TABLE reset_tokens (
+        jti TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        issued_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL,
+        failed_posts INTEGER NOT NULL DEFAULT 0,
+        burned_at REAL
+    );
+    CREATE INDEX reset_tokens_user ON reset_tokens (user_id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        message BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        claimed_until REAL,
+        sent_at REAL
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    """,
+    # 2: fixed-window rate-limit counters and the audit trail.
+    """
+    CREATE TABLE rate_counters (
+        bucket TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        hits INTEGER NOT NULL,
+        PRIMARY KEY (bucket, window_start)
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        event TEXT NOT NULL,
+        user_id TEXT,
+        client_ip TEXT,
+        user_agent TEXT,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at);
+    """,
+]
+
+
+class Database:
+    """A migrated aiosqlite connection with serialised write transactions."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str, migrations: Sequence[str] = MIGRATIONS) -> Database:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        db = cls(conn, path)
+        await db._migrate(migrations)
+        return db
+
+    async def _migrate(self, migrations: Sequence[str]) -> None:
+        async with self.conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(migrations):
+            raise RuntimeError(
+                f"{self.path}: schema version {version} is newer than this resetd "
+                f"understands ({len(migrations)})"
+            )
+        for number, script in enumerate(migrations[version:], start=version + 1):
+            log.info("migrating %s to schema version %d", self.path, number)
+            # executescript commits first; wrap the script itself in a transaction
+            # so a crash mid-migration leaves the previous version intact.
+            await self.conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Serialised ``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error)."""
+        async with self._write_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            else:
+                await self.conn.execute("COMMIT")
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        async with self.conn.execute(sql, tuple(params)) as cur:
+            row: Row | None = await cur.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        async with self.conn.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """One write statement in its own transaction; returns the row count."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(sql, tuple(params))
+            return cur.rowcount

@@ -1,0 +1,38 @@
+"""Every ``web.AppKey`` of the application, typed, in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .audit import AuditLog
+    from .config import Config
+    from .db import Database
+    from .inbox.store import InboxStore
+    from .limits import RateLimiter
+    from .mail_compose import MailComposer
+    from .outbox import OutboxStore, OutboxWorker
+    from .passwords import Hasher
+    from .reset_request import RequestProcessor
+    from .tokens import TokenCodec, TokenLedger
+    from .users import UserStore
+
+config: web.AppKey[Config] = web.AppKey("config")
+db: web.AppKey[Database] = web.AppKey("db")
+users: web.AppKey[UserStore] = web.AppKey("users")
+hasher: web.AppKey[Hasher] = web.AppKey("hasher")
+codec: web.AppKey[TokenCodec] = web.AppKey("codec")
+ledger: web.AppKey[TokenLedger] = web.AppKey("ledger")
+composer: web.AppKey[MailComposer] = web.AppKey("composer")
+outbox_store: web.AppKey[OutboxStore] = web.AppKey("outbox_store")
+outbox_worker: web.AppKey[OutboxWorker] = web.AppKey("outbox_worker")
+request_processor: web.AppKey[RequestProcessor] = web.AppKey("request_processor")
+limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
+audit: web.AppKey[AuditLog] = web.AppKey("audit")
+
+# The dev inbox (present only when [dev_inbox] enabled = true).
+inbox_store: web.AppKey[InboxStore] = web.AppKey("inbox_store")
+# (host, port) the embedded SMTP sink actually bound (port 0 in tests picks a free one).
+inbox_smtp_address: web.AppKey[tuple[str, int]] = web.AppKey("inbox_smtp_address")

@@ -1,0 +1,66 @@
+"""Sign in, sign out, and the signed-in user's page."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import keys
+from .clientinfo import client_ip, user_agent
+from .render import render
+from .sessions import current_user, flash, sign_in, sign_out
+
+BAD_LOGIN = "Invalid username or password."
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    if await current_user(request) is None:
+        raise web.HTTPFound(location="/login")
+    return await render(request, "index.html")
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    if request.method in ("GET", "HEAD"):
+        if await current_user(request) is not None:
+            raise web.HTTPFound(location="/")
+        return await render(request, "login.html", {"username": "", "remember_me": False})
+    if request.method != "POST":
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    remember = bool(form.get("remember_me"))
+    errors = {}
+    if not username:
+        errors["username"] = "This field is required."
+    if not password:
+        errors["password"] = "This field is required."
+    ctx = {"username": username[:254], "remember_me": remember}
+    if errors:
+        return await render(request, "login.html", {**ctx, "errors": errors}, status=400)
+    app = request.app
+    hasher, users = app[keys.hasher], app[keys.users]
+    user = await users.find_by_login(username[:254])
+    ok = await hasher.verify(user.password_hash if user else None, password[:1024])
+    if user is None or not ok:
+        await app[keys.audit].add(
+            "login", "failed", user_id=user.id if user else None,
+            client_ip=client_ip(request), user_agent=user_agent(request),
+        )
+        return await render(request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400)
+    if hasher.needs_rehash(user.password_hash):
+        # Parameters changed or a Werkzeug-format hash: upgrade while we know the password.
+        new_hash = await hasher.hash(password)
+        if await users.upgrade_hash(user.id, user.password_hash, new_hash):
+            user = await users.get(user.id) or user
+    await app[keys.audit].add(
+        "login", "success", user_id=user.id, client_ip=client_ip(request),
+        user_agent=user_agent(request),
+    )
+    await sign_in(request, user, remember)
+    raise web.HTTPSeeOther(location="/")
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    await sign_out(request)
+    await flash(request, "You have been signed out.")
+    raise web.HTTPSeeOther(location="/login")

@@ -1,0 +1,111 @@
+"""Cross-cutting request handling: error pages, CSRF, security headers.
+
+Every error a user or a client can cause becomes a clear page (or JSON under
+``/dev/inbox/api``) with the right status; unexpected exceptions are logged
+with their traceback and answered with a plain 500 page that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from . import keys
+from .errors import CsrfFailure, FormError
+from .render import render
+from .sessions import csrf_ok
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_TITLES = {
+    400: ("Bad request", "The request could not be understood."),
+    403: ("Forbidden", "You are not allowed to do that."),
+    404: ("Page not found", "There is nothing at this address."),
+    405: ("Method not allowed", "This page does not accept that kind of request."),
+    413: ("Request too large", "What you sent is larger than this page accepts."),
+    429: ("Too many requests", "Please wait a moment and try again."),
+    500: ("Something went wrong", "An unexpected error occurred; it has been logged."),
+}
+
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CSRF_EXEMPT_PREFIXES = ("/dev/inbox/api/",)
+API_PREFIXES = ("/dev/inbox/api/",)
+
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+async def error_page(
+    request: web.Request, status: int, message: str | None = None, headers: dict[str, str] | None = None
+) -> web.StreamResponse:
+    title, default = _TITLES.get(status, ("Error", "The request could not be completed."))
+    if request.path.startswith(API_PREFIXES):
+        resp: web.StreamResponse = web.json_response(
+            {"Error": message or default}, status=status, headers=headers
+        )
+        return resp
+    try:
+        resp = await render(request, "error.html", {"title": title, "message": message or default},
+                            status=status)
+    except Exception:  # rendering the error page must never turn a 4xx into a traceback
+        log.exception("error page rendering failed")
+        resp = web.Response(text=f"{status} {title}", status=status)
+    for name, value in (headers or {}).items():
+        resp.headers[name] = value
+    return resp
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        extra = {k: v for k, v in exc.headers.items() if k in ("Retry-After", "Allow", "WWW-Authenticate")}
+        text = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else None
+        return await error_page(request, exc.status, text, extra)
+    except CsrfFailure:
+        return await error_page(
+            request, 400,
+            "This form has expired or was not sent from this site. Go back, reload the page "
+            "and try again.",
+        )
+    except FormError as exc:
+        return await error_page(request, 400, str(exc) or None)
+    except Exception:
+        log.exception("unhandled error for %s %s", request.method, request.path)
+        return await error_page(request, 500)
+
+
+@web.middleware
+async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in UNSAFE_METHODS and not request.path.startswith(CSRF_EXEMPT_PREFIXES):
+        try:
+            form = await request.post()
+        except ValueError as exc:  # undecodable or malformed body
+            raise FormError("The form could not be read.") from exc
+        submitted = form.get("csrf_token")
+        if not isinstance(submitted, str) or not await csrf_ok(request, submitted):
+            raise CsrfFailure()
+    return await handler(request)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: headers every response carries (handlers may tighten them)."""
+    h = response.headers
+    h.setdefault("Content-Security-Policy", DEFAULT_CSP)
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "same-origin")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.app[keys.config].is_https:
+        h.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    if response.content_type == "text/html":
+        h.setdefault("Cache-Control", "no-store")

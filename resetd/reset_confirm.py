@@ -1,0 +1,164 @@
+"""Step 4: the mailed link → the new-password form → the new password.
+
+``GET``/``HEAD /reset_password/<token>`` only checks the token and moves it
+into the session, then redirects (303) to the token-free ``/reset_password``
+(as Django does), so the token never sits in the address bar, history or a
+Referer header. Nothing on the server changes: link scanners and mail
+previews that fetch the link consume nothing. Only the POST that sets the
+password consumes the token, atomically, in the same transaction as the
+password change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+from aiohttp_session import get_session
+
+from . import keys
+from .clientinfo import client_ip, user_agent
+from .outbox import OutboxStore
+from .passwords import check_policy
+from .render import render
+from .sessions import flash
+from .tokens import Claims, TokenInvalid, TokenState
+from .users import User, fingerprint, same_fingerprint
+
+log = logging.getLogger(__name__)
+
+SESSION_TOKEN = "reset_token"
+TOKEN_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+DONE_MESSAGE = "Your password has been reset. Sign in with your new password."
+
+
+class _Stale(Exception):
+    """Raised inside the consuming transaction to roll it back."""
+
+
+async def check_token(app: web.Application, token: str) -> tuple[User, Claims]:
+    """Signature, expiry, ledger and fingerprint; raises TokenInvalid. Changes nothing."""
+    claims = app[keys.codec].decode(token)
+    state = await app[keys.ledger].state(claims.jti)
+    if state is not TokenState.VALID:
+        raise TokenInvalid(str(state))
+    user = await app[keys.users].get(claims.user_id)
+    if user is None:
+        raise TokenInvalid("no such user")
+    if not same_fingerprint(claims.fingerprint, fingerprint(user)):
+        raise TokenInvalid(str(TokenState.SUPERSEDED))
+    return user, claims
+
+
+async def _invalid(request: web.Request, reason: str, user_id: int | None = None) -> web.Response:
+    await request.app[keys.audit].add(
+        "token_use", f"rejected: {reason}", user_id=user_id,
+        client_ip=client_ip(request), user_agent=user_agent(request),
+    )
+    session = await get_session(request)
+    session.pop(SESSION_TOKEN, None)
+    resp = await render(request, "invalid_token.html", status=400)
+    resp.headers.update(TOKEN_HEADERS)
+    return resp
+
+
+async def token_link(request: web.Request) -> web.StreamResponse:
+    """``/reset_password/<token>``: GET/HEAD stash and redirect; POST sets the password."""
+    token = request.match_info["token"]
+    if request.method == "POST":
+        return await _set(request, token, action=request.path)
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
+    try:
+        await check_token(request.app, token)
+    except TokenInvalid as exc:
+        return await _invalid(request, exc.reason)
+    session = await get_session(request)
+    session[SESSION_TOKEN] = token
+    raise web.HTTPSeeOther(location="/reset_password", headers=TOKEN_HEADERS)
+
+
+async def set_password(request: web.Request) -> web.StreamResponse:
+    """``/reset_password``: the form for the token stashed in the session."""
+    session = await get_session(request)
+    token = session.get(SESSION_TOKEN)
+    if not isinstance(token, str):
+        return await _invalid(request, "no token in session")
+    if request.method == "POST":
+        return await _set(request, token, action="/reset_password")
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
+    try:
+        user, _ = await check_token(request.app, token)
+    except TokenInvalid as exc:
+        return await _invalid(request, exc.reason)
+    return await _form(request, user, "/reset_password", {})
+
+
+async def _form(
+    request: web.Request, user: User, action: str, errors: dict[str, str], status: int = 200
+) -> web.Response:
+    p = request.app[keys.config].passwords
+    resp = await render(
+        request,
+        "reset_password.html",
+        {
+            "username": user.username,
+            "action": action,
+            "errors": errors,
+            "min_length": p.min_length,
+            "max_length": p.max_length,
+        },
+        status=status,
+    )
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+async def _set(request: web.Request, token: str, action: str) -> web.StreamResponse:
+    app = request.app
+    cfg = app[keys.config]
+    try:
+        user, claims = await check_token(app, token)
+    except TokenInvalid as exc:
+        return await _invalid(request, exc.reason)
+    form = await request.post()
+    password, password2 = str(form.get("password", "")), str(form.get("password2", ""))
+    problems = check_policy(cfg.passwords, password, password2, user.username, user.email)
+    if problems:
+        burned = await app[keys.ledger].record_failure(claims.jti, cfg.limits.failed_posts_per_token)
+        if burned:
+            return await _invalid(request, "burned after too many failed attempts", user.id)
+        errors: dict[str, str] = {}
+        for problem in problems:
+            errors.setdefault(problem.field, problem.message)
+        return await _form(request, user, action, errors, status=400)
+
+    new_hash = await app[keys.hasher].hash(password)
+    now = time.time()
+    ip, agent = client_ip(request), user_agent(request)
+    try:
+        async with app[keys.db].transaction() as conn:
+            if not await app[keys.ledger].consume(conn, claims.jti, now):
+                raise _Stale("used")
+            if not await app[keys.users].replace_password_hash(
+                conn, user.id, user.password_hash, new_hash
+            ):
+                raise _Stale("superseded")
+            notice = app[keys.composer].changed_mail(
+                user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent
+            )
+            await OutboxStore.enqueue(conn, "password_changed", notice, now)
+            await app[keys.audit].record(
+                conn, "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
+            )
+    except _Stale as exc:
+        return await _invalid(request, str(exc), user.id)
+    app[keys.outbox_worker].wake()
+    log.info("password reset for user %d", user.id)
+    session = await get_session(request)
+    session.pop(SESSION_TOKEN, None)
+    await flash(request, DONE_MESSAGE, "success")
+    raise web.HTTPSeeOther(location=cfg.login_location, headers=TOKEN_HEADERS)

@@ -1,0 +1,25 @@
+"""The one route table. Inbox routes exist only when the dev inbox is enabled."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import keys, login, reset_confirm, reset_request
+from .assets import STATIC_DIR
+
+
+def setup_routes(app: web.Application) -> None:
+    cfg = app[keys.config]
+    r = app.router
+    if cfg.server.login_pages:
+        r.add_get("/", login.index, name="index")
+        r.add_route("*", "/login", login.login, name="login")
+        r.add_post("/logout", login.logout, name="logout")
+    r.add_route("*", "/reset_password_request", reset_request.request_page, name="reset_request")
+    r.add_route("*", "/reset_password/{token}", reset_confirm.token_link, name="reset_link")
+    r.add_route("*", "/reset_password", reset_confirm.set_password, name="reset_form")
+    r.add_static("/static", STATIC_DIR, name="static")
+    if cfg.dev_inbox.enabled:
+        from .inbox import add_inbox_routes
+
+        add_inbox_routes(app)

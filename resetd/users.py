@@ -1,0 +1,143 @@
+"""resetd's own account store: the ``users`` table.
+
+Addresses and usernames are compared in a normalised form (trim, NFKC,
+case-fold) kept in their own UNIQUE columns, so two spellings of one address
+can never be two accounts; mail always goes to the stored ``email``, never to
+what somebody typed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import unicodedata
+from dataclasses import dataclass
+
+import aiosqlite
+
+from .db import Database, Row
+
+
+class DuplicateUser(Exception):
+    """The email or username is already taken; the message says which."""
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    email: str
+    password_hash: str
+
+
+def normalize(value: str) -> str:
+    """Trim, NFKC-normalise and case-fold an email address or username."""
+    return unicodedata.normalize("NFKC", value.strip()).casefold()
+
+
+def fingerprint(user: User) -> str:
+    """A short digest of what a reset token and a session are bound to.
+
+    It changes whenever the password hash or the email changes (by any route,
+    including the host application writing its own table), which kills every
+    outstanding token and signed-in session of that user.
+    """
+    material = f"{user.id}\x00{user.password_hash}\x00{normalize(user.email)}".encode()
+    return hashlib.sha256(material).hexdigest()[:32]
+
+
+def same_fingerprint(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _user(row: Row | None) -> User | None:
+    if row is None:
+        return None
+    return User(int(row["id"]), row["username"], row["email"], row["password_hash"])
+
+
+_COLUMNS = "id, username, email, password_hash"
+
+
+class UserStore:
+    """Accounts kept in resetd's own database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(self, email: str, username: str, password_hash: str) -> User:
+        """Create an account. Raises DuplicateUser naming the clashing field."""
+        now = time.time()
+        email_norm, username_norm = normalize(email), normalize(username)
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                "SELECT email_norm, username_norm FROM users "
+                "WHERE email_norm = ? OR username_norm = ?",
+                (email_norm, username_norm),
+            ) as cur:
+                clash = await cur.fetchone()
+            if clash is not None:
+                if clash["email_norm"] == email_norm:
+                    raise DuplicateUser(f"a user with email {email!r} already exists")
+                raise DuplicateUser(f"a user with username {username!r} already exists")
+            cur = await conn.execute(
+                "INSERT INTO users (username, username_norm, email, email_norm, password_hash,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (username, username_norm, email, email_norm, password_hash, now, now),
+            )
+            user_id = cur.lastrowid
+        assert user_id is not None
+        return User(user_id, username, email, password_hash)
+
+    async def get(self, user_id: int) -> User | None:
+        return _user(await self.db.fetchone(f"SELECT {_COLUMNS} FROM users WHERE id = ?", (user_id,)))
+
+    async def find_by_email(self, email_norm: str) -> User | None:
+        """Look up by an already-normalised address (see :func:`normalize`)."""
+        return _user(
+            await self.db.fetchone(
+                f"SELECT {_COLUMNS} FROM users WHERE email_norm = ?", (email_norm,)
+            )
+        )
+
+    async def find_by_login(self, login: str) -> User | None:
+        """Username or email, as the login form accepts either."""
+        key = normalize(login)
+        return _user(
+            await self.db.fetchone(
+                f"SELECT {_COLUMNS} FROM users WHERE username_norm = ? OR email_norm = ? "
+                "ORDER BY username_norm = ? DESC LIMIT 1",
+                (key, key, key),
+            )
+        )
+
+    async def set_password_hash(self, user_id: int, new_hash: str) -> None:
+        """Unconditional change (CLI, transparent re-hash on login)."""
+        await self.db.execute(
+            "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
+            (new_hash, time.time(), user_id),
+        )
+
+    async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
+        """Transparent re-hash on login; a no-op if the password changed meanwhile."""
+        async with self.db.transaction() as conn:
+            return await self.replace_password_hash(conn, user_id, old_hash, new_hash)
+
+    @staticmethod
+    async def replace_password_hash(
+        conn: aiosqlite.Connection, user_id: int, old_hash: str, new_hash: str
+    ) -> bool:
+        """Inside the caller's transaction: swap the hash only if it is still ``old_hash``.
+
+        Returns False when the password changed meanwhile (the token's binding is stale).
+        """
+        cur = await conn.execute(
+            "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND password_hash = ?",
+            (new_hash, time.time(), user_id, old_hash),
+        )
+        return cur.rowcount == 1
+
+    async def list(self) -> list[User]:
+        rows = await self.db.fetchall(f"SELECT {_COLUMNS} FROM users ORDER BY id")
+        return [u for u in map(_user, rows) if u is not None]
