@@ -89,7 +89,6 @@ def create_app(config: Config) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(template_dir()),
         autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
     )
     app.on_response_prepare.append(security_headers)
 

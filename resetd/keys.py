@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .passwords import Hasher
     from .reset_request import RequestProcessor
     from .tokens import TokenCodec, TokenLedger
-    from .users import UserStore
+    from .users import User, UserStore
 
 config: web.AppKey[Config] = web.AppKey("config")
 db: web.AppKey[Database] = web.AppKey("db")
@@ -36,3 +36,6 @@ audit: web.AppKey[AuditLog] = web.AppKey("audit")
 inbox_store: web.AppKey[InboxStore] = web.AppKey("inbox_store")
 # (host, port) the embedded SMTP sink actually bound (port 0 in tests picks a free one).
 inbox_smtp_address: web.AppKey[tuple[str, int]] = web.AppKey("inbox_smtp_address")
+
+# Per request: the signed-in user, looked up once.
+request_user: web.RequestKey[User | None] = web.RequestKey("request_user")

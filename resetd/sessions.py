@@ -9,12 +9,13 @@ user stops being signed in on its next request.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import secrets
+import warnings
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_exceptions import NotAppKeyWarning
 from aiohttp_session import Session, get_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
@@ -23,12 +24,16 @@ from .config import Config
 from .tokens import derive_key
 from .users import User, fingerprint, same_fingerprint
 
+# aiohttp-session 2.12 stores its state under string request keys, which aiohttp
+# 3.14 warns about on every request; the warning is about its code, not ours.
+warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_session")
+
 COOKIE_NAME = "resetd_session"
 REMEMBER_SECONDS = 30 * 24 * 3600
 
 
 def cookie_storage(cfg: Config) -> EncryptedCookieStorage:
-    key = base64.urlsafe_b64encode(derive_key(cfg.server.secret_key, b"resetd session v1"))
+    key = derive_key(cfg.server.secret_key, b"resetd session v1")  # raw 32 bytes
     return EncryptedCookieStorage(
         key,
         cookie_name=COOKIE_NAME,
@@ -87,7 +92,7 @@ async def sign_out(request: web.Request) -> None:
 
 async def current_user(request: web.Request) -> User | None:
     """The signed-in user, or None; a stale fingerprint ends the session."""
-    cached: Any = request.get("resetd.user", ...)
+    cached: Any = request.get(keys.request_user, ...)
     if cached is not ...:
         return cached  # type: ignore[no-any-return]
     session: Session = await get_session(request)
@@ -99,5 +104,5 @@ async def current_user(request: web.Request) -> User | None:
             user = None
             session.pop("uid", None)
             session.pop("fp", None)
-    request["resetd.user"] = user
+    request[keys.request_user] = user
     return user

@@ -1,0 +1,318 @@
+"""``resetd`` command line: serve, user, outbox, audit. Thin: parse, call, print.
+
+Exit codes: 0 success, 1 a refused operation (duplicate user, nothing to retry),
+2 a configuration or usage error (one clear line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from aiohttp import web
+
+from . import keys
+from .config import Config, ConfigError, check_serve_safety, load_config
+from .db import Database
+from .outbox import OutboxStore
+from .passwords import Hasher, check_policy
+from .users import DuplicateUser, UserStore
+
+log = logging.getLogger("resetd")
+T = TypeVar("T")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = getattr(args, "config", None) or os.environ.get("RESETD_CONFIG") or "resetd.toml"
+    return load_config(path)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def _with_db(cfg: Config, fn: Callable[[Database], Awaitable[T]]) -> T:
+    db = await Database.open(cfg.database.path)
+    try:
+        return await fn(db)
+    finally:
+        await db.close()
+
+
+# --- serve -------------------------------------------------------------------
+
+
+def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]) -> str:
+    host = cfg.server.host
+    shown = f"[{host}]" if ":" in host else host
+    lines = [
+        "",
+        "  resetd is running",
+        f"    Sign in           http://{shown}:{port}/login",
+        f"    Forgot password   http://{shown}:{port}/reset_password_request",
+        f"    Links in mail     {cfg.public_origin}/reset_password/…",
+    ]
+    if cfg.dev_inbox.enabled:
+        smtp_host, smtp_port = app[keys.inbox_smtp_address]
+        lines += [
+            f"    Dev inbox         http://{shown}:{port}/dev/inbox",
+            f"    Dev inbox SMTP    {smtp_host}:{smtp_port}",
+        ]
+    relay = f"{cfg.mail.server}:{cfg.mail.port}"
+    lines += [
+        f"    Mail relay        {relay}" + (" (the dev inbox)" if _relay_is_inbox(cfg) else ""),
+        f"    Database          {cfg.database.path}",
+        f"    Outbox            {counts['pending']} pending, {counts['failed']} failed,"
+        f" {counts['sent']} sent",
+        "  Press Ctrl+C to stop.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _relay_is_inbox(cfg: Config) -> bool:
+    d = cfg.dev_inbox
+    return d.enabled and (cfg.mail.server, cfg.mail.port) == (d.smtp_host, d.smtp_port)
+
+
+async def serve(cfg: Config) -> int:
+    from .app import create_app
+
+    app = create_app(cfg)
+    runner = web.AppRunner(app, access_log=logging.getLogger("resetd.access"))
+    try:
+        await runner.setup()  # runs the cleanup contexts' startup halves
+    except OSError as exc:  # e.g. the dev inbox's SMTP port is taken
+        await runner.cleanup()
+        print(f"resetd: cannot start: {exc}", file=sys.stderr)
+        return 2
+    site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(
+            f"resetd: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    port = cfg.server.port
+    for sock_addr in runner.addresses:
+        port = int(sock_addr[1])
+        break
+    counts = await app[keys.outbox_store].counts()
+    print(_banner(app, cfg, port, counts), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: no new requests; letting in-flight mail finish")
+    await runner.cleanup()
+    counts = await _with_db(cfg, lambda db: OutboxStore(db).counts())
+    log.info("stopped; %d mail(s) pending for the next start", counts["pending"])
+    return 0
+
+
+# --- user --------------------------------------------------------------------
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    second = getpass.getpass("Repeat password: ")
+    if first != second:
+        raise SystemExit("resetd: the two passwords do not match")
+    return first
+
+
+async def _user_add(cfg: Config, email: str, username: str, password: str) -> int:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        print(f"resetd: --email: {exc}", file=sys.stderr)
+        return 2
+    problems = check_policy(cfg.passwords, password, password, username, email)
+    if problems:
+        print(f"resetd: password: {problems[0].message}", file=sys.stderr)
+        return 1
+    password_hash = await Hasher(cfg.passwords).hash(password)
+
+    async def add(db: Database) -> int:
+        try:
+            user = await UserStore(db).add(email, username, password_hash)
+        except DuplicateUser as exc:
+            print(f"resetd: {exc}", file=sys.stderr)
+            return 1
+        print(f"added user {user.id}: {user.username} <{user.email}>")
+        return 0
+
+    return await _with_db(cfg, add)
+
+
+async def _user_list(cfg: Config) -> int:
+    users = await _with_db(cfg, lambda db: UserStore(db).list())
+    if not users:
+        print("no users (add one with: resetd user add --email E --username U)")
+    for u in users:
+        print(f"{u.id:>5}  {u.username:<24} {u.email}")
+    return 0
+
+
+# --- outbox & audit ----------------------------------------------------------
+
+
+async def _outbox_list(cfg: Config, show_sent: bool) -> int:
+    statuses = ("pending", "failed", "sent") if show_sent else ("pending", "failed")
+
+    async def run(db: Database) -> int:
+        store = OutboxStore(db)
+        counts = await store.counts()
+        entries = await store.list(statuses)
+        print(
+            f"outbox: {counts['pending']} pending, {counts['failed']} failed, {counts['sent']} sent"
+        )
+        for e in entries:
+            nxt = _when(e.next_attempt_at) if e.status == "pending" else _when(e.sent_at)
+            print(
+                f"{e.id:>6}  {e.status:<8} {e.kind:<16} attempts={e.attempts:<3} "
+                f"created={_when(e.created_at)}  next={nxt}  to={e.recipient}"
+            )
+            if e.last_error:
+                print(f"        last error: {e.last_error}")
+        return 0
+
+    return await _with_db(cfg, run)
+
+
+async def _outbox_retry(cfg: Config, mail_id: int | None) -> int:
+    n = await _with_db(cfg, lambda db: OutboxStore(db).retry(mail_id))
+    if n == 0:
+        print("resetd: nothing to retry" + (f" (no failed mail {mail_id})" if mail_id else ""),
+              file=sys.stderr)
+        return 1
+    print(f"{n} mail(s) queued again; a running resetd sends them within a second")
+    return 0
+
+
+async def _audit(cfg: Config, limit: int) -> int:
+    from .audit import AuditLog
+
+    events = await _with_db(cfg, lambda db: AuditLog(db).recent(limit))
+    for ev in reversed(events):
+        print(
+            f"{_when(ev.at)}  {ev.event:<16} {ev.outcome:<28} user={ev.user_id or '-':<6} "
+            f"ip={ev.client_ip or '-'}  ua={(ev.user_agent or '-')[:60]}"
+        )
+    if not events:
+        print("audit trail is empty")
+    return 0
+
+
+# --- entry point ---------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="PATH", default=argparse.SUPPRESS,
+        help="config file (default: $RESETD_CONFIG or ./resetd.toml)",
+    )
+    p = argparse.ArgumentParser(
+        prog="resetd", description="Self-hosted password reset with a built-in dev inbox.",
+        parents=[common],
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", parents=[common], help="run the HTTP server (and the dev inbox)")
+
+    user = sub.add_parser("user", parents=[common], help="manage accounts")
+    usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = usub.add_parser("add", parents=[common], help="create an account")
+    add.add_argument("--email", required=True)
+    add.add_argument("--username", required=True)
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of standard input")
+    usub.add_parser("list", parents=[common], help="list accounts")
+
+    outbox = sub.add_parser("outbox", parents=[common], help="show pending and failed mail")
+    outbox.add_argument("--all", action="store_true", help="include sent mail")
+    osub = outbox.add_subparsers(dest="outbox_command", metavar="ACTION")
+    retry = osub.add_parser("retry", parents=[common], help="queue failed mail again")
+    retry.add_argument("id", nargs="?", type=int, help="outbox id to retry")
+    retry.add_argument("--all-failed", action="store_true", help="retry every failed mail")
+
+    audit = sub.add_parser("audit", parents=[common], help="show the audit trail")
+    audit.add_argument("--limit", type=int, default=100)
+    return p
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("RESETD_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # aiohttp's access log line carries the request path, which for the mailed
+    # link would contain the token; log it without the query and with the token cut.
+    logging.getLogger("resetd.access").addFilter(_RedactTokens())
+
+
+_TOKEN_IN_PATH = re.compile(r"/reset_password/[^ \"?/]+")
+
+
+class _RedactTokens(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "/reset_password/" in msg:
+            record.msg = _TOKEN_IN_PATH.sub("/reset_password/<redacted>", msg)
+            record.args = ()
+        return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = _config(args)
+        if args.command == "serve":
+            check_serve_safety(cfg)
+    except ConfigError as exc:
+        print(f"resetd: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging()
+    try:
+        if args.command == "serve":
+            return asyncio.run(serve(cfg))
+        if args.command == "user":
+            if args.user_command == "add":
+                password = _read_password(args)
+                return asyncio.run(_user_add(cfg, args.email, args.username, password))
+            return asyncio.run(_user_list(cfg))
+        if args.command == "outbox":
+            if args.outbox_command == "retry":
+                if (args.id is None) == (not args.all_failed):
+                    print("resetd: outbox retry: give an ID or --all-failed", file=sys.stderr)
+                    return 2
+                return asyncio.run(_outbox_retry(cfg, None if args.all_failed else args.id))
+            return asyncio.run(_outbox_list(cfg, args.all))
+        if args.command == "audit":
+            return asyncio.run(_audit(cfg, args.limit))
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as exc:
+        print(f"resetd: {exc}", file=sys.stderr)
+        return 2
+    return 2

@@ -1,0 +1,128 @@
+"""A real SMTP relay for tests, on a real loopback socket, with scripted faults.
+
+Built on aiosmtpd in the test's own event loop. Each DATA is an "attempt";
+``script`` decides per attempt: accept, reply with an error, drop the
+connection, or stall past the client's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.message
+import email.policy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+ACCEPT = "250 OK"
+DROP = "drop"
+STALL = "stall"
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        msg = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(msg, email.message.EmailMessage)
+        return msg
+
+
+@dataclass
+class Relay:
+    """``script(attempt_number) -> ACCEPT | "4xx/5xx reply" | DROP | STALL``."""
+
+    script: Callable[[int], str] = lambda n: ACCEPT
+    stall_seconds: float = 30.0
+    received: list[Received] = field(default_factory=list)
+    attempts: int = 0
+    connections: int = 0
+    open_connections: int = 0
+    max_open: int = 0
+    server: asyncio.AbstractServer | None = None
+    port: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    transports: set[Any] = field(default_factory=set)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.attempts += 1
+        action = self.script(self.attempts)
+        if action == DROP:
+            assert session.transport is not None
+            session.transport.abort()
+            return "421 closing"
+        if action == STALL:
+            await asyncio.sleep(self.stall_seconds)
+            return "451 too late"
+        if action.startswith("250"):
+            content = envelope.original_content or envelope.content or b""
+            assert isinstance(content, bytes)
+            self.received.append(
+                Received(str(envelope.mail_from), [str(r) for r in envelope.rcpt_tos], content)
+            )
+            self.arrived.set()
+        return action
+
+    async def start(self, port: int = 0) -> int:
+        relay = self
+
+        class CountingSMTP(SMTP):
+            def connection_made(self, transport: Any) -> None:
+                relay.connections += 1
+                relay.open_connections += 1
+                relay.max_open = max(relay.max_open, relay.open_connections)
+                relay.transports.add(transport)
+                super().connection_made(transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                relay.open_connections -= 1
+                relay.transports.discard(self.transport)
+                super().connection_lost(exc)
+
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            partial(CountingSMTP, self, hostname="relay.test", decode_data=False),
+            "127.0.0.1",
+            port,
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for transport in list(self.transports):
+                transport.abort()
+            await self.server.wait_closed()
+            self.server = None
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        async def enough() -> None:
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+        return self.received
+
+
+def first_n(n: int, action: str) -> Callable[[int], str]:
+    """Script: ``action`` for attempts 1..n, then accept."""
+    return lambda attempt: action if attempt <= n else ACCEPT
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
