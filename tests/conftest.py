@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from resetd import keys
@@ -19,6 +19,8 @@ from resetd.app import create_app
 from resetd.config import Config, load_config
 from resetd.passwords import Hasher
 from resetd.users import User
+
+from .relays import Received, Relay
 
 TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"
 GOOD_PASSWORD = "correct horse battery staple"
@@ -99,3 +101,71 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    """A real accepting SMTP relay on a free loopback port."""
+    r = Relay()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+async def rclient(
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
+    make_config: ConfigFactory,
+    relay: Relay,
+) -> TestClient[Any, Any]:
+    """The app with the dev inbox off and [mail] pointing at ``relay``."""
+    return await aiohttp_client(
+        create_app(make_config(dev_inbox={"enabled": False}, mail={"port": relay.port}))
+    )
+
+
+LINK_RE = re.compile(r"http://localhost:8080/reset_password/([A-Za-z0-9_\-.]+)")
+
+
+def token_in(received: Received) -> str:
+    body = received.message.get_body(("plain",))
+    assert body is not None
+    match = LINK_RE.search(body.get_content())
+    assert match, "no reset link in the mail"
+    return match.group(1)
+
+
+async def request_reset(
+    client: TestClient[Any, Any], email: str | list[str], **kw: Any
+) -> ClientResponse:
+    csrf = await csrf_from(client, "/reset_password_request")
+    emails = email if isinstance(email, list) else [email]
+    data = [("csrf_token", csrf), *(("email", e) for e in emails)]
+    return await client.post("/reset_password_request", data=data, allow_redirects=False, **kw)
+
+
+async def set_new_password(
+    client: TestClient[Any, Any],
+    token: str,
+    password: str = NEW_PASSWORD,
+    password2: str | None = None,
+) -> ClientResponse:
+    """Follow the mailed link like a browser, then submit the form."""
+    resp = await client.get(f"/reset_password/{token}", allow_redirects=False)
+    if resp.status != 303:
+        return resp
+    csrf = await csrf_from(client, "/reset_password")
+    return await client.post(
+        "/reset_password",
+        data={"csrf_token": csrf, "password": password, "password2": password2 or password},
+        allow_redirects=False,
+    )
+
+
+async def sign_in(client: TestClient[Any, Any], username: str, password: str) -> ClientResponse:
+    csrf = await csrf_from(client, "/login")
+    return await client.post(
+        "/login",
+        data={"csrf_token": csrf, "username": username, "password": password},
+        allow_redirects=False,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -10,22 +9,22 @@ from aiohttp.test_utils import TestClient
 from resetd import keys
 from resetd.app import create_app
 
-from .conftest import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, csrf_from
+from .conftest import (
+    GOOD_PASSWORD,
+    LINK_RE,
+    NEW_PASSWORD,
+    ConfigFactory,
+    add_user,
+    csrf_from,
+    request_reset,
+)
 from .relays import Relay
 
-LINK_RE = re.compile(r"http://localhost:8080/reset_password/([A-Za-z0-9_\-.]+)")
 
 
-async def request_reset(client: TestClient[Any, Any], email: str) -> Any:
-    csrf = await csrf_from(client, "/reset_password_request")
-    return await client.post(
-        "/reset_password_request",
-        data={"csrf_token": csrf, "email": email},
-        allow_redirects=False,
-    )
-
-
-async def test_reset_flow_through_a_real_relay(aiohttp_client: Any, make_config: ConfigFactory) -> None:
+async def test_reset_flow_through_a_real_relay(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
     relay = Relay()
     port = await relay.start()
     try:
