@@ -23,6 +23,7 @@ from .audit import AuditLog
 from .config import Config
 from .db import Database
 from .limits import RateLimiter
+from .logs import install_redaction
 from .mail_compose import MailComposer
 from .middlewares import csrf_middleware, errors_middleware, security_headers
 from .outbox import OutboxStore, OutboxWorker
@@ -75,8 +76,13 @@ async def request_processor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
+    install_redaction()
     app = web.Application(
-        middlewares=[session_middleware(cookie_storage(config)), errors_middleware, csrf_middleware],
+        middlewares=[
+            session_middleware(cookie_storage(config)),
+            errors_middleware,
+            csrf_middleware,
+        ],
         client_max_size=1024 * 1024,
     )
     app[keys.config] = config

@@ -11,7 +11,6 @@ import asyncio
 import getpass
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +22,7 @@ from aiohttp import web
 from . import keys
 from .config import Config, ConfigError, check_serve_safety, load_config
 from .db import Database
+from .logs import setup_logging
 from .outbox import OutboxStore
 from .passwords import Hasher, check_policy
 from .users import DuplicateUser, UserStore
@@ -90,7 +90,7 @@ async def serve(cfg: Config) -> int:
     from .app import create_app
 
     app = create_app(cfg)
-    runner = web.AppRunner(app, access_log=logging.getLogger("resetd.access"))
+    runner = web.AppRunner(app)
     try:
         await runner.setup()  # runs the cleanup contexts' startup halves
     except OSError as exc:  # e.g. the dev inbox's SMTP port is taken
@@ -202,8 +202,10 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
 async def _outbox_retry(cfg: Config, mail_id: int | None) -> int:
     n = await _with_db(cfg, lambda db: OutboxStore(db).retry(mail_id))
     if n == 0:
-        print("resetd: nothing to retry" + (f" (no failed mail {mail_id})" if mail_id else ""),
-              file=sys.stderr)
+        print(
+            "resetd: nothing to retry" + (f" (no failed mail {mail_id})" if mail_id else ""),
+            file=sys.stderr,
+        )
         return 1
     print(f"{n} mail(s) queued again; a running resetd sends them within a second")
     return 0
@@ -229,11 +231,14 @@ async def _audit(cfg: Config, limit: int) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", metavar="PATH", default=argparse.SUPPRESS,
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
         help="config file (default: $RESETD_CONFIG or ./resetd.toml)",
     )
     p = argparse.ArgumentParser(
-        prog="resetd", description="Self-hosted password reset with a built-in dev inbox.",
+        prog="resetd",
+        description="Self-hosted password reset with a built-in dev inbox.",
         parents=[common],
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -244,8 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     add = usub.add_parser("add", parents=[common], help="create an account")
     add.add_argument("--email", required=True)
     add.add_argument("--username", required=True)
-    add.add_argument("--password-stdin", action="store_true",
-                     help="read the password from the first line of standard input")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
     usub.add_parser("list", parents=[common], help="list accounts")
 
     outbox = sub.add_parser("outbox", parents=[common], help="show pending and failed mail")
@@ -260,29 +268,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("RESETD_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # aiohttp's access log line carries the request path, which for the mailed
-    # link would contain the token; log it without the query and with the token cut.
-    logging.getLogger("resetd.access").addFilter(_RedactTokens())
-
-
-_TOKEN_IN_PATH = re.compile(r"/reset_password/[^ \"?/]+")
-
-
-class _RedactTokens(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        if "/reset_password/" in msg:
-            record.msg = _TOKEN_IN_PATH.sub("/reset_password/<redacted>", msg)
-            record.args = ()
-        return True
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -292,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"resetd: {exc}", file=sys.stderr)
         return 2
-    _setup_logging()
+    setup_logging(os.environ.get("RESETD_LOG_LEVEL", "INFO"))
     try:
         if args.command == "serve":
             return asyncio.run(serve(cfg))

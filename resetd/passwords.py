@@ -16,6 +16,7 @@ import hmac
 import secrets
 import string
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from functools import cache
 from pathlib import Path
 
@@ -98,9 +99,10 @@ def werkzeug_scrypt_hash(password: str, salt: bytes | None = None) -> str:
         salt.decode() if salt is not None else "".join(secrets.choice(alphabet) for _ in range(16))
     )
     n, r, p = 2**15, 8, 1
-    got = hashlib.scrypt(password.encode(), salt=salt_s.encode(), n=n, r=r, p=p, maxmem=132 * n * r * p)
+    got = hashlib.scrypt(
+        password.encode(), salt=salt_s.encode(), n=n, r=r, p=p, maxmem=132 * n * r * p
+    )
     return f"scrypt:{n}:{r}:{p}${salt_s}${got.hex()}"
-
 
 
 @cache
@@ -116,13 +118,18 @@ class PolicyError:
 
 
 def _too_similar(password: str, other: str) -> bool:
-    """Equal, contained, or containing after normalisation (3+ character identifiers)."""
+    """Equal, mostly made of ``other``, or close to it (Django's ratio of 0.7)."""
     p, o = normalize(password), normalize(other)
-    if not o:
+    if len(o) < 3:
         return False
     if p == o:
         return True
-    return len(o) >= 4 and (o in p and len(p) - len(o) < 6 or p in o)
+    rest = "".join(ch for ch in p.replace(o, "") if ch.isalnum())
+    if o in p and len(rest) < 8:
+        return True
+    return SequenceMatcher(None, p, o).quick_ratio() >= 0.7 and (
+        SequenceMatcher(None, p, o).ratio() >= 0.7
+    )
 
 
 def check_policy(
@@ -146,13 +153,13 @@ def check_policy(
             )
         )
     elif length > cfg.max_length:
-        errors.append(
-            PolicyError("password", f"Use at most {cfg.max_length} characters.")
-        )
+        errors.append(PolicyError("password", f"Use at most {cfg.max_length} characters."))
     elif password.lower() in common_passwords():
         errors.append(PolicyError("password", "This password is too common; choose another."))
-    elif _too_similar(password, username) or _too_similar(password, email.split("@")[0]) or (
-        _too_similar(password, email)
+    elif (
+        _too_similar(password, username)
+        or _too_similar(password, email.split("@")[0])
+        or (_too_similar(password, email))
     ):
         errors.append(
             PolicyError("password", "This password is too similar to your username or email.")

@@ -1,0 +1,41 @@
+"""Logging that never carries a reset token.
+
+The mailed link's path holds the token, and aiohttp's access log prints request
+paths; aiosqlite's DEBUG lines print statement parameters (the outbox row holds
+the rendered mail, link included). Both are tamed here, once, for any runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_TOKEN_IN_PATH = re.compile(r"/reset_password/[^\s\"?/]+")
+
+
+class RedactTokens(logging.Filter):
+    """Rewrites ``/reset_password/<token>`` to ``/reset_password/<redacted>``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "/reset_password/" in msg:
+            record.msg = _TOKEN_IN_PATH.sub("/reset_password/<redacted>", msg)
+            record.args = ()
+        return True
+
+
+def install_redaction() -> None:
+    access = logging.getLogger("aiohttp.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
+    # Statement parameters include outgoing mail; keep them out at any level.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    install_redaction()
