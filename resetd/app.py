@@ -19,6 +19,7 @@ from aiohttp_session import session_middleware
 
 from . import keys
 from .assets import template_dir
+from .app_users import SqliteAppUsers
 from .audit import AuditLog
 from .config import Config
 from .db import Database
@@ -38,14 +39,26 @@ log = logging.getLogger(__name__)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    db = await Database.open(app[keys.config].database.path)
+    cfg = app[keys.config]
+    db = await Database.open(cfg.database.path)
     app[keys.db] = db
-    app[keys.users] = UserStore(db)
+    app_users: SqliteAppUsers | None = None
+    if cfg.users.store == "sqlite":
+        try:
+            app_users = await SqliteAppUsers.open(cfg.users)
+        except BaseException:
+            await db.close()
+            raise
+        app[keys.users] = app_users
+    else:
+        app[keys.users] = UserStore(db)
     app[keys.ledger] = TokenLedger(db)
     app[keys.outbox_store] = OutboxStore(db)
     app[keys.limiter] = RateLimiter(db)
     app[keys.audit] = AuditLog(db)
     yield
+    if app_users is not None:
+        await app_users.close()
     await db.close()
 
 
@@ -86,7 +99,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=1024 * 1024,
     )
     app[keys.config] = config
-    app[keys.hasher] = Hasher(config.passwords)
+    app[keys.hasher] = Hasher(config.passwords, config.users.effective_hash_format)
     app[keys.codec] = TokenCodec(
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
     )

@@ -17,11 +17,11 @@ if TYPE_CHECKING:
     from .passwords import Hasher
     from .reset_request import RequestProcessor
     from .tokens import TokenCodec, TokenLedger
-    from .users import User, UserStore
+    from .users import AccountStore, User
 
 config: web.AppKey[Config] = web.AppKey("config")
 db: web.AppKey[Database] = web.AppKey("db")
-users: web.AppKey[UserStore] = web.AppKey("users")
+users: web.AppKey[AccountStore] = web.AppKey("users")
 hasher: web.AppKey[Hasher] = web.AppKey("hasher")
 codec: web.AppKey[TokenCodec] = web.AppKey("codec")
 ledger: web.AppKey[TokenLedger] = web.AppKey("ledger")

@@ -20,6 +20,7 @@ from difflib import SequenceMatcher
 from functools import cache
 from pathlib import Path
 
+import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -29,10 +30,22 @@ from .users import normalize
 _COMMON_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
 
 
-class Hasher:
-    """argon2id hashing; every call that burns CPU runs in a worker thread."""
+HASH_FORMATS = ("argon2", "werkzeug", "bcrypt")
+BCRYPT_MAX_BYTES = 72  # bcrypt ignores the rest; we refuse rather than truncate
 
-    def __init__(self, cfg: PasswordConfig) -> None:
+
+class Hasher:
+    """Hashing in one target format; every call that burns CPU runs in a thread.
+
+    Verifies argon2, Werkzeug (``scrypt:``/``pbkdf2:``) and bcrypt (``$2a$``,
+    ``$2b$``, ``$2y$``) hashes whatever the target, so accounts keep working
+    across formats and are upgraded to the target on their next sign-in.
+    """
+
+    def __init__(self, cfg: PasswordConfig, fmt: str = "argon2") -> None:
+        if fmt not in HASH_FORMATS:
+            raise ValueError(f"unknown hash format {fmt!r}")
+        self.format = fmt
         self._ph = PasswordHasher(
             time_cost=cfg.argon2_time_cost,
             memory_cost=cfg.argon2_memory_cost,
@@ -40,17 +53,33 @@ class Hasher:
         )
         # A fixed hash to verify against when an account does not exist, so a
         # wrong username costs the same time as a wrong password.
-        self._dummy = self._ph.hash("resetd-timing-equaliser")
+        self._dummy = self.hash_sync("resetd-timing-equaliser")
+
+    @property
+    def max_password_bytes(self) -> int | None:
+        return BCRYPT_MAX_BYTES if self.format == "bcrypt" else None
 
     def hash_sync(self, password: str) -> str:
+        if self.format == "werkzeug":
+            return werkzeug_scrypt_hash(password)
+        if self.format == "bcrypt":
+            return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
         return self._ph.hash(password)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._ph.hash, password)
+        return await asyncio.to_thread(self.hash_sync, password)
 
     def verify_sync(self, stored: str, password: str) -> bool:
         if stored.startswith(("scrypt:", "pbkdf2:")):
             return verify_werkzeug(stored, password)
+        if stored.startswith(("$2a$", "$2b$", "$2y$")):
+            pw = password.encode()
+            if len(pw) > BCRYPT_MAX_BYTES:
+                return False
+            try:
+                return bcrypt.checkpw(pw, stored.encode())
+            except ValueError:
+                return False
         try:
             return self._ph.verify(stored, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -64,6 +93,10 @@ class Hasher:
         return await asyncio.to_thread(self.verify_sync, stored, password)
 
     def needs_rehash(self, stored: str) -> bool:
+        if self.format == "werkzeug":
+            return not stored.startswith("scrypt:")
+        if self.format == "bcrypt":
+            return not stored.startswith("$2b$")
         if not stored.startswith("$argon2"):
             return True
         try:
@@ -133,7 +166,12 @@ def _too_similar(password: str, other: str) -> bool:
 
 
 def check_policy(
-    cfg: PasswordConfig, password: str, password2: str, username: str, email: str
+    cfg: PasswordConfig,
+    password: str,
+    password2: str,
+    username: str,
+    email: str,
+    max_bytes: int | None = None,
 ) -> list[PolicyError]:
     """NIST SP 800-63B-4 rules: length, blocklist, not the identity, fields match.
 
@@ -154,6 +192,14 @@ def check_policy(
         )
     elif length > cfg.max_length:
         errors.append(PolicyError("password", f"Use at most {cfg.max_length} characters."))
+    elif max_bytes is not None and len(password.encode()) > max_bytes:
+        errors.append(
+            PolicyError(
+                "password",
+                f"This account store keeps at most {max_bytes} bytes of a password; "
+                "use a shorter one.",
+            )
+        )
     elif password.lower() in common_passwords():
         errors.append(PolicyError("password", "This password is too common; choose another."))
     elif (

@@ -54,8 +54,11 @@ async def check_token(app: web.Application, token: str) -> tuple[User, Claims]:
 
 async def _invalid(request: web.Request, reason: str, user_id: int | None = None) -> web.Response:
     await request.app[keys.audit].add(
-        "token_use", f"rejected: {reason}", user_id=user_id,
-        client_ip=client_ip(request), user_agent=user_agent(request),
+        "token_use",
+        f"rejected: {reason}",
+        user_id=user_id,
+        client_ip=client_ip(request),
+        user_agent=user_agent(request),
     )
     session = await get_session(request)
     session.pop(SESSION_TOKEN, None)
@@ -126,9 +129,18 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
         return await _invalid(request, exc.reason)
     form = await request.post()
     password, password2 = str(form.get("password", "")), str(form.get("password2", ""))
-    problems = check_policy(cfg.passwords, password, password2, user.username, user.email)
+    problems = check_policy(
+        cfg.passwords,
+        password,
+        password2,
+        user.username,
+        user.email,
+        app[keys.hasher].max_password_bytes,
+    )
     if problems:
-        burned = await app[keys.ledger].record_failure(claims.jti, cfg.limits.failed_posts_per_token)
+        burned = await app[keys.ledger].record_failure(
+            claims.jti, cfg.limits.failed_posts_per_token
+        )
         if burned:
             return await _invalid(request, "burned after too many failed attempts", user.id)
         errors: dict[str, str] = {}
@@ -144,7 +156,7 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
             if not await app[keys.ledger].consume(conn, claims.jti, now):
                 raise _Stale("used")
             if not await app[keys.users].replace_password_hash(
-                conn, user.id, user.password_hash, new_hash
+                user.id, user.password_hash, new_hash, within=conn
             ):
                 raise _Stale("superseded")
             notice = app[keys.composer].changed_mail(

@@ -13,10 +13,32 @@ import hmac
 import time
 import unicodedata
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiosqlite
 
 from .db import Database, Row
+
+
+class AccountStore(Protocol):
+    """Where accounts live: resetd's own table, or a host application's."""
+
+    async def get(self, user_id: int) -> User | None: ...
+
+    async def find_by_email(self, email_norm: str) -> User | None: ...
+
+    async def find_by_login(self, login: str) -> User | None: ...
+
+    async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool: ...
+
+    async def replace_password_hash(
+        self,
+        user_id: int,
+        old_hash: str,
+        new_hash: str,
+        *,
+        within: aiosqlite.Connection | None = None,
+    ) -> bool: ...
 
 
 class DuplicateUser(Exception):
@@ -91,7 +113,9 @@ class UserStore:
         return User(user_id, username, email, password_hash)
 
     async def get(self, user_id: int) -> User | None:
-        return _user(await self.db.fetchone(f"SELECT {_COLUMNS} FROM users WHERE id = ?", (user_id,)))
+        return _user(
+            await self.db.fetchone(f"SELECT {_COLUMNS} FROM users WHERE id = ?", (user_id,))
+        )
 
     async def find_by_email(self, email_norm: str) -> User | None:
         """Look up by an already-normalised address (see :func:`normalize`)."""
@@ -122,17 +146,25 @@ class UserStore:
     async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
         """Transparent re-hash on login; a no-op if the password changed meanwhile."""
         async with self.db.transaction() as conn:
-            return await self.replace_password_hash(conn, user_id, old_hash, new_hash)
+            return await self.replace_password_hash(user_id, old_hash, new_hash, within=conn)
 
-    @staticmethod
     async def replace_password_hash(
-        conn: aiosqlite.Connection, user_id: int, old_hash: str, new_hash: str
+        self,
+        user_id: int,
+        old_hash: str,
+        new_hash: str,
+        *,
+        within: aiosqlite.Connection | None = None,
     ) -> bool:
-        """Inside the caller's transaction: swap the hash only if it is still ``old_hash``.
+        """Swap the hash only if it is still ``old_hash`` — inside ``within`` (the
+        caller's transaction on resetd's database) when given.
 
         Returns False when the password changed meanwhile (the token's binding is stale).
         """
-        cur = await conn.execute(
+        if within is None:
+            async with self.db.transaction() as conn:
+                return await self.replace_password_hash(user_id, old_hash, new_hash, within=conn)
+        cur = await within.execute(
             "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND password_hash = ?",
             (new_hash, time.time(), user_id, old_hash),
         )

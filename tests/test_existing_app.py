@@ -1,0 +1,217 @@
+"""Password reset for an app that already has a users table (microblog-style)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import String, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from resetd.app import create_app
+
+from .conftest import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, set_new_password
+from .relays import Relay
+from .test_config import run_cli
+from .test_tokens import assert_rejected, mailed_token
+
+APP_LOGIN = "http://app.example/auth/login"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AppUser(Base):
+    """The Flask Mega-Tutorial's model, as its migrations create it."""
+
+    __tablename__ = "user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True, unique=True)
+    email: Mapped[str] = mapped_column(String(120), index=True, unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    about_me: Mapped[str | None] = mapped_column(String(140))
+
+
+HASHERS: dict[str, Callable[[str], str]] = {
+    "werkzeug": generate_password_hash,
+    "bcrypt": lambda pw: bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode(),
+    "argon2": PasswordHasher(time_cost=1, memory_cost=8192).hash,
+}
+CHECKERS: dict[str, Callable[[str, str], bool]] = {
+    "werkzeug": check_password_hash,
+    "bcrypt": lambda stored, pw: bcrypt.checkpw(pw.encode(), stored.encode()),
+    "argon2": lambda stored, pw: _argon2_ok(stored, pw),
+}
+
+
+def _argon2_ok(stored: str, pw: str) -> bool:
+    try:
+        return PasswordHasher().verify(stored, pw)
+    except Exception:
+        return False
+
+
+def make_app_db(path: Path, fmt: str) -> None:
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(
+                AppUser(
+                    username="susan",
+                    email="susan@example.com",
+                    password_hash=HASHERS[fmt](GOOD_PASSWORD),
+                )
+            )
+            session.add(
+                AppUser(
+                    username="john",
+                    email="john@example.com",
+                    password_hash=HASHERS[fmt](GOOD_PASSWORD),
+                )
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def stored_hash(path: Path, username: str) -> str:
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with Session(engine) as session:
+            user = session.scalars(select(AppUser).where(AppUser.username == username)).one()
+            assert user.password_hash is not None
+            return user.password_hash
+    finally:
+        engine.dispose()
+
+
+def schema(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    conn.close()
+    return rows
+
+
+@pytest.mark.parametrize("fmt", ["werkzeug", "bcrypt", "argon2"])
+async def test_reset_writes_a_hash_the_apps_own_library_accepts(
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay, tmp_path: Path, fmt: str
+) -> None:
+    app_db = tmp_path / "app.db"
+    make_app_db(app_db, fmt)
+    before = schema(app_db)
+    john_before = stored_hash(app_db, "john")
+    cfg = make_config(
+        dev_inbox={"enabled": False},
+        mail={"port": relay.port},
+        users={"store": "sqlite", "path": str(app_db), "hash_format": fmt},
+        server={"login_url": APP_LOGIN, "login_pages": False},
+    )
+    client = await aiohttp_client(create_app(cfg))
+
+    token = await mailed_token(client, relay, "Susan@Example.com")
+    assert relay.received[0].rcpt_tos == ["susan@example.com"]
+    resp = await set_new_password(client, token)
+    assert resp.status == 303
+    assert resp.headers["Location"] == APP_LOGIN  # the flow ends in the host app
+
+    new = stored_hash(app_db, "susan")
+    assert CHECKERS[fmt](new, NEW_PASSWORD)
+    assert not CHECKERS[fmt](new, GOOD_PASSWORD)
+    if fmt == "werkzeug":
+        assert new.startswith("scrypt:")
+    assert stored_hash(app_db, "john") == john_before  # only that user's row is written
+    assert schema(app_db) == before  # resetd never alters the app's schema
+    await assert_rejected(client, token)
+
+
+async def test_own_login_pages_can_be_turned_off(
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay, tmp_path: Path
+) -> None:
+    app_db = tmp_path / "app.db"
+    make_app_db(app_db, "werkzeug")
+    cfg = make_config(
+        dev_inbox={"enabled": False},
+        mail={"port": relay.port},
+        users={"store": "sqlite", "path": str(app_db)},
+        server={"login_url": APP_LOGIN, "login_pages": False},
+    )
+    client = await aiohttp_client(create_app(cfg))
+    assert (await client.get("/login")).status == 404
+    page = await (await client.get("/reset_password_request")).text()
+    assert f'href="{APP_LOGIN}"' in page
+
+
+async def test_password_changed_by_the_app_kills_an_outstanding_link(
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay, tmp_path: Path
+) -> None:
+    app_db = tmp_path / "app.db"
+    make_app_db(app_db, "werkzeug")
+    cfg = make_config(
+        dev_inbox={"enabled": False},
+        mail={"port": relay.port},
+        users={"store": "sqlite", "path": str(app_db)},
+    )
+    client = await aiohttp_client(create_app(cfg))
+    token = await mailed_token(client, relay)
+    # The app changes the password itself (its own "change password" page).
+    engine = create_engine(f"sqlite:///{app_db}")
+    try:
+        with Session(engine) as session:
+            user = session.scalars(select(AppUser).where(AppUser.username == "susan")).one()
+            user.password_hash = generate_password_hash("changed inside the app itself")
+            session.commit()
+    finally:
+        engine.dispose()
+    await assert_rejected(client, token)
+    assert (await set_new_password(client, token)).status == 400
+
+
+async def test_sign_in_with_an_app_hash_works_through_resetds_pages(
+    aiohttp_client: Any, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    from .conftest import sign_in
+
+    app_db = tmp_path / "app.db"
+    make_app_db(app_db, "werkzeug")
+    cfg = make_config(users={"store": "sqlite", "path": str(app_db)}, dev_inbox={"enabled": False})
+    client = await aiohttp_client(create_app(cfg))
+    assert (await sign_in(client, "susan", GOOD_PASSWORD)).status == 303
+    assert check_password_hash(stored_hash(app_db, "susan"), GOOD_PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("users", "expected"),
+    [
+        ({"table": "users"}, "[users] table: no table 'users'"),
+        ({"email_column": "mail"}, "[users] email_column: table 'user' has no column 'mail'"),
+        (
+            {"id_column": "username"},
+            "[users] id_column: column 'username' is VARCHAR(64), expected an integer",
+        ),
+        ({"path": "/nonexistent/app.db"}, "[users] path: no database file"),
+    ],
+)
+def test_wrong_mapping_is_a_clear_startup_error(
+    tmp_path: Path, users: dict[str, str], expected: str
+) -> None:
+    app_db = tmp_path / "app.db"
+    make_app_db(app_db, "werkzeug")
+    mapping = {"store": "sqlite", "path": str(app_db), **users}
+    lines = "\n".join(f'{k} = "{v}"' for k, v in mapping.items())
+    cfg = tmp_path / "resetd.toml"
+    cfg.write_text(
+        f'[server]\nsecret_key = "{"k" * 32}"\nport = 0\n[database]\npath = "{tmp_path / "r.db"}"\n'
+        f"[users]\n{lines}\n"
+    )
+    result = run_cli("serve", "--config", str(cfg), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
