@@ -93,9 +93,10 @@ async def serve(cfg: Config) -> int:
     runner = web.AppRunner(app)
     try:
         await runner.setup()  # runs the cleanup contexts' startup halves
-    except OSError as exc:  # e.g. the dev inbox's SMTP port is taken
+    except (OSError, ConfigError) as exc:  # a taken SMTP port, a bad [users] mapping …
         await runner.cleanup()
-        print(f"resetd: cannot start: {exc}", file=sys.stderr)
+        print(f"resetd: {exc}" if isinstance(exc, ConfigError) else f"resetd: cannot start: {exc}",
+              file=sys.stderr)
         return 2
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
     try:
@@ -136,6 +137,17 @@ def _read_password(args: argparse.Namespace) -> str:
     if first != second:
         raise SystemExit("resetd: the two passwords do not match")
     return first
+
+
+def _own_store_only(cfg: Config) -> int | None:
+    if cfg.users.store != "resetd":
+        print(
+            f"resetd: [users] store is {cfg.users.store!r}: accounts live in the application's "
+            f"table ({cfg.users.path}); manage them there",
+            file=sys.stderr,
+        )
+        return 1
+    return None
 
 
 async def _user_add(cfg: Config, email: str, username: str, password: str) -> int:
@@ -282,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return asyncio.run(serve(cfg))
         if args.command == "user":
+            refused = _own_store_only(cfg)
+            if refused is not None:
+                return refused
             if args.user_command == "add":
                 password = _read_password(args)
                 return asyncio.run(_user_add(cfg, args.email, args.username, password))

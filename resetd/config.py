@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 DEV_SECRET_KEY = "dev-only-secret-change-me-before-deploying-resetd"
 
@@ -54,6 +57,7 @@ class MailConfig:
     timeout: float = 10.0
     max_age: int = 86400
     backoff_cap: float = 300.0
+    retry_base: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,24 @@ class PasswordConfig:
 
 
 @dataclass(frozen=True)
+class UsersConfig:
+    store: str = "resetd"
+    path: str = ""
+    table: str = "user"
+    id_column: str = "id"
+    email_column: str = "email"
+    username_column: str = "username"
+    password_hash_column: str = "password_hash"
+    hash_format: str = ""  # "" = argon2 for resetd's store, werkzeug for an app's
+
+    @property
+    def effective_hash_format(self) -> str:
+        if self.hash_format:
+            return self.hash_format
+        return "argon2" if self.store == "resetd" else "werkzeug"
+
+
+@dataclass(frozen=True)
 class DevInboxConfig:
     enabled: bool = False
     smtp_host: str = "127.0.0.1"
@@ -99,6 +121,7 @@ class Config:
     reset: ResetConfig = field(default_factory=ResetConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     passwords: PasswordConfig = field(default_factory=PasswordConfig)
+    users: UsersConfig = field(default_factory=UsersConfig)
     dev_inbox: DevInboxConfig = field(default_factory=DevInboxConfig)
     source: str = "<defaults>"
 
@@ -123,6 +146,7 @@ SECTIONS: dict[str, type[Any]] = {
     "reset": ResetConfig,
     "limits": LimitsConfig,
     "passwords": PasswordConfig,
+    "users": UsersConfig,
     "dev_inbox": DevInboxConfig,
 }
 
@@ -245,6 +269,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"[mail] max_age: expected a positive number, got {m.max_age}")
     if m.backoff_cap <= 0:
         raise ConfigError(f"[mail] backoff_cap: expected a positive number, got {m.backoff_cap}")
+    if not 0 < m.retry_base <= m.backoff_cap:
+        raise ConfigError(
+            f"[mail] retry_base: expected a positive number up to backoff_cap, got {m.retry_base}"
+        )
     if "@" not in m.sender:
         raise ConfigError(f"[mail] sender: expected an address, got {m.sender!r}")
     if cfg.reset.token_ttl < 30 or cfg.reset.token_ttl > 86400:
@@ -266,6 +294,32 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             "[passwords] argon2_*: below OWASP's floor (memory_cost >= 8192 KiB, time_cost >= 1)"
         )
+    if s.login_url and not (
+        s.login_url.startswith("/") and not s.login_url.startswith("//")
+        or urlsplit(s.login_url).scheme in ("http", "https")
+    ):
+        raise ConfigError(
+            f"[server] login_url: expected a path like /login or an http(s) URL, got {s.login_url!r}"
+        )
+    if not s.login_pages and not s.login_url:
+        raise ConfigError(
+            "[server] login_pages: false needs [server] login_url (where users sign in instead)"
+        )
+    u = cfg.users
+    if u.store not in ("resetd", "sqlite"):
+        raise ConfigError(f"[users] store: expected \"resetd\" or \"sqlite\", got {u.store!r}")
+    if u.hash_format and u.hash_format not in ("argon2", "werkzeug", "bcrypt"):
+        raise ConfigError(
+            f"[users] hash_format: expected argon2, werkzeug or bcrypt, got {u.hash_format!r}"
+        )
+    if u.store == "sqlite":
+        if not u.path:
+            raise ConfigError("[users] path: required when store = \"sqlite\" (the app's database)")
+        for key in ("table", "id_column", "email_column", "username_column",
+                    "password_hash_column"):
+            value = getattr(u, key)
+            if not _IDENTIFIER.fullmatch(value):
+                raise ConfigError(f"[users] {key}: expected a plain SQL identifier, got {value!r}")
     d = cfg.dev_inbox
     if not 0 <= d.smtp_port <= 65535:
         raise ConfigError(f"[dev_inbox] smtp_port: expected 0-65535, got {d.smtp_port}")
