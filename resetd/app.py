@@ -25,6 +25,7 @@ from .config import Config
 from .db import Database
 from .limits import RateLimiter
 from .logs import install_redaction
+from .loopmon import loop_monitor_ctx
 from .mail_compose import MailComposer
 from .middlewares import csrf_middleware, errors_middleware, security_headers
 from .outbox import OutboxStore, OutboxWorker
@@ -111,6 +112,7 @@ def create_app(config: Config) -> web.Application:
     )
     app.on_response_prepare.append(security_headers)
 
+    app.cleanup_ctx.append(loop_monitor_ctx)
     app.cleanup_ctx.append(database_ctx)
     if config.dev_inbox.enabled:
         from .inbox import inbox_ctx

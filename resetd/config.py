@@ -160,6 +160,9 @@ TUTORIAL_ENV = {
     "MAIL_PASSWORD": ("mail", "password"),
 }
 
+# RESETD_* variables that steer the process rather than name a config key.
+PROCESS_ENV = {"RESETD_CONFIG", "RESETD_LOG_LEVEL", "RESETD_LOOP_STATS"}
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -398,7 +401,7 @@ def load_config(
         if name in env:
             values[section][key] = (env[name], True)
     for name, value in env.items():
-        if not name.startswith("RESETD_") or name == "RESETD_CONFIG":
+        if not name.startswith("RESETD_") or name in PROCESS_ENV:
             continue
         rest = name[len("RESETD_") :].lower()
         for section in SECTIONS:

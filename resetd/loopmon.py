@@ -1,0 +1,64 @@
+"""Event-loop health: a ticker that notices when something blocks the loop.
+
+Every ``interval`` seconds a sleeping task wakes up and measures how late it
+is. A delay over 100 ms is logged as a warning (something ran on the loop that
+should have gone to a thread). With ``RESETD_LOOP_STATS=/path.json`` the ticker
+runs every 10 ms and writes max/p99/p50 delay to that file on shutdown — the
+benchmarks read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+WARN_AFTER = 0.1
+
+
+class LoopMonitor:
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.delays: list[float] = []
+        self.keep = False
+
+    async def run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            delay = time.perf_counter() - started - self.interval
+            if self.keep:
+                self.delays.append(delay)
+            if delay > WARN_AFTER:
+                log.warning("event loop was blocked for %.0f ms", delay * 1000)
+
+    def stats(self) -> dict[str, float]:
+        d = sorted(self.delays)
+        if not d:
+            return {"ticks": 0, "max_ms": 0.0, "p99_ms": 0.0, "p50_ms": 0.0}
+        return {
+            "ticks": len(d),
+            "max_ms": d[-1] * 1000,
+            "p99_ms": d[min(len(d) - 1, int(len(d) * 0.99))] * 1000,
+            "p50_ms": d[len(d) // 2] * 1000,
+        }
+
+
+async def loop_monitor_ctx(app: web.Application) -> AsyncIterator[None]:
+    out = os.environ.get("RESETD_LOOP_STATS")
+    monitor = LoopMonitor(0.01 if out else 0.25)
+    monitor.keep = bool(out)
+    task = asyncio.create_task(monitor.run(), name="loop-monitor")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    if out:
+        Path(out).write_text(json.dumps(monitor.stats()), encoding="utf-8")
