@@ -1,0 +1,79 @@
+"""The dev inbox: an in-process SMTP sink, its SQLite store, pages and a Mailpit-style API.
+
+:func:`inbox_ctx` is the cleanup context (store → writer → SMTP server, torn
+down in reverse); :func:`add_inbox_routes` adds the routes, every handler
+behind :func:`~resetd.inbox.access.guarded` (loopback, or the password).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+from aiohttp import web
+
+from .. import keys
+from ..db import Database
+from . import api, events, pages
+from . import appkeys as ikeys
+from .access import guarded
+from .sink import SinkHandler, SinkStats, start_sink
+from .store import INBOX_MIGRATIONS, InboxStore
+from .writer import InboxWriter
+
+__all__ = ["add_inbox_routes", "inbox_ctx"]
+
+
+async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the store, start the writer and the SMTP sink; close all three after."""
+    cfg = app[keys.config].dev_inbox
+    async with AsyncExitStack() as stack:
+        db = await Database.open(cfg.path, migrations=INBOX_MIGRATIONS)
+        store = InboxStore(db, cfg.max_messages)
+        stack.push_async_callback(store.close)
+        hub = events.InboxEvents()
+        stack.callback(hub.close)
+        writer = InboxWriter(store, hub)
+        await writer.start()
+        stack.push_async_callback(writer.stop)
+        stats = SinkStats()
+        sink = await start_sink(cfg, SinkHandler(writer, stats))
+        stack.push_async_callback(sink.close)
+        app[keys.inbox_store] = store
+        app[ikeys.events] = hub
+        app[ikeys.writer] = writer
+        app[ikeys.stats] = stats
+        app[keys.inbox_smtp_address] = sink.address
+        yield
+
+
+async def _end_streams(app: web.Application) -> None:
+    """on_shutdown: end live streams and long-polls so shutdown is not held up."""
+    hub = app.get(ikeys.events)
+    if hub is not None:
+        hub.close()
+
+
+def add_inbox_routes(app: web.Application) -> None:
+    r = app.router
+    v1 = "/dev/inbox/api/v1"
+    r.add_get("/dev/inbox", guarded(pages.inbox_page), name="inbox")
+    r.add_get("/dev/inbox/events", guarded(events.event_stream), name="inbox_events")
+    r.add_get("/dev/inbox/livez", guarded(api.livez), name="inbox_livez")
+    r.add_get("/dev/inbox/readyz", guarded(api.readyz), name="inbox_readyz")
+    r.add_post("/dev/inbox/delete", guarded(pages.delete_all), name="inbox_delete_all")
+    r.add_get("/dev/inbox/{id}", guarded(pages.message_page), name="inbox_message")
+    r.add_get("/dev/inbox/{id}/download", guarded(pages.download_eml), name="inbox_download")
+    r.add_post("/dev/inbox/{id}/delete", guarded(pages.delete_message), name="inbox_delete")
+    r.add_get(f"{v1}/messages", guarded(api.list_messages), name="inbox_api_messages")
+    r.add_put(f"{v1}/messages", guarded(api.set_read))
+    r.add_delete(f"{v1}/messages", guarded(api.delete_messages))
+    r.add_get(f"{v1}/search", guarded(api.search_messages), name="inbox_api_search")
+    r.add_delete(f"{v1}/search", guarded(api.delete_search))
+    r.add_get(f"{v1}/message/{{id}}", guarded(api.get_message), name="inbox_api_message")
+    r.add_get(f"{v1}/message/{{id}}/headers", guarded(api.get_headers))
+    r.add_get(f"{v1}/message/{{id}}/raw", guarded(api.get_raw))
+    r.add_get(f"{v1}/message/{{id}}/part/{{part}}", guarded(api.get_part))
+    r.add_get(f"{v1}/message/{{id}}/links", guarded(api.get_links))
+    r.add_get(f"{v1}/info", guarded(api.info), name="inbox_api_info")
+    app.on_shutdown.append(_end_streams)

@@ -1,0 +1,98 @@
+"""Live updates: an in-process fan-out of inbox events, served as Server-Sent Events.
+
+The writer publishes ``new`` (one message summary), ``read``, ``delete`` and
+``stats`` (total/unread) events; each open ``/dev/inbox/events`` stream and
+each long-polling API request holds a subscription. A subscriber that falls
+far behind is dropped (its stream ends; the browser's EventSource reconnects
+and the page reloads its list) rather than letting a queue grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiohttp import web
+
+from .. import keys
+from . import appkeys as ikeys
+
+log = logging.getLogger(__name__)
+
+Event = tuple[str, dict[str, Any]]
+MAX_BACKLOG = 1000
+KEEPALIVE_SECONDS = 15.0
+
+
+class InboxEvents:
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[Event | None]] = set()
+        self.closed = False
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        for queue in list(self._subscribers):
+            if queue.qsize() >= MAX_BACKLOG:
+                self._subscribers.discard(queue)
+                queue.put_nowait(None)
+            else:
+                queue.put_nowait((kind, data))
+
+    @contextmanager
+    def subscribe(self) -> Iterator[asyncio.Queue[Event | None]]:
+        """A queue of events until the block ends; ``None`` means: stop now."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        if self.closed:
+            queue.put_nowait(None)
+        else:
+            self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    def close(self) -> None:
+        """End every subscription (at shutdown, so open streams do not hold it up)."""
+        self.closed = True
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+        self._subscribers.clear()
+
+
+def _frame(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def event_stream(request: web.Request) -> web.StreamResponse:
+    """``GET /dev/inbox/events``: text/event-stream of inbox changes."""
+    hub = request.app[ikeys.events]
+    store = request.app[keys.inbox_store]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    with hub.subscribe() as queue:
+        await response.prepare(request)
+        total, unread = await store.counts()
+        try:
+            await response.write(
+                b"retry: 2000\n\n" + _frame("stats", {"total": total, "unread": unread})
+            )
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if item is None:
+                    break
+                await response.write(_frame(*item))
+        except ConnectionResetError:  # the browser went away
+            pass
+    return response

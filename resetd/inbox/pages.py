@@ -1,0 +1,160 @@
+"""The inbox's HTML pages: the list, one message, delete, the .eml download.
+
+The list reads summary rows only. The message page shows the HTML body in an
+``<iframe sandbox srcdoc>`` without ``allow-scripts``, under a page CSP that
+allows no inline script either; remote images stay blocked (no third-party
+requests), ``cid:`` images come from the part URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from .. import keys
+from ..render import render
+from . import appkeys as ikeys
+from .links import extract_links, reset_info
+from .search import parse_query
+from .store import InboxStore, Stored
+from .view import build_view, iframe_document
+
+PAGE_SIZE = 50
+MESSAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-src 'self'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+)
+
+
+def _int_param(request: web.Request, name: str, default: int, upper: int) -> int:
+    try:
+        value = int(request.query.get(name, default))
+    except ValueError:
+        return default
+    return max(0, min(value, upper))
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+async def inbox_page(request: web.Request) -> web.StreamResponse:
+    store = request.app[keys.inbox_store]
+    query = parse_query(request.query.get("q", ""))
+    start = _int_param(request, "start", 0, 10**9)
+    messages, matches = await store.search(query, start, PAGE_SIZE)
+    total, unread = await store.counts()
+    cfg = request.app[keys.config].dev_inbox
+
+    def page_link(offset: int) -> str:
+        params = {"q": query.text} if query.text else {}
+        if offset:
+            params["start"] = str(offset)
+        return "/dev/inbox" + (f"?{urlencode(params)}" if params else "")
+
+    ctx: dict[str, Any] = {
+        "messages": messages,
+        "query": query.text,
+        "matches": matches,
+        "total": total,
+        "unread": unread,
+        "start": start,
+        "newer": page_link(max(0, start - PAGE_SIZE)) if start > 0 else None,
+        "older": page_link(start + PAGE_SIZE) if start + PAGE_SIZE < matches else None,
+        "max_messages": cfg.max_messages,
+        "pruned": await store.pruned(),
+        "smtp": request.app[keys.inbox_smtp_address],
+        "when": when,
+        "iso": iso,
+    }
+    return await render(request, "inbox/list.html", ctx)
+
+
+async def _message_or_404(store: InboxStore, message_id: str) -> tuple[Stored, bytes]:
+    message = await store.get(message_id)
+    raw = await store.raw(message_id) if message else None
+    if message is None or raw is None:
+        raise web.HTTPNotFound(text="No such message (it may have been deleted or pruned).")
+    return message, raw
+
+
+async def message_page(request: web.Request) -> web.StreamResponse:
+    store = request.app[keys.inbox_store]
+    message_id = request.match_info["id"]
+    if message_id == "latest":
+        latest = await store.latest(parse_query(request.query.get("q", "")))
+        if latest is None:
+            raise web.HTTPNotFound(text="No message matches.")
+        raise web.HTTPSeeOther(location=f"/dev/inbox/{latest.id}")
+    message, raw = await _message_or_404(store, message_id)
+    view = await asyncio.to_thread(build_view, raw)
+    links = extract_links(view.text, view.html, request.app[keys.config].public_origin)
+    resets = [await reset_info(request.app, link.url) for link in links if link.kind == "reset"]
+    if not message.read:
+        changed = await store.set_read([message.id], True)
+        if changed:
+            total, unread = await store.counts()
+            request.app[ikeys.events].publish("read", {"IDs": changed, "Read": True})
+            request.app[ikeys.events].publish("stats", {"total": total, "unread": unread})
+    raw_text = raw[:RAW_SHOWN].decode("utf-8", "replace")
+    ctx: dict[str, Any] = {
+        "m": message,
+        "view": view,
+        "srcdoc": iframe_document(view.html, message.id, view.inline) if view.html else "",
+        "links": links,
+        "resets": resets,
+        "raw_text": raw_text,
+        "raw_truncated": len(raw) > RAW_SHOWN,
+        "when": when,
+        "iso": iso,
+    }
+    response = await render(request, "inbox/message.html", ctx)
+    response.headers["Content-Security-Policy"] = MESSAGE_CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+RAW_SHOWN = 512 * 1024
+
+
+async def download_eml(request: web.Request) -> web.StreamResponse:
+    _, raw = await _message_or_404(request.app[keys.inbox_store], request.match_info["id"])
+    return web.Response(
+        body=raw,
+        content_type="message/rfc822",
+        headers={
+            "Content-Disposition": f'attachment; filename="message-{request.match_info["id"]}.eml"'
+        },
+    )
+
+
+async def delete_message(request: web.Request) -> web.StreamResponse:
+    store = request.app[keys.inbox_store]
+    message_id = request.match_info["id"]
+    if await store.delete([message_id]):
+        request.app[ikeys.events].publish("delete", {"IDs": [message_id]})
+    raise web.HTTPSeeOther(location="/dev/inbox")
+
+
+async def delete_all(request: web.Request) -> web.StreamResponse:
+    store = request.app[keys.inbox_store]
+    form = await request.post()
+    text = form.get("q")
+    query = parse_query(text if isinstance(text, str) else "")
+    if query.is_empty:
+        await store.delete(None)
+    else:
+        await store.delete_matching(query)
+    request.app[ikeys.events].publish("delete", {"IDs": None})
+    raise web.HTTPSeeOther(location="/dev/inbox")

@@ -1,0 +1,239 @@
+"""Reading captured mail: summary fields at ingest, parts and bodies for display.
+
+Everything here works on the raw bytes as received and never raises for bad
+input: the stdlib parser (``compat32``, the fastest policy) records what it
+could not understand as defects, and anything that still goes wrong while
+decoding a header or a part is caught and reported as the message's *parse
+problem*, so a malformed message is stored and shown, never a 500.
+
+Part IDs follow Mailpit: dotted 1-based positions in the MIME tree ("1",
+"1.2"); a single-part message's only part is "1".
+"""
+
+from __future__ import annotations
+
+import email.errors
+import email.utils
+import re
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import compat32
+from typing import Any
+
+# What the stdlib email package raises on input it cannot make sense of
+# (bad charsets, broken encoded words, odd structures); caught at the edges.
+MIME_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,  # includes email.errors.MessageError subclasses' HeaderParseError
+    LookupError,  # unknown charset / codec
+    TypeError,
+    AttributeError,
+    IndexError,
+    email.errors.MessageError,
+)
+
+SNIPPET_LENGTH = 250
+SEARCH_TEXT_LIMIT = 64 * 1024
+_WS = re.compile(r"\s+")
+_TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+_PARSER = BytesParser(policy=compat32)
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str
+    address: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"Name": self.name, "Address": self.address}
+
+
+@dataclass
+class Summary:
+    """What the list, the search and the API need without touching the body."""
+
+    message_id: str = ""
+    sender: Address | None = None
+    to: list[Address] = field(default_factory=list)
+    cc: list[Address] = field(default_factory=list)
+    bcc: list[Address] = field(default_factory=list)
+    reply_to: list[Address] = field(default_factory=list)
+    subject: str = ""
+    date: float | None = None
+    attachments: int = 0
+    snippet: str = ""
+    search_text: str = ""
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Part:
+    part_id: str
+    content_type: str
+    filename: str
+    content_id: str
+    disposition: str
+    message: Message
+
+
+def parse_bytes(raw: bytes) -> Message:
+    return _PARSER.parsebytes(raw)
+
+
+def fix_8bit(value: str) -> str:
+    """Header text as parsed from bytes keeps raw UTF-8 as surrogates; undo that."""
+    try:
+        return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words; the raw text when they are broken."""
+    value = fix_8bit(value)
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except MIME_ERRORS:
+        return value
+
+
+def headers(msg: Message) -> list[tuple[str, str]]:
+    """Every header of ``msg`` in order, decoded for display."""
+    return [(fix_8bit(str(k)), decode_words(str(v))) for k, v in msg.raw_items()]
+
+
+def header(msg: Message, name: str) -> str:
+    for key, value in msg.raw_items():
+        if key.lower() == name:
+            return decode_words(str(value))
+    return ""
+
+
+def addresses(msg: Message, name: str) -> list[Address]:
+    values = [fix_8bit(str(v)) for k, v in msg.raw_items() if k.lower() == name]
+    if not values:
+        return []
+    out: list[Address] = []
+    for display, addr in email.utils.getaddresses(values):
+        if addr or display:
+            out.append(Address(decode_words(display), addr.strip()))
+    return out
+
+
+def walk(msg: Message, prefix: str = "") -> list[Part]:
+    """The leaf parts of ``msg`` with their Mailpit-style PartIDs."""
+    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
+        out: list[Part] = []
+        payload = msg.get_payload()
+        for n, sub in enumerate(payload if isinstance(payload, list) else [], start=1):
+            if isinstance(sub, Message):
+                out.extend(walk(sub, f"{prefix}{n}."))
+        return out
+    disposition = (msg.get_content_disposition() or "").lower()
+    filename = decode_words(msg.get_filename("") or "")
+    content_id = fix_8bit(str(msg.get("Content-ID", ""))).strip().strip("<>")
+    return [
+        Part(
+            (prefix or "1.").rstrip("."),
+            msg.get_content_type(),
+            filename,
+            content_id,
+            disposition,
+            msg,
+        )
+    ]
+
+
+def is_body(part: Part) -> bool:
+    return (
+        part.content_type in ("text/plain", "text/html")
+        and part.disposition != "attachment"
+        and not part.filename
+    )
+
+
+def payload_bytes(part: Part) -> bytes:
+    """The decoded content of a leaf part (a nested message as its source)."""
+    msg = part.message
+    if msg.is_multipart():  # message/rfc822 and friends
+        try:
+            inner = msg.get_payload(0)
+            return inner.as_bytes() if isinstance(inner, Message) else b""
+        except MIME_ERRORS:
+            return b""
+    data: Any = msg.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+def payload_text(part: Part) -> str:
+    data = payload_bytes(part)
+    charset = part.message.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+def html_to_text(html: str) -> str:
+    return _WS.sub(" ", _TAGS.sub(" ", html)).strip()
+
+
+def problems(msg: Message) -> list[str]:
+    found: list[str] = []
+    for sub in msg.walk():
+        for defect in sub.defects:
+            name = type(defect).__name__
+            if name not in found:
+                found.append(name)
+    return found
+
+
+def summarize(raw: bytes, rcpt_tos: list[str]) -> Summary:
+    """Summary fields of ``raw``; never raises (a failure becomes ``problem``)."""
+    summary = Summary()
+    issues: list[str] = []
+    try:
+        msg = parse_bytes(raw)
+        issues.extend(problems(msg))
+        summary.message_id = header(msg, "message-id").strip().strip("<>")
+        senders = addresses(msg, "from")
+        summary.sender = senders[0] if senders else None
+        summary.to = addresses(msg, "to")
+        summary.cc = addresses(msg, "cc")
+        summary.reply_to = addresses(msg, "reply-to")
+        summary.subject = header(msg, "subject")
+        summary.date = _date(header(msg, "date"))
+        text, html = "", ""
+        for part in walk(msg):
+            if is_body(part):
+                if part.content_type == "text/plain" and not text:
+                    text = payload_text(part)
+                elif part.content_type == "text/html" and not html:
+                    html = payload_text(part)
+            else:
+                summary.attachments += 1
+        body = text if text.strip() else html_to_text(html)
+        summary.snippet = _WS.sub(" ", body[: SNIPPET_LENGTH * 4]).strip()[:SNIPPET_LENGTH]
+        summary.search_text = body[:SEARCH_TEXT_LIMIT]
+    except MIME_ERRORS as exc:
+        issues.append(f"{type(exc).__name__}: {exc}")
+    shown = {a.address.lower() for a in summary.to + summary.cc}
+    summary.bcc = [Address("", r) for r in rcpt_tos if r.lower() not in shown]
+    summary.problem = ", ".join(issues)
+    return summary
+
+
+def _date(value: str) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    try:
+        return parsed.timestamp()
+    except (OverflowError, ValueError, OSError):
+        return None
