@@ -1,0 +1,219 @@
+"""The SMTP sink: what real clients send, limits, odd messages, retention, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from email.policy import SMTP
+from typing import Any
+
+import aiosmtplib
+import pytest
+from aiohttp.test_utils import TestClient
+
+from resetd.app import create_app
+from resetd.inbox import appkeys as ikeys
+from tests.conftest import ConfigFactory
+from tests.inbox_helpers import api_json, make_message, send_smtplib, smtp_address
+
+API = "/dev/inbox/api/v1"
+
+CORPUS: dict[str, bytes] = {
+    "no headers at all": b"just a body line\r\nand another\r\n",
+    "unterminated multipart": (
+        b"Subject: cut off\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n'
+        b"--XX\r\nContent-Type: text/plain\r\n\r\nfirst part, no closing boundary\r\n"
+    ),
+    "multipart without boundary": (
+        b"Subject: no boundary\r\nContent-Type: multipart/alternative\r\n\r\nbody?\r\n"
+    ),
+    "unknown charset": (
+        b"Subject: charset\r\nContent-Type: text/plain; charset=x-no-such-charset\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\ncaf\xe9 \xff\xfe\r\n"
+    ),
+    "bad base64": (
+        b"Subject: b64\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64@@@=\r\n"
+    ),
+    "broken encoded words": (
+        b"Subject: =?bogus-charset?B?SGVsbG8=?= and =?utf-8?Q?unterminated\r\n"
+        b"From: =?utf-8?B?////?= <x@example.com>\r\n\r\nbody\r\n"
+    ),
+    "raw utf-8 headers": (
+        "Subject: Grüße aus Köln ✉\r\nFrom: Jörg <jörg@exämple.de>\r\nTo: 用户@例子.广告\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nHallo 👋\r\n"
+    ).encode(),
+    "garbage addresses and date": (
+        b'Subject: addr\r\nTo: <<<@@>>>, "unterminated\r\nCc: ,,,;;\r\n'
+        b"From: @\r\nDate: yesterday-ish\r\nReply-To: <>\r\n\r\nbody\r\n"
+    ),
+    "broken quoted-printable": (
+        b"Subject: qp\r\nContent-Type: text/plain\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\nbad =ZZ sequence =\r\n=E9t=\r\n"
+    ),
+    "nested message and bare LF": (
+        b"Subject: nested\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b1\n\n"
+        b"--b1\nContent-Type: text/plain\n\nouter\n--b1\nContent-Type: message/rfc822\n\n"
+        b"Subject: inner\nFrom: a@b.c\n\ninner body\n--b1--\n"
+    ),
+    "html only with tricks": (
+        b"Subject: html\r\nContent-Type: text/html\r\n\r\n"
+        b"<html><body onload=alert(1)><svg><script>alert(2)</script></svg>"
+        b'<a href="http://x.test/a">a<a href="javascript:alert(3)">b</a><iframe src=//evil>'
+        b"<style>body{background:url(http://evil.test/x)}</style>\r\n"
+    ),
+    "attachment without filename, odd disposition": (
+        b"Subject: att\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment;;;\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--z\r\n"
+        b"Content-Type: image/svg+xml\r\nContent-ID: <svg1>\r\n\r\n<svg onload=alert(1)/>\r\n"
+        b"--z--\r\n"
+    ),
+}
+
+
+async def _send_raw(
+    client: TestClient[Any, Any], raw: bytes, rcpt: str = "susan@example.com"
+) -> None:
+    host, port = smtp_address(client.app)
+
+    def send() -> None:
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.sendmail("sender@example.com", [rcpt], raw, mail_options=["SMTPUTF8"])
+
+    await asyncio.to_thread(send)
+    await client.app[ikeys.writer].flush()
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+async def test_odd_message_is_stored_and_every_view_answers(
+    client: TestClient[Any, Any], name: str
+) -> None:
+    await _send_raw(client, CORPUS[name])
+    listing = await api_json(client, f"{API}/messages")
+    assert listing["total"] == 1, name
+    mid = listing["messages"][0]["ID"]
+    for path in (
+        "/dev/inbox",
+        f"/dev/inbox/{mid}",
+        f"/dev/inbox/{mid}/download",
+        f"{API}/message/{mid}",
+        f"{API}/message/{mid}/headers",
+        f"{API}/message/{mid}/raw",
+        f"{API}/message/{mid}/links",
+        f"{API}/search?query=body",
+    ):
+        resp = await client.get(path)
+        assert resp.status == 200, (name, path, await resp.text())
+    full = await api_json(client, f"{API}/message/{mid}")
+    for part in full["Inline"] + full["Attachments"]:
+        resp = await client.get(f"{API}/message/{mid}/part/{part['PartID']}")
+        assert resp.status == 200, (name, part)
+    raw = await (await client.get(f"{API}/message/{mid}/raw")).read()
+    assert raw.replace(b"\r\n", b"\n").rstrip() == CORPUS[name].replace(b"\r\n", b"\n").rstrip()
+
+
+async def test_malformed_mime_is_shown_with_its_parse_problem(
+    client: TestClient[Any, Any],
+) -> None:
+    await _send_raw(client, CORPUS["unterminated multipart"])
+    full = await api_json(client, f"{API}/message/latest")
+    assert "CloseBoundaryNotFoundDefect" in full["ParseProblem"]
+    page = await (await client.get(f"/dev/inbox/{full['ID']}")).text()
+    assert "could not be fully parsed" in page and "CloseBoundaryNotFoundDefect" in page
+
+
+async def test_utf8_headers_are_decoded(client: TestClient[Any, Any]) -> None:
+    await _send_raw(client, CORPUS["raw utf-8 headers"], rcpt="用户@例子.广告")
+    (item,) = (await api_json(client, f"{API}/messages"))["messages"]
+    assert item["Subject"] == "Grüße aus Köln ✉"
+    assert item["From"] == {"Name": "Jörg", "Address": "jörg@exämple.de"}
+    assert item["To"] == [{"Name": "", "Address": "用户@例子.广告"}]
+    data = await api_json(client, f"{API}/search?query=to:用户@例子.广告")
+    assert data["messages_count"] == 1
+
+
+async def test_many_recipients_and_8bitmime_with_aiosmtplib(client: TestClient[Any, Any]) -> None:
+    rcpts = [f"user{n}@example.com" for n in range(60)]
+    msg = make_message("Crowd", to=", ".join(rcpts[:3]), text="Größe: 8 bit ✓")
+    host, port = smtp_address(client.app)
+    async with aiosmtplib.SMTP(hostname=host, port=port, timeout=10) as smtp:
+        assert smtp.supports_extension("8BITMIME") and smtp.supports_extension("SMTPUTF8")
+        await smtp.send_message(msg, recipients=rcpts)
+    await client.app[ikeys.writer].flush()
+    full = await api_json(client, f"{API}/message/latest")
+    assert len(full["Envelope"]["RcptTo"]) == 60 and len(full["Bcc"]) == 57
+    assert "Größe" in full["Text"]
+
+
+async def test_any_credentials_are_accepted(client: TestClient[Any, Any]) -> None:
+    host, port = smtp_address(client.app)
+
+    def send_with_login() -> None:
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.user, smtp.password = "whoever", "wrong-but-fine"
+            smtp.auth("LOGIN", smtp.auth_login, initial_response_ok=False)
+            smtp.sendmail("a@example.com", ["b@example.com"], make_message("login").as_bytes())
+
+    await asyncio.to_thread(send_with_login)
+    await send_smtplib(client.app, make_message("plain"), login=("someone", "anything"))
+    async with aiosmtplib.SMTP(hostname=host, port=port, timeout=10, start_tls=False) as smtp:
+        await smtp.ehlo()
+        await smtp.auth_plain("x", "y")
+        await smtp.send_message(make_message("aiosmtplib plain"))
+    await client.app[ikeys.writer].flush()
+    assert (await api_json(client, f"{API}/messages"))["total"] == 3
+
+
+async def test_oversize_message_gets_552_and_the_server_carries_on(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    client = await aiohttp_client(create_app(make_config(dev_inbox={"max_message_size": 2048})))
+    host, port = smtp_address(client.app)
+    big = make_message("big", text=("x" * 70 + "\n") * 60).as_bytes(policy=SMTP)
+
+    def exchange() -> tuple[int, int]:
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.ehlo()
+            smtp.mail("a@example.com")  # no SIZE= announced: refused after DATA
+            smtp.rcpt("b@example.com")
+            data_code, _ = smtp.data(big)
+            ok_code = 0
+            smtp.sendmail("a@example.com", ["b@example.com"], make_message("small").as_bytes())
+            ok_code = 250
+            return data_code, ok_code
+
+    data_code, ok_code = await asyncio.to_thread(exchange)
+    assert (data_code, ok_code) == (552, 250)
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:  # SIZE= announced up front
+        await send_smtplib(client.app, big)
+    assert refused.value.smtp_code == 552
+    await client.app[ikeys.writer].flush()
+    info = await api_json(client, f"{API}/info")
+    assert info["Messages"] == 1 and info["RuntimeStats"]["SMTPRejected"] == 2
+
+
+async def test_retention_keeps_the_newest_and_says_so(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    client = await aiohttp_client(create_app(make_config(dev_inbox={"max_messages": 3})))
+    for n in range(5):
+        await send_smtplib(client.app, make_message(f"m{n}"))
+    listing = await api_json(client, f"{API}/messages")
+    assert [m["Subject"] for m in listing["messages"]] == ["m4", "m3", "m2"]
+    page = await (await client.get("/dev/inbox")).text()
+    assert "keeping the newest 3; 2 pruned" in page
+
+
+async def test_messages_survive_a_restart(aiohttp_client: Any, make_config: ConfigFactory) -> None:
+    config = make_config()
+    first = await aiohttp_client(create_app(config))
+    await send_smtplib(first.app, make_message("Before restart"))
+    await first.close()
+    second = await aiohttp_client(create_app(config))
+    listing = await api_json(second, f"{API}/messages")
+    assert [m["Subject"] for m in listing["messages"]] == ["Before restart"]
+    await send_smtplib(second.app, make_message("After restart"))
+    ids = [m["ID"] for m in (await api_json(second, f"{API}/messages"))["messages"]]
+    assert len(set(ids)) == 2
