@@ -2,7 +2,7 @@
 
 Built on aiosmtpd in the test's own event loop. Each DATA is an "attempt";
 ``script`` decides per attempt: accept, reply with an error, drop the
-connection, or stall past the client's timeout.
+connection, stall past the client's timeout, or accept slowly.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 ACCEPT = "250 OK"
 DROP = "drop"
-STALL = "stall"
+STALL = "stall"  # wait stall_seconds, then answer 451
+SLOW = "slow"  # wait stall_seconds, then accept
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Received:
 
 @dataclass
 class Relay:
-    """``script(attempt_number) -> ACCEPT | "4xx/5xx reply" | DROP | STALL``."""
+    """``script(attempt_number) -> ACCEPT | "4xx/5xx reply" | DROP | STALL | SLOW``."""
 
     script: Callable[[int], str] = lambda n: ACCEPT
     stall_seconds: float = 30.0
@@ -56,12 +57,15 @@ class Relay:
         self.attempts += 1
         action = self.script(self.attempts)
         if action == DROP:
-            assert session.transport is not None
-            session.transport.abort()
+            assert isinstance(server.transport, asyncio.Transport)
+            server.transport.abort()
             return "421 closing"
         if action == STALL:
             await asyncio.sleep(self.stall_seconds)
             return "451 too late"
+        if action == SLOW:
+            await asyncio.sleep(self.stall_seconds)
+            action = ACCEPT
         if action.startswith("250"):
             content = envelope.original_content or envelope.content or b""
             assert isinstance(content, bytes)
@@ -112,6 +116,10 @@ class Relay:
 
         await asyncio.wait_for(enough(), timeout)
         return self.received
+
+    def count_for(self, recipient: str) -> int:
+        """How many accepted mails were addressed to ``recipient``."""
+        return sum(recipient in r.rcpt_tos for r in self.received)
 
 
 def first_n(n: int, action: str) -> Callable[[int], str]:
