@@ -189,20 +189,21 @@ async def _user_list(cfg: Config) -> int:
 
 
 async def _outbox_list(cfg: Config, show_sent: bool) -> int:
-    statuses = ("pending", "failed", "sent") if show_sent else ("pending", "failed")
-
     async def run(db: Database) -> int:
         store = OutboxStore(db)
         counts = await store.counts()
-        entries = await store.list(statuses)
+        entries = await store.list(include_sent=show_sent)
         print(
             f"outbox: {counts['pending']} pending, {counts['failed']} failed, {counts['sent']} sent"
         )
         for e in entries:
-            nxt = _when(e.next_attempt_at) if e.status == "pending" else _when(e.sent_at)
+            when = {
+                "pending": f"next={_when(e.next_attempt_at)}",
+                "sent": f"sent={_when(e.sent_at)}",
+            }.get(e.status, "")
             print(
                 f"{e.id:>6}  {e.status:<8} {e.kind:<16} attempts={e.attempts:<3} "
-                f"created={_when(e.created_at)}  next={nxt}  to={e.recipient}"
+                f"created={_when(e.created_at)}  {when:<25} to={e.recipient}"
             )
             if e.last_error:
                 print(f"        last error: {e.last_error}")
@@ -212,15 +213,21 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
 
 
 async def _outbox_retry(cfg: Config, mail_id: int | None) -> int:
-    n = await _with_db(cfg, lambda db: OutboxStore(db).retry(mail_id))
-    if n == 0:
-        print(
-            "resetd: nothing to retry" + (f" (no failed mail {mail_id})" if mail_id else ""),
-            file=sys.stderr,
-        )
+    async def run(db: Database) -> int:
+        store = OutboxStore(db)
+        n = await store.retry(mail_id)
+        if n:
+            print(f"{n} mail(s) queued again; a running resetd sends them within a second")
+            return 0
+        if mail_id is None:
+            print("resetd: nothing to retry: no failed mail", file=sys.stderr)
+            return 1
+        entry = await store.get(mail_id)
+        why = f"no mail {mail_id}" if entry is None else f"mail {mail_id} is {entry.status}"
+        print(f"resetd: nothing to retry: {why}, only failed mail can be retried", file=sys.stderr)
         return 1
-    print(f"{n} mail(s) queued again; a running resetd sends them within a second")
-    return 0
+
+    return await _with_db(cfg, run)
 
 
 async def _audit(cfg: Config, limit: int) -> int:

@@ -2,55 +2,54 @@
 
 A mail becomes a row in ``outbox`` inside the same transaction as the event
 that caused it, so once that commits nothing can lose it. The worker, owned by
-the app's lifecycle, claims due rows with a lease (``claimed_until``), hands
-them to a bounded pool of reused SMTP connections and records the outcome:
+the app's lifecycle, claims due rows (``claimed_until``), hands them to a
+bounded pool of reused SMTP connections (:mod:`resetd.relay`) and records the
+outcome of every attempt:
 
-* relay accepted → ``sent`` (never sent again);
+* relay accepted → ``sent`` (never sent again; the body, which holds the link,
+  is dropped);
 * 5xx reply → ``failed`` with the server's reply (no retry storm);
 * connection error, timeout, 4xx → retried with exponential backoff and jitter
-  until ``[mail] max_age``, then ``failed``.
+  (``[mail] retry_base`` doubling up to ``backoff_cap``) until ``max_age``,
+  then ``failed``.
 
 A crash (even ``kill -9``) leaves rows ``pending``; the next start releases
-their leases and sends them: at-least-once, and in practice exactly once.
+their claims and sends them: at-least-once, and in practice exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import random
+import re
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parseaddr
+from typing import Protocol
 
-import aiosmtplib
 import aiosqlite
 
 from .config import MailConfig
 from .db import Database, Row
+from .relay import PermanentFailure, RelayAddress, SmtpConnection, TemporaryFailure
 
 log = logging.getLogger(__name__)
-
-FIRST_RETRY = 2.0  # seconds; doubles each attempt up to [mail] backoff_cap
-
-
-class PermanentFailure(Exception):
-    """The relay refused the mail for good (5xx); do not retry."""
-
-
-class TemporaryFailure(Exception):
-    """Try again later (connection trouble, timeout, 4xx)."""
 
 
 @dataclass(frozen=True)
 class OutgoingMail:
     id: int
+    kind: str
     sender: str
     recipient: str
     message: bytes
-    attempts: int
+    attempts: int  # including the attempt this claim is for
     created_at: float
 
 
@@ -66,9 +65,6 @@ class OutboxEntry:
     next_attempt_at: float
     last_error: str | None
     sent_at: float | None
-
-
-RelayAddress = Callable[[], tuple[str, int]]
 
 
 class OutboxStore:
@@ -93,25 +89,41 @@ class OutboxStore:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    async def release_claims(self) -> int:
-        """Forget leases left by a previous run of this process (crash recovery)."""
-        return await self.db.execute(
-            "UPDATE outbox SET claimed_until = NULL, next_attempt_at = ? "
-            "WHERE status = 'pending' AND claimed_until IS NOT NULL",
-            (time.time(),),
-        )
+    async def recover(self) -> int:
+        """At start: release claims a previous run left behind (it died mid-send) and
+        make every pending mail due now, since a restart often follows a fix to the
+        relay settings. Returns how many mails were mid-send."""
+        now = time.time()
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE outbox SET claimed_until = NULL "
+                "WHERE status = 'pending' AND claimed_until IS NOT NULL"
+            )
+            interrupted = cur.rowcount
+            await conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? "
+                "WHERE status = 'pending' AND next_attempt_at > ?",
+                (now, now),
+            )
+        return interrupted
 
-    async def claim_due(self, limit: int, lease: float) -> list[OutgoingMail]:
+    async def claim_due(
+        self, limit: int, lease: float, held: Collection[int] = ()
+    ) -> list[OutgoingMail]:
+        """Claim up to ``limit`` due mails for ``lease`` seconds, counting the attempt.
+
+        ``held`` are ids this process already has in hand; they are never claimed
+        twice even if their lease ran out during a slow send."""
         now = time.time()
         async with self.db.transaction() as conn:
             async with conn.execute(
-                "SELECT id, sender, recipient, message, attempts, created_at FROM outbox "
+                "SELECT id, kind, sender, recipient, message, attempts, created_at FROM outbox "
                 "WHERE status = 'pending' AND next_attempt_at <= ? "
                 "AND (claimed_until IS NULL OR claimed_until < ?) "
                 "ORDER BY next_attempt_at, id LIMIT ?",
-                (now, now, limit),
+                (now, now, limit + len(held)),
             ) as cur:
-                rows = list(await cur.fetchall())
+                rows = [r for r in await cur.fetchall() if r["id"] not in held][:limit]
             if rows:
                 await conn.executemany(
                     "UPDATE outbox SET claimed_until = ?, attempts = attempts + 1 WHERE id = ?",
@@ -119,18 +131,26 @@ class OutboxStore:
                 )
         return [
             OutgoingMail(
-                r["id"], r["sender"], r["recipient"], r["message"], r["attempts"] + 1,
-                r["created_at"],
+                id=r["id"],
+                kind=r["kind"],
+                sender=r["sender"],
+                recipient=r["recipient"],
+                message=r["message"],
+                attempts=r["attempts"] + 1,
+                created_at=r["created_at"],
             )
             for r in rows
         ]
 
     async def next_due_at(self) -> float | None:
+        """When the earliest unclaimed pending mail is due; None when there is none."""
         row = await self.db.fetchone(
-            "SELECT MIN(COALESCE(claimed_until, next_attempt_at)) AS due FROM outbox "
-            "WHERE status = 'pending'"
+            "SELECT MIN(next_attempt_at) AS due FROM outbox "
+            "WHERE status = 'pending' AND claimed_until IS NULL"
         )
-        return None if row is None or row["due"] is None else float(row["due"])
+        if row is None or row["due"] is None:
+            return None
+        return float(row["due"])
 
     async def mark_sent(self, mail_id: int) -> None:
         await self.db.execute(
@@ -154,7 +174,7 @@ class OutboxStore:
             (at, error[:500], mail_id),
         )
 
-    async def release(self, mail_ids: list[int]) -> None:
+    async def release(self, mail_ids: Collection[int]) -> None:
         """Give back claims that were never attempted (shutdown); attempts are refunded."""
         if not mail_ids:
             return
@@ -166,23 +186,33 @@ class OutboxStore:
             )
 
     async def counts(self) -> dict[str, int]:
+        """Mails per status; always has the keys pending, failed and sent."""
         rows = await self.db.fetchall("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
         out = {"pending": 0, "sent": 0, "failed": 0}
         out.update({r["status"]: int(r["n"]) for r in rows})
         return out
 
-    async def list(self, statuses: tuple[str, ...] = ("pending", "failed")) -> list[OutboxEntry]:
-        marks = ", ".join("?" for _ in statuses)
+    async def list(self, include_sent: bool = False) -> list[OutboxEntry]:
+        """Pending and failed mail (and sent, if asked), oldest first."""
         rows = await self.db.fetchall(
             "SELECT id, kind, recipient, subject, status, attempts, created_at, "
-            f"next_attempt_at, last_error, sent_at FROM outbox WHERE status IN ({marks}) "
-            "ORDER BY id",
-            statuses,
+            "next_attempt_at, last_error, sent_at FROM outbox "
+            "WHERE status IN ('pending', 'failed') OR (? AND status = 'sent') ORDER BY id",
+            (int(include_sent),),
         )
         return [_entry(r) for r in rows]
 
+    async def get(self, mail_id: int) -> OutboxEntry | None:
+        row = await self.db.fetchone(
+            "SELECT id, kind, recipient, subject, status, attempts, created_at, "
+            "next_attempt_at, last_error, sent_at FROM outbox WHERE id = ?",
+            (mail_id,),
+        )
+        return None if row is None else _entry(row)
+
     async def retry(self, mail_id: int | None) -> int:
-        """Put one failed mail (or all, with None) back in the queue; returns how many."""
+        """Put one failed mail (or all, with None) back in the queue, due now and with
+        a fresh ``max_age``; returns how many. Sent and pending mail are left alone."""
         now = time.time()
         if mail_id is None:
             return await self.db.execute(
@@ -199,97 +229,57 @@ class OutboxStore:
 
 def _entry(r: Row) -> OutboxEntry:
     return OutboxEntry(
-        r["id"], r["kind"], r["recipient"], r["subject"], r["status"], r["attempts"],
-        r["created_at"], r["next_attempt_at"], r["last_error"], r["sent_at"],
+        id=r["id"],
+        kind=r["kind"],
+        recipient=r["recipient"],
+        subject=r["subject"],
+        status=r["status"],
+        attempts=r["attempts"],
+        created_at=r["created_at"],
+        next_attempt_at=r["next_attempt_at"],
+        last_error=r["last_error"],
+        sent_at=r["sent_at"],
     )
 
 
-def backoff(attempts: int, cap: float) -> float:
-    """Delay before the next attempt: 2 s, 4 s, 8 s … capped, with 50-100 % jitter."""
-    base = min(cap, FIRST_RETRY * 2 ** max(0, attempts - 1))
-    return base * random.uniform(0.5, 1.0)
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Delay after failed attempt number ``attempts``: base, 2·base, 4·base … up to
+    ``cap``, each scaled by a random 50-100 % so a relay outage does not end in a
+    thundering herd."""
+    delay = min(cap, base * 2.0 ** min(max(0, attempts - 1), 32))
+    return delay * random.uniform(0.5, 1.0)
 
 
-def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
-    return f"{exc.code} {exc.message}".strip()
+_SECRETS = (
+    re.compile(r"(/reset_password/)[\w.~%-]+"),
+    re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]+"),  # a JWT anywhere in a relay's reply
+)
 
 
-def classify(exc: BaseException) -> Exception:
-    """Map an aiosmtplib/socket error to Permanent- or TemporaryFailure."""
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        codes = [e.code for e in exc.recipients]
-        text = "; ".join(_reply(e) for e in exc.recipients)
-        if codes and all(500 <= c < 600 for c in codes):
-            return PermanentFailure(text)
-        return TemporaryFailure(text)
-    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError):
-        return TemporaryFailure(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        if 500 <= exc.code < 600:
-            return PermanentFailure(_reply(exc))
-        return TemporaryFailure(_reply(exc))
-    if isinstance(exc, aiosmtplib.SMTPException | OSError | asyncio.TimeoutError):
-        return TemporaryFailure(f"{type(exc).__name__}: {exc}")
-    raise exc
+def redact(text: str) -> str:
+    """``text`` without reset links or tokens (relays sometimes quote the message)."""
+    text = _SECRETS[0].sub(r"\1<redacted>", text)
+    return _SECRETS[1].sub("<redacted>", text)
 
 
-class SmtpConnection:
-    """One reusable connection to the relay, opened on first use, reopened after errors."""
+class RelayConnection(Protocol):
+    """What the worker needs from a connection: :class:`SmtpConnection` in production,
+    anything with the same three methods in a unit test."""
 
-    def __init__(self, cfg: MailConfig, relay: RelayAddress) -> None:
-        self.cfg = cfg
-        self.relay = relay
-        self._smtp: aiosmtplib.SMTP | None = None
-        self.opened = 0  # how many times this slot connected (visible to tests/bench)
+    async def send(self, sender: str, recipient: str, message: bytes) -> None: ...
 
-    async def _connect(self) -> aiosmtplib.SMTP:
-        host, port = self.relay()
-        smtp = aiosmtplib.SMTP(
-            hostname=host,
-            port=port,
-            timeout=self.cfg.timeout,
-            use_tls=self.cfg.use_ssl,
-            start_tls=True if self.cfg.use_tls else False,
-            username=self.cfg.username or None,
-            password=self.cfg.password or None,
-        )
-        await smtp.connect()
-        self.opened += 1
-        return smtp
+    def abort(self) -> None: ...
 
-    async def send(self, mail: OutgoingMail) -> None:
-        """Deliver one mail; raises PermanentFailure or TemporaryFailure."""
-        try:
-            if self._smtp is None or not self._smtp.is_connected:
-                self._smtp = await self._connect()
-            options = [] if (mail.sender + mail.recipient).isascii() else ["SMTPUTF8"]
-            await self._smtp.sendmail(
-                mail.sender, [mail.recipient], mail.message, mail_options=options
-            )
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-            outcome = classify(exc)
-            if isinstance(outcome, TemporaryFailure) or not isinstance(
-                exc, aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPDataError
-            ):
-                await self.close()
-            raise outcome from exc
-
-    async def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is None:
-            return
-        try:
-            if smtp.is_connected:
-                await asyncio.wait_for(smtp.quit(), timeout=2)
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
-            smtp.close()
-
-
-SendFn = Callable[[OutgoingMail], Awaitable[None]]
+    async def close(self) -> None: ...
 
 
 class OutboxWorker:
-    """Claims due mail and delivers it through ``pool_size`` reused connections."""
+    """Claims due mail and delivers it through ``[mail] pool_size`` reused connections.
+
+    One dispatcher task claims mail into a local queue (at most four per
+    connection, so a stop has little to give back); one task per connection
+    sends from it.
+    """
 
     def __init__(
         self,
@@ -298,16 +288,27 @@ class OutboxWorker:
         relay: RelayAddress,
         *,
         grace: float | None = None,
+        connections: Sequence[RelayConnection] | None = None,
     ) -> None:
         self.store = store
         self.cfg = cfg
-        self.connections = [SmtpConnection(cfg, relay) for _ in range(cfg.pool_size)]
+        self.connections: list[RelayConnection] = (
+            list(connections)
+            if connections is not None
+            else [SmtpConnection(cfg, relay) for _ in range(cfg.pool_size)]
+        )
         self.grace = cfg.timeout if grace is None else grace
+        self.capacity = 4 * len(self.connections)
+        # Claims are a safety net for a mail whose outcome could not be recorded;
+        # mail this process holds is never claimed twice, however slow the relay.
+        self.lease = 6 * cfg.timeout + 60
         self._wake = asyncio.Event()
-        self._queue: asyncio.Queue[OutgoingMail] = asyncio.Queue()
+        self._queue: asyncio.Queue[OutgoingMail | None] = asyncio.Queue()
+        self._held: set[int] = set()  # claimed by this process: queued or being sent
         self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
-        self._in_flight = 0
+        self._aborting = False
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._sender_tasks: list[asyncio.Task[None]] = []
         self.sent = 0
         self.failed = 0
         self.retried = 0
@@ -317,92 +318,176 @@ class OutboxWorker:
         self._wake.set()
 
     async def start(self) -> None:
-        released = await self.store.release_claims()
-        if released:
-            log.info("outbox: %d mail(s) left in flight by a previous run will be re-sent", released)
-        self._tasks = [asyncio.create_task(self._dispatch(), name="outbox-dispatch")]
-        self._tasks += [
-            asyncio.create_task(self._sender(conn), name=f"outbox-sender-{i}")
-            for i, conn in enumerate(self.connections)
+        interrupted = await self.store.recover()
+        counts = await self.store.counts()
+        log.info(
+            "outbox: pending=%d failed=%d sent=%d pool_size=%d",
+            counts["pending"],
+            counts["failed"],
+            counts["sent"],
+            len(self.connections),
+        )
+        if interrupted:
+            log.info("outbox: %d mail(s) were mid-send when the last run ended", interrupted)
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="outbox-dispatch")
+        self._sender_tasks = [
+            asyncio.create_task(self._send_loop(c), name=f"outbox-sender-{i}")
+            for i, c in enumerate(self.connections)
         ]
 
     async def stop(self) -> None:
-        """Stop claiming, let in-flight sends finish within the grace period, keep the rest."""
+        """Stop claiming, let sends in progress finish within ``grace`` seconds, leave
+        everything else pending for the next start."""
         self._stopping = True
         self._wake.set()
         deadline = time.monotonic() + self.grace
-        while self._in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._dispatcher is not None:
+            # It exits on its own between claims; cancel only if the database hangs.
+            done, _ = await asyncio.wait([self._dispatcher], timeout=self.grace)
+            if not done:
+                self._dispatcher.cancel()
+                await asyncio.gather(self._dispatcher, return_exceptions=True)
         unsent: list[int] = []
         while not self._queue.empty():
-            unsent.append(self._queue.get_nowait().id)
+            mail = self._queue.get_nowait()
+            if mail is not None:
+                unsent.append(mail.id)
         await self.store.release(unsent)
+        self._held.difference_update(unsent)
+        for _ in self._sender_tasks:
+            self._queue.put_nowait(None)  # each sender exits after its current mail
+        busy: set[asyncio.Task[None]] = set()
+        if self._sender_tasks:
+            left = max(0.0, deadline - time.monotonic())
+            _, busy = await asyncio.wait(self._sender_tasks, timeout=left)
+        if busy:
+            log.warning(
+                "outbox: %d send(s) still running after the %.0f s grace period; "
+                "interrupting them, they stay pending",
+                len(busy),
+                self.grace,
+            )
+            self._aborting = True
+            for conn in self.connections:
+                conn.abort()
+            _, busy = await asyncio.wait(busy, timeout=2.0)
+            for task in busy:
+                task.cancel()
+            await asyncio.gather(*busy, return_exceptions=True)
         for conn in self.connections:
             await conn.close()
+        if unsent:
+            log.info("outbox: %d claimed mail(s) left pending for the next start", len(unsent))
 
     async def _dispatch(self) -> None:
-        lease = self.cfg.timeout * 3 + 5
         while not self._stopping:
+            # Cleared before looking, so a wake() during the look is not lost.
+            self._wake.clear()
             try:
-                room = self.cfg.pool_size * 4 - self._queue.qsize()
-                batch = await self.store.claim_due(room, lease) if room > 0 else []
-                for mail in batch:
-                    self._queue.put_nowait(mail)
-                if batch and len(batch) == room:
-                    await asyncio.sleep(0.01)  # more is due; let the senders drain first
-                    continue
-                due = await self.store.next_due_at()
-                wait = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
-                except TimeoutError:
-                    pass
-            except asyncio.CancelledError:
-                raise
+                room = self.capacity - len(self._held)
+                if room > 0:
+                    for mail in await self.store.claim_due(room, self.lease, self._held):
+                        self._held.add(mail.id)
+                        self._queue.put_nowait(mail)
+                wait = 1.0  # also the pace at which other processes' changes are seen
+                if len(self._held) < self.capacity:
+                    due = await self.store.next_due_at()
+                    if due is not None:
+                        wait = min(wait, max(0.0, due - time.time()))
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=wait)
             except Exception:  # a broken database must not silently stop delivery
                 log.exception("outbox: dispatcher error; retrying in 1 s")
                 await asyncio.sleep(1)
 
-    async def _sender(self, conn: SmtpConnection) -> None:
+    async def _send_loop(self, conn: RelayConnection) -> None:
         while True:
             mail = await self._queue.get()
-            self._in_flight += 1
+            if mail is None:
+                return
             try:
                 await self._deliver(conn, mail)
-            except Exception:  # the lease expires and the mail is retried
-                log.exception("outbox: mail %d: error recording the outcome", mail.id)
+            except sqlite3.Error:
+                log.exception(
+                    "outbox: mail=%d: could not record the outcome; tried again in %.0f s",
+                    mail.id,
+                    self.lease,
+                )
             finally:
-                self._in_flight -= 1
+                self._held.discard(mail.id)
+                self._wake.set()  # room for the dispatcher to claim more
 
-    async def _deliver(self, conn: SmtpConnection, mail: OutgoingMail) -> None:
+    async def _deliver(self, conn: RelayConnection, mail: OutgoingMail) -> None:
         started = time.monotonic()
         try:
-            await conn.send(mail)
+            await conn.send(mail.sender, mail.recipient, mail.message)
         except PermanentFailure as exc:
+            error = redact(str(exc))
             self.failed += 1
-            await self.store.mark_failed(mail.id, str(exc))
-            log.warning("outbox: mail %d failed permanently: %s", mail.id, exc)
-            return
+            await self.store.mark_failed(mail.id, error)
+            self._log_attempt(logging.WARNING, mail, started, "failed", error=error)
         except TemporaryFailure as exc:
-            if time.time() - mail.created_at >= self.cfg.max_age:
-                self.failed += 1
-                await self.store.mark_failed(
-                    mail.id, f"gave up after {mail.attempts} attempts: {exc}"
-                )
-                log.warning("outbox: mail %d failed after %d attempts: %s",
-                            mail.id, mail.attempts, exc)
+            await self._retry_later(mail, redact(str(exc)), started)
+        except Exception as exc:  # a bug, not the relay: keep the mail, back off, say so
+            log.exception("outbox: mail=%d: unexpected error while sending", mail.id)
+            await self._retry_later(mail, f"internal error: {type(exc).__name__}", started)
+        else:
+            self.sent += 1
+            await self._mark_sent(mail.id)
+            self._log_attempt(logging.INFO, mail, started, "sent")
+
+    async def _mark_sent(self, mail_id: int) -> None:
+        """Record acceptance, trying hard: a mail left unmarked would be sent twice."""
+        for pause in (0.1, 0.5, 1.0, 2.0):
+            try:
+                await self.store.mark_sent(mail_id)
                 return
-            self.retried += 1
-            delay = backoff(mail.attempts, self.cfg.backoff_cap)
-            await self.store.schedule_retry(mail.id, time.time() + delay, str(exc))
-            log.info("outbox: mail %d attempt %d failed (%s); retry in %.1f s",
-                     mail.id, mail.attempts, exc, delay)
+            except sqlite3.OperationalError:  # e.g. locked by another process
+                await asyncio.sleep(pause)
+        await self.store.mark_sent(mail_id)
+
+    async def _retry_later(self, mail: OutgoingMail, error: str, started: float = 0.0) -> None:
+        now = time.time()
+        if self._aborting:
+            # Our shutdown cut it, not the relay: due again as soon as we are back.
+            error = f"interrupted by shutdown ({error})"
+            await self.store.schedule_retry(mail.id, now, error)
+            self._log_attempt(logging.INFO, mail, started, "interrupted", error=error)
             return
-        self.sent += 1
-        await self.store.mark_sent(mail.id)
-        log.info("outbox: mail %d sent (attempt %d, %.0f ms)",
-                 mail.id, mail.attempts, (time.monotonic() - started) * 1000)
+        deadline = mail.created_at + self.cfg.max_age
+        if now >= deadline:
+            self.failed += 1
+            error = f"gave up after {mail.attempts} attempts: {error}"
+            await self.store.mark_failed(mail.id, error)
+            self._log_attempt(logging.WARNING, mail, started, "gave_up", error=error)
+            return
+        self.retried += 1
+        delay = backoff(mail.attempts, self.cfg.retry_base, self.cfg.backoff_cap)
+        at = min(now + delay, deadline)  # one last try at max_age, not after it
+        await self.store.schedule_retry(mail.id, at, error)
+        self._log_attempt(logging.INFO, mail, started, "retry", error=error, retry_in=at - now)
+
+    def _log_attempt(
+        self,
+        level: int,
+        mail: OutgoingMail,
+        started: float,
+        result: str,
+        *,
+        error: str | None = None,
+        retry_in: float | None = None,
+    ) -> None:
+        """One logfmt line per attempt; the recipient's domain only, never the body."""
+        domain = mail.recipient.rpartition("@")[2] or "-"
+        line = (
+            f"outbox: mail={mail.id} kind={mail.kind} domain={domain} attempt={mail.attempts} "
+            f"result={result}"
+        )
+        if started:
+            line += f" ms={(time.monotonic() - started) * 1000:.0f}"
+        if retry_in is not None:
+            line += f" retry_in={retry_in:.1f}s"
+        if error is not None:
+            line += f" error={json.dumps(error, ensure_ascii=False)}"
+        log.log(level, "%s", line)

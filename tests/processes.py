@@ -1,0 +1,179 @@
+"""resetd as a real process: a config file, a clean environment, the CLI, ``serve``.
+
+Used by the tests that must cross a process boundary: ``kill -9``, SIGTERM, and
+the ``resetd outbox`` commands. Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from resetd.config import TUTORIAL_ENV
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+BANNER_PORT_RE = re.compile(r"Sign in\s+http://[^ ]+:(\d+)/login")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    """Write ``sections`` (section → key → scalar) as a resetd.toml at ``path``."""
+    lines: list[str] = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(v)}" for key, v in values.items()]
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without anything resetd would read as configuration."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("RESETD_") and k not in TUTORIAL_ENV
+    }
+
+
+async def run_cli(*args: str, timeout: float = 20.0) -> tuple[int, str, str]:
+    """Run ``python -m resetd ARGS``; returns (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "resetd",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_env(),
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+class Server:
+    """``python -m resetd serve --config PATH``, one run at a time, output in files."""
+
+    def __init__(self, config: Path, workdir: Path) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.runs = 0
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.workdir / f"serve-{self.runs}.out"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.workdir / f"serve-{self.runs}.err"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        """Everything every run so far wrote to stderr (the log)."""
+        return "".join(
+            (self.workdir / f"serve-{n}.err").read_text(encoding="utf-8")
+            for n in range(1, self.runs + 1)
+        )
+
+    async def start(self, timeout: float = 15.0) -> str:
+        """Start and wait for the banner; returns the banner's text."""
+        assert self.proc is None or self.proc.returncode is not None, "already running"
+        self.runs += 1
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "resetd",
+                "serve",
+                "--config",
+                str(self.config),
+                stdout=out,
+                stderr=err,
+                env=clean_env(),
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.stdout_path.read_text(encoding="utf-8")
+            match = BANNER_PORT_RE.search(text)
+            if match and "Press Ctrl+C" in text:
+                self.port = int(match.group(1))
+                return text
+            if self.proc.returncode is not None or time.monotonic() > deadline:
+                await self.kill()
+                raise AssertionError(
+                    f"resetd serve did not start:\n{self.stderr_path.read_text(encoding='utf-8')}"
+                )
+            await asyncio.sleep(0.05)
+
+    async def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait for the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            await self.kill()
+            raise
+
+    async def kill(self) -> int:
+        """SIGKILL (if still running) and reap; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        return await self.proc.wait()
+
+
+async def request_reset_over_http(base_url: str, email: str) -> int:
+    """GET the form (for its CSRF token, cookies kept), POST it; returns the status."""
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for a bare IP address
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(f"{base_url}/reset_password_request") as resp:
+            match = CSRF_RE.search(await resp.text())
+            assert match, f"no CSRF token in the form (status {resp.status})"
+        async with http.post(
+            f"{base_url}/reset_password_request",
+            data={"csrf_token": match.group(1), "email": email},
+            allow_redirects=False,
+        ) as resp:
+            return resp.status
+
+
+def outbox_rows(db_path: Path) -> list[dict[str, Any]]:
+    """The outbox table as another process sees it right now."""
+    with contextlib.closing(sqlite3.connect(db_path, timeout=5)) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(
+            "SELECT id, recipient, status, attempts, last_error, claimed_until FROM outbox "
+            "ORDER BY id"
+        ).fetchall()
+        return [dict(r) for r in rows]
