@@ -18,8 +18,8 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from . import keys
-from .assets import template_dir
 from .app_users import SqliteAppUsers
+from .assets import template_dir
 from .audit import AuditLog
 from .config import Config
 from .db import Database
@@ -30,7 +30,8 @@ from .mail_compose import MailComposer
 from .middlewares import csrf_middleware, errors_middleware, security_headers
 from .outbox import OutboxStore, OutboxWorker
 from .passwords import Hasher
-from .reset_request import RequestProcessor
+from .request_processor import RequestProcessor
+from .reset_request import Intake
 from .routes import setup_routes
 from .sessions import cookie_storage
 from .tokens import TokenCodec, TokenLedger
@@ -81,11 +82,16 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     await worker.stop()
 
 
-async def request_processor_ctx(app: web.Application) -> AsyncIterator[None]:
+async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The reset-request intake (group commit) and the processor behind it."""
     processor = RequestProcessor(app)
+    intake = Intake(app)
     app[keys.request_processor] = processor
+    app[keys.intake] = intake
     await processor.start()
+    await intake.start()
     yield
+    await intake.stop()
     await processor.stop()
 
 
@@ -119,6 +125,6 @@ def create_app(config: Config) -> web.Application:
 
         app.cleanup_ctx.append(inbox_ctx)
     app.cleanup_ctx.append(outbox_ctx)
-    app.cleanup_ctx.append(request_processor_ctx)
+    app.cleanup_ctx.append(requests_ctx)
     setup_routes(app)
     return app

@@ -51,7 +51,7 @@ class SqliteAppUsers:
     async def open(cls, cfg: UsersConfig) -> SqliteAppUsers:
         """Connect and validate the mapping; raises ConfigError naming what is missing."""
         path = Path(cfg.path)
-        if not path.is_file():
+        if not await asyncio.to_thread(path.is_file):
             raise ConfigError(f"[users] path: no database file at {cfg.path!r}")
         conn = await aiosqlite.connect(cfg.path, isolation_level=None)
         try:
@@ -114,6 +114,31 @@ class SqliteAppUsers:
 
     async def find_by_email(self, email_norm: str) -> User | None:
         return await self._one(f"resetd_norm({_q(self.cfg.email_column)}) = ?", (email_norm,))
+
+    async def find_many_by_email(self, email_norms: list[str]) -> dict[str, User]:
+        """One scan for a batch; an address matching two accounts matches none."""
+        if not email_norms:
+            return {}
+        marks = ", ".join("?" for _ in email_norms)
+        col = _q(self.cfg.email_column)
+        async with self.conn.execute(
+            f"{self._select} WHERE resetd_norm({col}) IN ({marks})", email_norms
+        ) as cur:
+            rows = list(await cur.fetchall())
+        found: dict[str, User] = {}
+        clashes: set[str] = set()
+        for row in rows:
+            user = _user(row)
+            if user is None:
+                continue
+            norm = normalize(user.email)
+            if norm in found:
+                clashes.add(norm)
+            found[norm] = user
+        for norm in clashes:
+            log.warning("users: two accounts share one normalised address; sending to neither")
+            del found[norm]
+        return found
 
     async def find_by_login(self, login: str) -> User | None:
         key = normalize(login)

@@ -6,6 +6,7 @@ Never a token, a password or a full link: only event names and outcomes.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -50,6 +51,22 @@ class AuditLog:
                 (user_agent or "")[:300],
                 outcome,
             ),
+        )
+
+    @staticmethod
+    async def record_many(
+        conn: aiosqlite.Connection,
+        events: Sequence[tuple[str, str, int | str | None, str | None, str | None]],
+    ) -> None:
+        """(event, outcome, user_id, client_ip, user_agent) rows, in one statement."""
+        now = time.time()
+        await conn.executemany(
+            "INSERT INTO audit (at, event, user_id, client_ip, user_agent, outcome)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (now, ev, None if uid is None else str(uid), ip, (ua or "")[:300], outcome)
+                for ev, outcome, uid, ip, ua in events
+            ],
         )
 
     async def add(self, event: str, outcome: str, **kw: str | int | None) -> None:

@@ -95,8 +95,10 @@ async def serve(cfg: Config) -> int:
         await runner.setup()  # runs the cleanup contexts' startup halves
     except (OSError, ConfigError) as exc:  # a taken SMTP port, a bad [users] mapping …
         await runner.cleanup()
-        print(f"resetd: {exc}" if isinstance(exc, ConfigError) else f"resetd: cannot start: {exc}",
-              file=sys.stderr)
+        print(
+            f"resetd: {exc}" if isinstance(exc, ConfigError) else f"resetd: cannot start: {exc}",
+            file=sys.stderr,
+        )
         return 2
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
     try:

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
-DEV_SECRET_KEY = "dev-only-secret-change-me-before-deploying-resetd"
+# The shipped development value; `serve` refuses it unless public_url is local.
+DEV_SECRET_KEY = "dev-only-secret-change-me-before-deploying-resetd"  # noqa: S105
 
 
 class ConfigError(Exception):
@@ -91,7 +92,7 @@ class UsersConfig:
     id_column: str = "id"
     email_column: str = "email"
     username_column: str = "username"
-    password_hash_column: str = "password_hash"
+    password_hash_column: str = "password_hash"  # noqa: S105 (a column name)
     hash_format: str = ""  # "" = argon2 for resetd's store, werkzeug for an app's
 
     @property
@@ -298,11 +299,12 @@ def _validate(cfg: Config) -> None:
             "[passwords] argon2_*: below OWASP's floor (memory_cost >= 8192 KiB, time_cost >= 1)"
         )
     if s.login_url and not (
-        s.login_url.startswith("/") and not s.login_url.startswith("//")
+        (s.login_url.startswith("/") and not s.login_url.startswith("//"))
         or urlsplit(s.login_url).scheme in ("http", "https")
     ):
         raise ConfigError(
-            f"[server] login_url: expected a path like /login or an http(s) URL, got {s.login_url!r}"
+            "[server] login_url: expected a path like /login or an http(s) URL, "
+            f"got {s.login_url!r}"
         )
     if not s.login_pages and not s.login_url:
         raise ConfigError(
@@ -310,16 +312,21 @@ def _validate(cfg: Config) -> None:
         )
     u = cfg.users
     if u.store not in ("resetd", "sqlite"):
-        raise ConfigError(f"[users] store: expected \"resetd\" or \"sqlite\", got {u.store!r}")
+        raise ConfigError(f'[users] store: expected "resetd" or "sqlite", got {u.store!r}')
     if u.hash_format and u.hash_format not in ("argon2", "werkzeug", "bcrypt"):
         raise ConfigError(
             f"[users] hash_format: expected argon2, werkzeug or bcrypt, got {u.hash_format!r}"
         )
     if u.store == "sqlite":
         if not u.path:
-            raise ConfigError("[users] path: required when store = \"sqlite\" (the app's database)")
-        for key in ("table", "id_column", "email_column", "username_column",
-                    "password_hash_column"):
+            raise ConfigError('[users] path: required when store = "sqlite" (the app\'s database)')
+        for key in (
+            "table",
+            "id_column",
+            "email_column",
+            "username_column",
+            "password_hash_column",
+        ):
             value = getattr(u, key)
             if not _IDENTIFIER.fullmatch(value):
                 raise ConfigError(f"[users] {key}: expected a plain SQL identifier, got {value!r}")

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from .mail_compose import MailComposer
     from .outbox import OutboxStore, OutboxWorker
     from .passwords import Hasher
-    from .reset_request import RequestProcessor
+    from .request_processor import RequestProcessor
+    from .reset_request import Intake
     from .tokens import TokenCodec, TokenLedger
     from .users import AccountStore, User
 
@@ -29,6 +30,7 @@ composer: web.AppKey[MailComposer] = web.AppKey("composer")
 outbox_store: web.AppKey[OutboxStore] = web.AppKey("outbox_store")
 outbox_worker: web.AppKey[OutboxWorker] = web.AppKey("outbox_worker")
 request_processor: web.AppKey[RequestProcessor] = web.AppKey("request_processor")
+intake: web.AppKey[Intake] = web.AppKey("intake")
 limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
 audit: web.AppKey[AuditLog] = web.AppKey("audit")
 

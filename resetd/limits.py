@@ -4,10 +4,19 @@ shared by every instance on the same database."""
 from __future__ import annotations
 
 import time
+from collections import Counter
+from dataclasses import dataclass
 
 import aiosqlite
 
 from .db import Database
+
+
+@dataclass(frozen=True)
+class Hit:
+    bucket: str
+    limit: int
+    window: int
 
 
 class RateLimiter:
@@ -15,27 +24,41 @@ class RateLimiter:
         self.db = db
 
     @staticmethod
-    async def hit(
-        conn: aiosqlite.Connection, bucket: str, limit: int, window: int, now: float | None = None
-    ) -> int | None:
-        """Count one hit in the caller's transaction.
+    async def hit_many(
+        conn: aiosqlite.Connection, hits: list[Hit], now: float | None = None
+    ) -> list[int | None]:
+        """Count every hit in the caller's transaction, in a fixed number of statements.
 
-        Returns None while within ``limit``, else the seconds until the window
-        resets (for Retry-After). Hits over the limit are still counted.
+        Returns, in order, None for a hit within its limit, else the seconds until
+        its window resets (for Retry-After). Hits over the limit are still counted.
         """
+        if not hits:
+            return []
         now = time.time() if now is None else now
-        start = int(now // window * window)
+        keys = [(h.bucket, int(now // h.window * h.window)) for h in hits]
+        added = Counter(keys)
+        await conn.executemany(
+            "INSERT INTO rate_counters (bucket, window_start, hits) VALUES (?, ?, ?) "
+            "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_counters.hits + ?",
+            [(b, w, n, n) for (b, w), n in added.items()],
+        )
+        buckets = sorted({b for b, _ in added})
+        marks = ", ".join("?" for _ in buckets)
         async with conn.execute(
-            "INSERT INTO rate_counters (bucket, window_start, hits) VALUES (?, ?, 1) "
-            "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_counters.hits + 1 "
-            "RETURNING hits",
-            (bucket, start),
+            f"SELECT bucket, window_start, hits FROM rate_counters WHERE bucket IN ({marks})",
+            buckets,
         ) as cur:
-            row = await cur.fetchone()
-        hits = int(row[0]) if row else 1
-        if hits <= limit:
-            return None
-        return max(1, int(start + window - now + 0.999))
+            totals = {(r[0], int(r[1])): int(r[2]) for r in await cur.fetchall()}
+        seen: Counter[tuple[str, int]] = Counter()
+        verdicts: list[int | None] = []
+        for hit, key in zip(hits, keys, strict=True):
+            seen[key] += 1
+            count = totals[key] - added[key] + seen[key]
+            if count <= hit.limit:
+                verdicts.append(None)
+            else:
+                verdicts.append(max(1, int(key[1] + hit.window - now + 0.999)))
+        return verdicts
 
     async def purge(self, now: float | None = None) -> int:
         """Drop windows that ended more than a day ago."""

@@ -33,7 +33,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not username:
         errors["username"] = "This field is required."
     if not password:
-        errors["password"] = "This field is required."
+        errors["password"] = "This field is required."  # noqa: S105 (a message)
     ctx = {"username": username[:254], "remember_me": remember}
     if errors:
         return await render(request, "login.html", {**ctx, "errors": errors}, status=400)
@@ -43,8 +43,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     ok = await hasher.verify(user.password_hash if user else None, password[:1024])
     if user is None or not ok:
         await app[keys.audit].add(
-            "login", "failed", user_id=user.id if user else None,
-            client_ip=client_ip(request), user_agent=user_agent(request),
+            "login",
+            "failed",
+            user_id=user.id if user else None,
+            client_ip=client_ip(request),
+            user_agent=user_agent(request),
         )
         return await render(request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400)
     if hasher.needs_rehash(user.password_hash):
@@ -53,7 +56,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         if await users.upgrade_hash(user.id, user.password_hash, new_hash):
             user = await users.get(user.id) or user
     await app[keys.audit].add(
-        "login", "success", user_id=user.id, client_ip=client_ip(request),
+        "login",
+        "success",
+        user_id=user.id,
+        client_ip=client_ip(request),
         user_agent=user_agent(request),
     )
     await sign_in(request, user, remember)

@@ -1,8 +1,8 @@
 """Logging that never carries a reset token.
 
 The mailed link's path holds the token, and aiohttp's access log prints request
-paths; aiosqlite's DEBUG lines print statement parameters (the outbox row holds
-the rendered mail, link included). Both are tamed here, once, for any runner.
+paths; aiosqlite's and aiosmtpd's DEBUG lines print statement parameters and
+mail lines, links included. All are tamed here, once, for any runner.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def install_redaction() -> None:
     access = logging.getLogger("aiohttp.access")
     if not any(isinstance(f, RedactTokens) for f in access.filters):
         access.addFilter(RedactTokens())
-    # Statement parameters include outgoing mail; keep them out at any level.
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # aiosqlite's DEBUG lines carry statement parameters (outgoing mail) and
+    # aiosmtpd's ("mail.log") every DATA line of captured mail: links included.
+    for noisy in ("aiosqlite", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -61,4 +61,4 @@ async def loop_monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     if out:
-        Path(out).write_text(json.dumps(monitor.stats()), encoding="utf-8")
+        await asyncio.to_thread(Path(out).write_text, json.dumps(monitor.stats()), "utf-8")

@@ -42,7 +42,10 @@ DEFAULT_CSP = (
 
 
 async def error_page(
-    request: web.Request, status: int, message: str | None = None, headers: dict[str, str] | None = None
+    request: web.Request,
+    status: int,
+    message: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     title, default = _TITLES.get(status, ("Error", "The request could not be completed."))
     if request.path.startswith(API_PREFIXES):
@@ -51,8 +54,9 @@ async def error_page(
         )
         return resp
     try:
-        resp = await render(request, "error.html", {"title": title, "message": message or default},
-                            status=status)
+        resp = await render(
+            request, "error.html", {"title": title, "message": message or default}, status=status
+        )
     except Exception:  # rendering the error page must never turn a 4xx into a traceback
         log.exception("error page rendering failed")
         resp = web.Response(text=f"{status} {title}", status=status)
@@ -68,12 +72,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        extra = {k: v for k, v in exc.headers.items() if k in ("Retry-After", "Allow", "WWW-Authenticate")}
+        extra = {
+            k: v
+            for k, v in exc.headers.items()
+            if k in ("Retry-After", "Allow", "WWW-Authenticate")
+        }
         text = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else None
         return await error_page(request, exc.status, text, extra)
     except CsrfFailure:
         return await error_page(
-            request, 400,
+            request,
+            400,
             "This form has expired or was not sent from this site. Go back, reload the page "
             "and try again.",
         )

@@ -29,14 +29,13 @@ import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import parseaddr
 from typing import Protocol
 
 import aiosqlite
 
 from .config import MailConfig
 from .db import Database, Row
+from .mail_compose import ComposedMail
 from .relay import PermanentFailure, RelayAddress, SmtpConnection, TemporaryFailure
 
 log = logging.getLogger(__name__)
@@ -75,16 +74,14 @@ class OutboxStore:
 
     @staticmethod
     async def enqueue(
-        conn: aiosqlite.Connection, kind: str, msg: EmailMessage, now: float | None = None
+        conn: aiosqlite.Connection, kind: str, mail: ComposedMail, now: float | None = None
     ) -> int:
-        """Queue ``msg`` inside the caller's transaction; returns the outbox id."""
+        """Queue ``mail`` inside the caller's transaction; returns the outbox id."""
         now = time.time() if now is None else now
-        sender = parseaddr(str(msg["From"]))[1]
-        recipient = parseaddr(str(msg["To"]))[1]
         cur = await conn.execute(
             "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
             " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, sender, recipient, str(msg["Subject"]), msg.as_bytes(), now, now),
+            (kind, mail.sender, mail.recipient, mail.subject, mail.data, now, now),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid

@@ -29,7 +29,7 @@ from .users import User, fingerprint, same_fingerprint
 
 log = logging.getLogger(__name__)
 
-SESSION_TOKEN = "reset_token"
+SESSION_TOKEN = "reset_token"  # noqa: S105 (the session key holding the token)
 TOKEN_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 DONE_MESSAGE = "Your password has been reset. Sign in with your new password."
 

@@ -1,12 +1,15 @@
-"""Step 1: "forgot your password?" — the form, and the background step that mails.
+"""Step 1: "forgot your password?" — the form, and the intake that queues requests.
 
 The request handler only validates, normalises, counts limits and queues a
-row in ``reset_requests``; it does not look the address up. Known, unknown,
+row in ``reset_requests``; it never looks the address up. Known, unknown,
 malformed and rate-limited addresses therefore cost the same work and get the
-same redirect. The :class:`RequestProcessor`, owned by the app, turns queued
-requests into mail: user lookup, token minting, rendering, and the outbox row
-— all in one transaction, so a crash either leaves the request queued or the
-mail queued, never neither.
+same redirect. The user lookup and the mail happen later, in
+:mod:`resetd.request_processor`.
+
+Queuing is group-committed: concurrent requests share one short write
+transaction (a fixed handful of statements per batch, not per request), and
+each response waits until its own row is committed, so nothing acknowledged
+can be lost.
 """
 
 from __future__ import annotations
@@ -14,17 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
-import aiosqlite
 from aiohttp import web
 
 from . import keys
 from .clientinfo import client_ip, user_agent
-from .db import Database, Row
-from .outbox import OutboxStore
+from .limits import Hit, RateLimiter
 from .render import render
+from .request_queue import RequestQueue
 from .sessions import flash
-from .users import fingerprint, normalize
+from .users import normalize
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ SENT_MESSAGE = (
     "to an account, a link is on its way."
 )
 MAX_EMAIL_LENGTH = 254
+MAX_BATCH = 256
 
 
 async def request_page(request: web.Request) -> web.StreamResponse:
@@ -50,148 +54,110 @@ async def request_page(request: web.Request) -> web.StreamResponse:
             {"email": "", "errors": {"email": "Enter the email address of your account."}},
             status=400,
         )
-    cfg = request.app[keys.config]
-    ip = client_ip(request)
-    limiter = request.app[keys.limiter]
     # More than one `email` value (GitLab CVE-2023-7028) or an implausible one is
-    # treated like an unknown address: same work, same answer, nothing sent.
+    # queued like an unknown address: same work, same answer, nothing sent.
     email_norm = normalize(typed) if typed is not None and len(typed) <= MAX_EMAIL_LENGTH else ""
-    async with request.app[keys.db].transaction() as conn:
-        retry_after = await limiter.hit(
-            conn, f"ip:{ip}", cfg.limits.requests_per_ip, cfg.limits.requests_per_ip_window
-        )
-        if retry_after is None:
-            over = await limiter.hit(
-                conn,
-                f"addr:{email_norm}",
-                cfg.limits.mails_per_address,
-                cfg.limits.mails_per_address_window,
-            )
-            await RequestQueue.add(conn, email_norm, ip, user_agent(request), over is not None)
+    retry_after = await request.app[keys.intake].submit(
+        Submission(email_norm, client_ip(request), user_agent(request))
+    )
     if retry_after is not None:
         raise web.HTTPTooManyRequests(
             headers={"Retry-After": str(retry_after)},
             text="Too many password reset requests from your network; please wait and retry.",
         )
-    request.app[keys.request_processor].wake()
     await flash(request, SENT_MESSAGE)
-    raise web.HTTPSeeOther(location=cfg.login_location)
+    raise web.HTTPSeeOther(location=request.app[keys.config].login_location)
 
 
-class RequestQueue:
-    """SQL for the ``reset_requests`` queue."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    @staticmethod
-    async def add(
-        conn: aiosqlite.Connection, email_norm: str, ip: str, agent: str, limited: bool
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO reset_requests (email_norm, client_ip, user_agent, created_at, limited)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (email_norm, ip, agent, time.time(), int(limited)),
-        )
-
-    async def pending(self, limit: int) -> list[Row]:
-        return await self.db.fetchall(
-            "SELECT id, email_norm, client_ip, user_agent, limited FROM reset_requests "
-            "WHERE done_at IS NULL ORDER BY id LIMIT ?",
-            (limit,),
-        )
-
-    @staticmethod
-    async def done(conn: aiosqlite.Connection, request_id: int) -> bool:
-        """Mark processed; False if another worker got there first."""
-        cur = await conn.execute(
-            "UPDATE reset_requests SET done_at = ? WHERE id = ? AND done_at IS NULL",
-            (time.time(), request_id),
-        )
-        return cur.rowcount == 1
-
-    async def purge(self, older_than: float) -> int:
-        return await self.db.execute(
-            "DELETE FROM reset_requests WHERE done_at IS NOT NULL AND done_at < ?", (older_than,)
-        )
+@dataclass(frozen=True)
+class Submission:
+    email_norm: str
+    client_ip: str
+    user_agent: str
 
 
-class RequestProcessor:
-    """Background step: queued request → (account?) → token + mail in the outbox."""
-
-    BATCH = 64
+class Intake:
+    """Group commit for reset requests: one transaction per batch of concurrent requests."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.queue = RequestQueue(app[keys.db])
+        self._pending: list[tuple[Submission, asyncio.Future[int | None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="reset-request-processor")
+        self._task = asyncio.create_task(self._run(), name="reset-request-intake")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.set_exception(web.HTTPServiceUnavailable())
+
+    async def submit(self, submission: Submission) -> int | None:
+        """Queue durably; returns None, or Retry-After seconds when the IP is over its limit."""
+        fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((submission, fut))
+        self._wake.set()
+        return await fut
 
     async def _run(self) -> None:
-        last_purge = 0.0
         while True:
-            try:
-                rows = await self.queue.pending(self.BATCH)
-                for row in rows:
-                    await self.process(row)
-                if len(rows) == self.BATCH:
-                    continue
-                if time.time() - last_purge > 3600:
-                    last_purge = time.time()
-                    await self.queue.purge(time.time() - 86400)
-                    await self.app[keys.limiter].purge()
-                self._wake.clear()
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reset requests: processing error; retrying in 1 s")
-                await asyncio.sleep(1)
+                    verdicts = await self._write([s for s, _ in batch])
+                except asyncio.CancelledError:
+                    self._pending = batch + self._pending
+                    raise
+                except (
+                    Exception
+                ) as exc:  # the database is unwell: fail these requests, not the loop
+                    log.exception("reset requests: could not queue %d request(s)", len(batch))
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, fut), verdict in zip(batch, verdicts, strict=True):
+                    if not fut.done():
+                        fut.set_result(verdict)
+                self.app[keys.request_processor].wake()
 
-    async def process(self, row: Row) -> None:
-        app = self.app
-        users, db = app[keys.users], app[keys.db]
-        audit = app[keys.audit]
-        user = None if row["limited"] or not row["email_norm"] else (
-            await users.find_by_email(row["email_norm"])
-        )
-        queued = False
-        async with db.transaction() as conn:
-            if not await RequestQueue.done(conn, row["id"]):
-                return
-            if row["limited"]:
-                outcome = "rate_limited"
-            elif user is None:
-                outcome = "unknown_address"
-            else:
-                token, claims = app[keys.codec].mint(user.id, fingerprint(user))
-                await app[keys.ledger].record(conn, claims)
-                msg = app[keys.composer].reset_mail(
-                    user.username, user.email, token, app[keys.config].reset.token_ttl
-                )
-                await OutboxStore.enqueue(conn, "reset", msg)
-                outcome, queued = "mail_queued", True
-            await audit.record(
+    async def _write(self, batch: list[Submission]) -> list[int | None]:
+        limits = self.app[keys.config].limits
+        now = time.time()
+        async with self.app[keys.db].transaction() as conn:
+            ip_verdicts = await RateLimiter.hit_many(
                 conn,
-                "reset_requested",
-                outcome,
-                user_id=user.id if user is not None else None,
-                client_ip=row["client_ip"],
-                user_agent=row["user_agent"],
+                [
+                    Hit(f"ip:{s.client_ip}", limits.requests_per_ip, limits.requests_per_ip_window)
+                    for s in batch
+                ],
+                now,
             )
-        if queued:
-            app[keys.outbox_worker].wake()
+            admitted = [s for s, v in zip(batch, ip_verdicts, strict=True) if v is None]
+            addr_verdicts = await RateLimiter.hit_many(
+                conn,
+                [
+                    Hit(
+                        f"addr:{s.email_norm}",
+                        limits.mails_per_address,
+                        limits.mails_per_address_window,
+                    )
+                    for s in admitted
+                ],
+                now,
+            )
+            await RequestQueue.add_many(
+                conn,
+                [
+                    (s.email_norm, s.client_ip, s.user_agent, v is not None)
+                    for s, v in zip(admitted, addr_verdicts, strict=True)
+                ],
+                now,
+            )
+        return ip_verdicts

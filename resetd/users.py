@@ -29,6 +29,8 @@ class AccountStore(Protocol):
 
     async def find_by_login(self, login: str) -> User | None: ...
 
+    async def find_many_by_email(self, email_norms: list[str]) -> dict[str, User]: ...
+
     async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool: ...
 
     async def replace_password_hash(
@@ -124,6 +126,16 @@ class UserStore:
                 f"SELECT {_COLUMNS} FROM users WHERE email_norm = ?", (email_norm,)
             )
         )
+
+    async def find_many_by_email(self, email_norms: list[str]) -> dict[str, User]:
+        """Normalised address → account, for the addresses that have one."""
+        if not email_norms:
+            return {}
+        marks = ", ".join("?" for _ in email_norms)
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS}, email_norm FROM users WHERE email_norm IN ({marks})", email_norms
+        )
+        return {r["email_norm"]: u for r in rows if (u := _user(r)) is not None}
 
     async def find_by_login(self, login: str) -> User | None:
         """Username or email, as the login form accepts either."""
