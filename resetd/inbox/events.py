@@ -33,6 +33,10 @@ class InboxEvents:
         self._subscribers: set[asyncio.Queue[Event | None]] = set()
         self.closed = False
 
+    @property
+    def listening(self) -> bool:
+        return bool(self._subscribers)
+
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
             if queue.qsize() >= MAX_BACKLOG:

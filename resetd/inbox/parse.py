@@ -38,6 +38,9 @@ SEARCH_TEXT_LIMIT = 64 * 1024
 _WS = re.compile(r"\s+")
 _TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 _PARSER = BytesParser(policy=compat32)
+_SIMPLE_ADDRESS = re.compile(
+    r'\s*(?:([^"<>,;:@()\\]*?)\s*<([^\s<>,;:"()@]+@[^\s<>,;:"()@]+)>|([^\s<>,;:"()@]+@[^\s<>,;:"()@]+))\s*'
+)
 
 
 @dataclass(frozen=True)
@@ -105,17 +108,27 @@ def headers(msg: Message) -> list[tuple[str, str]]:
     return [(fix_8bit(str(k)), decode_words(str(v))) for k, v in msg.raw_items()]
 
 
-def header(msg: Message, name: str) -> str:
+def header_map(msg: Message) -> dict[str, list[str]]:
+    """Raw header values by lower-cased name (8-bit text repaired, words not decoded)."""
+    found: dict[str, list[str]] = {}
     for key, value in msg.raw_items():
-        if key.lower() == name:
-            return decode_words(str(value))
-    return ""
+        found.setdefault(key.lower(), []).append(fix_8bit(str(value)))
+    return found
 
 
-def addresses(msg: Message, name: str) -> list[Address]:
-    values = [fix_8bit(str(v)) for k, v in msg.raw_items() if k.lower() == name]
+def header(found: dict[str, list[str]], name: str) -> str:
+    values = found.get(name)
+    return decode_words(values[0]) if values else ""
+
+
+def addresses(found: dict[str, list[str]], name: str) -> list[Address]:
+    values = found.get(name)
     if not values:
         return []
+    if len(values) == 1 and (simple := _SIMPLE_ADDRESS.fullmatch(values[0])):
+        # The common shapes, ``a@b`` and ``Name <a@b>``, without the slow general parser.
+        name = (simple.group(1) or "").strip()
+        return [Address(decode_words(name), simple.group(2) or simple.group(3))]
     out: list[Address] = []
     for display, addr in email.utils.getaddresses(values):
         if addr or display:
@@ -125,7 +138,8 @@ def addresses(msg: Message, name: str) -> list[Address]:
 
 def walk(msg: Message, prefix: str = "") -> list[Part]:
     """The leaf parts of ``msg`` with their Mailpit-style PartIDs."""
-    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
+    content_type = msg.get_content_type()
+    if content_type.startswith("multipart/") and msg.is_multipart():
         out: list[Part] = []
         payload = msg.get_payload()
         for n, sub in enumerate(payload if isinstance(payload, list) else [], start=1):
@@ -135,16 +149,8 @@ def walk(msg: Message, prefix: str = "") -> list[Part]:
     disposition = (msg.get_content_disposition() or "").lower()
     filename = decode_words(msg.get_filename("") or "")
     content_id = fix_8bit(str(msg.get("Content-ID", ""))).strip().strip("<>")
-    return [
-        Part(
-            (prefix or "1.").rstrip("."),
-            msg.get_content_type(),
-            filename,
-            content_id,
-            disposition,
-            msg,
-        )
-    ]
+    part_id = (prefix or "1.").rstrip(".")
+    return [Part(part_id, content_type, filename, content_id, disposition, msg)]
 
 
 def is_body(part: Part) -> bool:
@@ -198,14 +204,15 @@ def summarize(raw: bytes, rcpt_tos: list[str]) -> Summary:
     try:
         msg = parse_bytes(raw)
         issues.extend(problems(msg))
-        summary.message_id = header(msg, "message-id").strip().strip("<>")
-        senders = addresses(msg, "from")
+        found = header_map(msg)
+        summary.message_id = header(found, "message-id").strip().strip("<>")
+        senders = addresses(found, "from")
         summary.sender = senders[0] if senders else None
-        summary.to = addresses(msg, "to")
-        summary.cc = addresses(msg, "cc")
-        summary.reply_to = addresses(msg, "reply-to")
-        summary.subject = header(msg, "subject")
-        summary.date = _date(header(msg, "date"))
+        summary.to = addresses(found, "to")
+        summary.cc = addresses(found, "cc")
+        summary.reply_to = addresses(found, "reply-to")
+        summary.subject = header(found, "subject")
+        summary.date = _date(header(found, "date"))
         text, html = "", ""
         for part in walk(msg):
             if is_body(part):

@@ -104,7 +104,8 @@ def _condition(key: str, value: str) -> tuple[str, list[Any]] | None:
         return "m.message_id = ?", [value.strip("<>")]
     if key == "is":
         if lowered in ("read", "unread"):
-            return "m.read = ?", [1 if lowered == "read" else 0]
+            # A literal, not a parameter, so the partial index on unread rows applies.
+            return ("m.read = 1" if lowered == "read" else "m.read = 0"), []
         return None
     if key == "has":
         if lowered in ("attachment", "attachments"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,105 +174,45 @@ class InboxStore:
     def __init__(self, db: Database, max_messages: int) -> None:
         self.db = db
         self.max_messages = max_messages
+        self._writer: sqlite3.Connection | None = None
 
     async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         await self.db.close()
 
-    async def add_batch(
+    def open_writer(self) -> None:
+        """Open the connection batches are written through (from a worker thread).
+
+        One plain sqlite3 connection, so a whole batch (parse, insert, prune,
+        commit) costs one thread hop instead of one per statement; WAL lets the
+        pages keep reading through the aiosqlite connection meanwhile.
+        """
+        conn = sqlite3.connect(self.db.path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
+                       "busy_timeout=5000"):  # fmt: skip
+            conn.execute(f"PRAGMA {pragma}")
+        self._writer = conn
+
+    def add_batch_blocking(
         self, items: Sequence[tuple[Incoming, Summary]]
     ) -> tuple[list[Stored], int]:
         """Store ``items`` in one transaction, then prune to ``max_messages``.
 
-        Returns the stored summaries (oldest first) and how many old messages
-        were pruned by this batch.
+        Runs in a worker thread (blocking sqlite3). Returns the stored
+        summaries (oldest first) and how many old messages were pruned.
         """
-        async with self.db.transaction() as conn:
-            async with conn.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
-            ) as cur:
-                row = await cur.fetchone()
-            next_id = (int(row[0]) if row else 0) + 1
-            messages, raws, texts, addrs = [], [], [], []
-            stored: list[Stored] = []
-            for offset, (inc, s) in enumerate(items):
-                mid = next_id + offset
-                sender = s.sender or Address("", "")
-                messages.append(
-                    (
-                        mid,
-                        inc.received,
-                        s.message_id,
-                        sender.name,
-                        sender.address,
-                        _dump(s.to),
-                        _dump(s.cc),
-                        _dump(s.bcc),
-                        _dump(s.reply_to),
-                        s.subject,
-                        s.date,
-                        len(inc.raw),
-                        s.attachments,
-                        s.snippet,
-                        inc.mail_from,
-                        json.dumps(inc.rcpt_tos, ensure_ascii=False),
-                        s.problem,
-                    )
-                )
-                raws.append((mid, inc.raw))
-                texts.append((mid, _search_text(s)))
-                seen: set[tuple[str, str]] = set()
-                for kind, group in (("from", [sender]), ("to", s.to), ("cc", s.cc), ("bcc", s.bcc)):
-                    for a in group:
-                        key = (kind, a.address.lower())
-                        if a.address and key not in seen:
-                            seen.add(key)
-                            addrs.append((mid, kind, key[1]))
-                stored.append(
-                    Stored(
-                        str(mid),
-                        inc.received,
-                        s.message_id,
-                        s.sender,
-                        s.to,
-                        s.cc,
-                        s.bcc,
-                        s.reply_to,
-                        s.subject,
-                        s.date,
-                        len(inc.raw),
-                        s.attachments,
-                        s.snippet,
-                        inc.mail_from,
-                        inc.rcpt_tos,
-                        False,
-                        s.problem,
-                    )
-                )
-            await conn.executemany(
-                "INSERT INTO messages (id, created, message_id, from_name, from_addr, to_json, "
-                "cc_json, bcc_json, reply_to_json, subject, sent_at, size, attachments, snippet, "
-                "mail_from, rcpt_json, problem) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                messages,
-            )
-            await conn.executemany("INSERT INTO message_raw (id, raw) VALUES (?, ?)", raws)
-            await conn.executemany("INSERT INTO message_text (id, text) VALUES (?, ?)", texts)
-            await conn.executemany(
-                "INSERT INTO addresses (message, kind, address) VALUES (?, ?, ?)", addrs
-            )
-            async with conn.execute(
-                "SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?", (self.max_messages,)
-            ) as cur:
-                cutoff = await cur.fetchone()
-            pruned = 0
-            if cutoff is not None:
-                cur = await conn.execute("DELETE FROM messages WHERE id <= ?", (cutoff[0],))
-                pruned = cur.rowcount
-                await conn.execute(
-                    "INSERT INTO counters (name, value) VALUES ('pruned', ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-                    (pruned,),
-                )
+        conn = self._writer
+        if conn is None:
+            raise RuntimeError("InboxStore.open_writer() was not called")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            stored, pruned = _insert(conn, items, self.max_messages)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         return stored, pruned
 
     async def counts(self) -> tuple[int, int]:
@@ -385,3 +326,57 @@ def _search_text(s: Summary) -> str:
     people = " ".join(f"{a.name} {a.address}" for a in [*(s.to), *s.cc, *s.bcc])
     sender = f"{s.sender.name} {s.sender.address}" if s.sender else ""
     return f"{s.subject}\n{sender} {people}\n{s.search_text}".casefold()
+
+
+def _insert(
+    conn: sqlite3.Connection, items: Sequence[tuple[Incoming, Summary]], max_messages: int
+) -> tuple[list[Stored], int]:
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    next_id = (int(row[0]) if row else 0) + 1
+    messages, raws, texts, addrs = [], [], [], []
+    stored: list[Stored] = []
+    for offset, (inc, s) in enumerate(items):
+        mid = next_id + offset
+        sender = s.sender or Address("", "")
+        size = len(inc.raw)
+        rcpt_json = json.dumps(inc.rcpt_tos, ensure_ascii=False)
+        messages.append(
+            (mid, inc.received, s.message_id, sender.name, sender.address, _dump(s.to),
+             _dump(s.cc), _dump(s.bcc), _dump(s.reply_to), s.subject, s.date, size,
+             s.attachments, s.snippet, inc.mail_from, rcpt_json, s.problem)
+        )  # fmt: skip
+        raws.append((mid, inc.raw))
+        texts.append((mid, _search_text(s)))
+        seen: set[tuple[str, str]] = set()
+        for kind, group in (("from", [sender]), ("to", s.to), ("cc", s.cc), ("bcc", s.bcc)):
+            for a in group:
+                key = (kind, a.address.lower())
+                if a.address and key not in seen:
+                    seen.add(key)
+                    addrs.append((mid, kind, key[1]))
+        stored.append(
+            Stored(str(mid), inc.received, s.message_id, s.sender, s.to, s.cc, s.bcc,
+                   s.reply_to, s.subject, s.date, size, s.attachments, s.snippet,
+                   inc.mail_from, inc.rcpt_tos, False, s.problem)
+        )  # fmt: skip
+    conn.executemany(
+        "INSERT INTO messages (id, created, message_id, from_name, from_addr, to_json, cc_json, "
+        "bcc_json, reply_to_json, subject, sent_at, size, attachments, snippet, mail_from, "
+        "rcpt_json, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        messages,
+    )
+    conn.executemany("INSERT INTO message_raw (id, raw) VALUES (?, ?)", raws)
+    conn.executemany("INSERT INTO message_text (id, text) VALUES (?, ?)", texts)
+    conn.executemany("INSERT INTO addresses (message, kind, address) VALUES (?, ?, ?)", addrs)
+    cutoff = conn.execute(
+        "SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?", (max_messages,)
+    ).fetchone()
+    pruned = 0
+    if cutoff is not None:
+        pruned = conn.execute("DELETE FROM messages WHERE id <= ?", (cutoff[0],)).rowcount
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES ('pruned', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            (pruned,),
+        )
+    return stored, pruned

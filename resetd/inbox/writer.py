@@ -15,13 +15,18 @@ import sqlite3
 
 from .events import InboxEvents
 from .parse import Summary, summarize
-from .store import InboxStore, Incoming
+from .store import InboxStore, Incoming, Stored
 
 log = logging.getLogger(__name__)
 
 
 def _summarize_all(batch: list[Incoming]) -> list[tuple[Incoming, Summary]]:
     return [(item, summarize(item.raw, item.rcpt_tos)) for item in batch]
+
+
+def _store_batch(store: InboxStore, batch: list[Incoming]) -> tuple[list[Stored], int]:
+    """Parse and store in the same worker thread: one hop per batch."""
+    return store.add_batch_blocking(_summarize_all(batch))
 
 
 class InboxWriter:
@@ -39,6 +44,7 @@ class InboxWriter:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.store.open_writer()
         self._task = asyncio.create_task(self._run(), name="inbox-writer")
 
     async def submit(self, item: Incoming) -> None:
@@ -80,11 +86,12 @@ class InboxWriter:
                 return
 
     async def _write(self, batch: list[Incoming]) -> None:
-        parsed = await asyncio.to_thread(_summarize_all, batch)
         try:
-            stored, pruned = await self.store.add_batch(parsed)
+            stored, pruned = await asyncio.to_thread(_store_batch, self.store, batch)
         except (sqlite3.Error, OSError):
             log.exception("could not store %d captured message(s)", len(batch))
+            return
+        if not self.events.listening:
             return
         for message in stored:
             self.events.publish("new", message.as_json())
