@@ -27,7 +27,7 @@ class RateLimiter:
     async def hit_many(
         conn: aiosqlite.Connection, hits: list[Hit], now: float | None = None
     ) -> list[int | None]:
-        """Count every hit in the caller's transaction, in a fixed number of statements.
+        """Count every hit on ``conn`` in one statement (a multi-row upsert).
 
         Returns, in order, None for a hit within its limit, else the seconds until
         its window resets (for Retry-After). Hits over the limit are still counted.
@@ -37,16 +37,13 @@ class RateLimiter:
         now = time.time() if now is None else now
         keys = [(h.bucket, int(now // h.window * h.window)) for h in hits]
         added = Counter(keys)
-        await conn.executemany(
-            "INSERT INTO rate_counters (bucket, window_start, hits) VALUES (?, ?, ?) "
-            "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_counters.hits + ?",
-            [(b, w, n, n) for (b, w), n in added.items()],
-        )
-        buckets = sorted({b for b, _ in added})
-        marks = ", ".join("?" for _ in buckets)
+        rows = list(added.items())
+        values = ", ".join("(?, ?, ?)" for _ in rows)
         async with conn.execute(
-            f"SELECT bucket, window_start, hits FROM rate_counters WHERE bucket IN ({marks})",
-            buckets,
+            f"INSERT INTO rate_counters (bucket, window_start, hits) VALUES {values} "
+            "ON CONFLICT (bucket, window_start) DO UPDATE "
+            "SET hits = rate_counters.hits + excluded.hits RETURNING bucket, window_start, hits",
+            [v for (b, w), n in rows for v in (b, w, n)],
         ) as cur:
             totals = {(r[0], int(r[1])): int(r[2]) for r in await cur.fetchall()}
         seen: Counter[tuple[str, int]] = Counter()

@@ -86,6 +86,17 @@ class OutboxStore:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
+    @staticmethod
+    async def enqueue_many(
+        conn: aiosqlite.Connection, kind: str, mails: Sequence[ComposedMail], now: float
+    ) -> None:
+        """Queue several mails in one statement inside the caller's transaction."""
+        await conn.executemany(
+            "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
+            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(kind, m.sender, m.recipient, m.subject, m.data, now, now) for m in mails],
+        )
+
     async def recover(self) -> int:
         """At start: release claims a previous run left behind (it died mid-send) and
         make every pending mail due now, since a restart often follows a fix to the

@@ -17,8 +17,10 @@ from aiohttp import web
 
 from . import keys
 from .audit import AuditLog
+from .mail_compose import ComposedMail
 from .outbox import OutboxStore
 from .request_queue import RequestQueue
+from .tokens import Claims, TokenLedger
 from .users import fingerprint
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ class RequestProcessor:
         """Turn up to BATCH queued requests into mail; returns how many were claimed."""
         app = self.app
         cfg = app[keys.config]
-        codec, ledger, composer = app[keys.codec], app[keys.ledger], app[keys.composer]
+        codec, composer = app[keys.codec], app[keys.composer]
         queued = 0
         async with app[keys.db].transaction() as conn:
             claimed = await RequestQueue.claim(conn, self.BATCH)
@@ -78,6 +80,8 @@ class RequestProcessor:
             wanted = sorted({r.email_norm for r in claimed if r.email_norm and not r.limited})
             accounts = await app[keys.users].find_many_by_email(wanted)
             events = []
+            minted: list[Claims] = []
+            mails: list[ComposedMail] = []
             for req in claimed:
                 user = None if req.limited else accounts.get(req.email_norm)
                 if req.limited:
@@ -86,11 +90,11 @@ class RequestProcessor:
                     outcome = "unknown_address"
                 else:
                     token, claims = codec.mint(user.id, fingerprint(user))
-                    await ledger.record(conn, claims)
-                    msg = composer.reset_mail(user.username, user.email, token, cfg.reset.token_ttl)
-                    await OutboxStore.enqueue(conn, "reset", msg)
+                    minted.append(claims)
+                    mails.append(
+                        composer.reset_mail(user.username, user.email, token, cfg.reset.token_ttl)
+                    )
                     outcome = "mail_queued"
-                    queued += 1
                 events.append(
                     (
                         "reset_requested",
@@ -100,6 +104,10 @@ class RequestProcessor:
                         req.user_agent,
                     )
                 )
+            if mails:
+                await TokenLedger.record_many(conn, minted)
+                await OutboxStore.enqueue_many(conn, "reset", mails, time.time())
+                queued = len(mails)
             await AuditLog.record_many(conn, events)
         if queued:
             app[keys.outbox_worker].wake()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -142,6 +143,13 @@ class TokenLedger:
         await conn.execute(
             "INSERT INTO reset_tokens (jti, user_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
             (claims.jti, str(claims.user_id), claims.issued_at, claims.expires_at),
+        )
+
+    @staticmethod
+    async def record_many(conn: aiosqlite.Connection, many: Sequence[Claims]) -> None:
+        await conn.executemany(
+            "INSERT INTO reset_tokens (jti, user_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+            [(c.jti, str(c.user_id), c.issued_at, c.expires_at) for c in many],
         )
 
     async def state(self, jti: str, now: float | None = None) -> TokenState:
