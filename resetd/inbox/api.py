@@ -132,7 +132,10 @@ async def _resolve(request: web.Request) -> Stored:
             raise web.HTTPNotFound(text="message not found")
         return found
     query = parse_query(request.query.get("query", ""))
-    wait = min(float(_int(request, "wait", 0, int(MAX_WAIT))), MAX_WAIT)
+    try:
+        wait = min(max(float(request.query.get("wait") or 0), 0.0), MAX_WAIT)
+    except ValueError:
+        raise web.HTTPBadRequest(text="wait: expected a number of seconds") from None
     with request.app[ikeys.events].subscribe() as queue:
         latest = await store.latest(query)
         deadline = time.monotonic() + wait

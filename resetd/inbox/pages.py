@@ -24,6 +24,7 @@ from .store import InboxStore, Stored
 from .view import build_view, iframe_document
 
 PAGE_SIZE = 50
+RAW_SHOWN = 512 * 1024  # the raw tab shows this much; the .eml download has it all
 MESSAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; frame-src 'self'; form-action 'self'; "
@@ -123,9 +124,6 @@ async def message_page(request: web.Request) -> web.StreamResponse:
     response.headers["Content-Security-Policy"] = MESSAGE_CSP
     response.headers["X-Frame-Options"] = "DENY"
     return response
-
-
-RAW_SHOWN = 512 * 1024
 
 
 async def download_eml(request: web.Request) -> web.StreamResponse:
