@@ -3,11 +3,10 @@ shared by every instance on the same database."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass
-
-import aiosqlite
 
 from .db import Database
 
@@ -24,28 +23,26 @@ class RateLimiter:
         self.db = db
 
     @staticmethod
-    async def hit_many(
-        conn: aiosqlite.Connection, hits: list[Hit], now: float | None = None
-    ) -> list[int | None]:
+    def hit_many(conn: sqlite3.Connection, hits: list[Hit], now: float) -> list[int | None]:
         """Count every hit on ``conn`` in one statement (a multi-row upsert).
 
-        Returns, in order, None for a hit within its limit, else the seconds until
-        its window resets (for Retry-After). Hits over the limit are still counted.
+        Runs in a :class:`~resetd.db.BatchWriter` thread. Returns, in order, None
+        for a hit within its limit, else the seconds until its window resets (for
+        Retry-After). Hits over the limit are still counted.
         """
         if not hits:
             return []
-        now = time.time() if now is None else now
         keys = [(h.bucket, int(now // h.window * h.window)) for h in hits]
         added = Counter(keys)
         rows = list(added.items())
         values = ", ".join("(?, ?, ?)" for _ in rows)
-        async with conn.execute(
+        cur = conn.execute(
             f"INSERT INTO rate_counters (bucket, window_start, hits) VALUES {values} "
             "ON CONFLICT (bucket, window_start) DO UPDATE "
             "SET hits = rate_counters.hits + excluded.hits RETURNING bucket, window_start, hits",
             [v for (b, w), n in rows for v in (b, w, n)],
-        ) as cur:
-            totals = {(r[0], int(r[1])): int(r[2]) for r in await cur.fetchall()}
+        )
+        totals = {(r[0], int(r[1])): int(r[2]) for r in cur.fetchall()}
         seen: Counter[tuple[str, int]] = Counter()
         verdicts: list[int | None] = []
         for hit, key in zip(hits, keys, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -24,11 +25,11 @@ class RequestQueue:
         self.db = db
 
     @staticmethod
-    async def add_many(
-        conn: aiosqlite.Connection, rows: list[tuple[str, str, str, bool]], now: float
+    def add_many(
+        conn: sqlite3.Connection, rows: list[tuple[str, str, str, bool]], now: float
     ) -> None:
-        """Queue (email_norm, client_ip, user_agent, limited) rows in the caller's transaction."""
-        await conn.executemany(
+        """Queue (email_norm, client_ip, user_agent, limited) rows (BatchWriter thread)."""
+        conn.executemany(
             "INSERT INTO reset_requests (email_norm, client_ip, user_agent, created_at, limited)"
             " VALUES (?, ?, ?, ?, ?)",
             [(e, ip, ua, now, int(limited)) for e, ip, ua, limited in rows],

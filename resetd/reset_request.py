@@ -7,15 +7,15 @@ same redirect. The user lookup and the mail happen later, in
 :mod:`resetd.request_processor`.
 
 Queuing is group-committed: concurrent requests share one short write
-transaction (a fixed handful of statements per batch, not per request), and
-each response waits until its own row is committed, so nothing acknowledged
-can be lost.
+transaction, run in one hand-off to a writer thread, and each response waits
+until its own row is committed, so nothing acknowledged can be lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -23,7 +23,8 @@ from aiohttp import web
 
 from . import keys
 from .clientinfo import client_ip, user_agent
-from .db import Database
+from .config import LimitsConfig
+from .db import BatchWriter
 from .limits import Hit, RateLimiter
 from .render import render
 from .request_queue import RequestQueue
@@ -85,12 +86,12 @@ class Intake:
         self._pending: list[tuple[Submission, asyncio.Future[int | None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._db: Database | None = None
+        self._writer: BatchWriter | None = None
 
     async def start(self) -> None:
-        # A connection (and so a thread) of its own, so queuing never waits behind
-        # the mailer's or the outbox's statements; SQLite serialises the writers.
-        self._db = await Database.open(self.app[keys.config].database.path)
+        # A connection (and thread) of its own: one hand-off per batch, and queuing
+        # never waits behind the mailer's or the outbox's statements.
+        self._writer = BatchWriter(self.app[keys.config].database.path)
         self._task = asyncio.create_task(self._run(), name="reset-request-intake")
 
     async def stop(self) -> None:
@@ -100,8 +101,8 @@ class Intake:
         for _, fut in self._pending:
             if not fut.done():
                 fut.set_exception(web.HTTPServiceUnavailable())
-        if self._db is not None:
-            await self._db.close()
+        if self._writer is not None:
+            await self._writer.close()
 
     async def submit(self, submission: Submission) -> int | None:
         """Queue durably; returns None, or Retry-After seconds when the IP is over its limit."""
@@ -135,40 +136,41 @@ class Intake:
                 self.app[keys.request_processor].wake()
 
     async def _write(self, batch: list[Submission]) -> list[int | None]:
-        """Three statements per batch, each committing on its own: a crash between
-        them can only over-count a limit; a request is acknowledged only after the
-        statement that queues it has committed."""
-        limits = self.app[keys.config].limits
-        now = time.time()
-        assert self._db is not None
-        conn = self._db.conn
-        ip_verdicts = await RateLimiter.hit_many(
-            conn,
-            [
-                Hit(f"ip:{s.client_ip}", limits.requests_per_ip, limits.requests_per_ip_window)
-                for s in batch
-            ],
-            now,
+        assert self._writer is not None
+        return await self._writer.run(
+            _queue_batch, batch, self.app[keys.config].limits, time.time()
         )
-        admitted = [s for s, v in zip(batch, ip_verdicts, strict=True) if v is None]
-        addr_verdicts = await RateLimiter.hit_many(
-            conn,
-            [
-                Hit(
-                    f"addr:{s.email_norm}",
-                    limits.mails_per_address,
-                    limits.mails_per_address_window,
-                )
-                for s in admitted
-            ],
-            now,
-        )
-        await RequestQueue.add_many(
-            conn,
-            [
-                (s.email_norm, s.client_ip, s.user_agent, v is not None)
-                for s, v in zip(admitted, addr_verdicts, strict=True)
-            ],
-            now,
-        )
-        return ip_verdicts
+
+
+def _queue_batch(
+    conn: sqlite3.Connection, batch: list[Submission], limits: LimitsConfig, now: float
+) -> list[int | None]:
+    """One transaction (in the BatchWriter thread): count per-IP hits, count
+    per-address hits for the admitted requests, queue them. Returns the per-IP
+    verdicts (None, or Retry-After seconds) in order."""
+    ip_verdicts = RateLimiter.hit_many(
+        conn,
+        [
+            Hit(f"ip:{s.client_ip}", limits.requests_per_ip, limits.requests_per_ip_window)
+            for s in batch
+        ],
+        now,
+    )
+    admitted = [s for s, v in zip(batch, ip_verdicts, strict=True) if v is None]
+    addr_verdicts = RateLimiter.hit_many(
+        conn,
+        [
+            Hit(f"addr:{s.email_norm}", limits.mails_per_address, limits.mails_per_address_window)
+            for s in admitted
+        ],
+        now,
+    )
+    RequestQueue.add_many(
+        conn,
+        [
+            (s.email_norm, s.client_ip, s.user_agent, v is not None)
+            for s, v in zip(admitted, addr_verdicts, strict=True)
+        ],
+        now,
+    )
+    return ip_verdicts
