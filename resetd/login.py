@@ -7,9 +7,12 @@ from aiohttp import web
 from . import keys
 from .clientinfo import client_ip, user_agent
 from .render import render
+from .reset_request import SENT_MESSAGE
 from .sessions import current_user, flash, sign_in, sign_out
 
 BAD_LOGIN = "Invalid username or password."
+# Fixed notices a redirect may ask the sign-in page to show (?notice=…).
+NOTICES = {"reset-sent": SENT_MESSAGE}
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -22,7 +25,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     if request.method in ("GET", "HEAD"):
         if await current_user(request) is not None:
             raise web.HTTPFound(location="/")
-        return await render(request, "login.html", {"username": "", "remember_me": False})
+        notice = NOTICES.get(request.query.get("notice", ""))
+        return await render(
+            request,
+            "login.html",
+            {"username": "", "remember_me": False, "notice": notice},
+        )
     if request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
     form = await request.post()

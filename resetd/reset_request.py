@@ -28,7 +28,6 @@ from .db import BatchWriter
 from .limits import Hit, RateLimiter
 from .render import render
 from .request_queue import RequestQueue
-from .sessions import flash
 from .users import normalize
 
 log = logging.getLogger(__name__)
@@ -67,8 +66,17 @@ async def request_page(request: web.Request) -> web.StreamResponse:
             headers={"Retry-After": str(retry_after)},
             text="Too many password reset requests from your network; please wait and retry.",
         )
-    await flash(request, SENT_MESSAGE)
-    raise web.HTTPSeeOther(location=request.app[keys.config].login_location)
+    # The notice rides in the URL, not the session: the answer sets no cookie and
+    # costs no session write, and it is the same for every address.
+    raise web.HTTPSeeOther(location=notice_url(request.app[keys.config].login_location))
+
+
+def notice_url(login_location: str) -> str:
+    """Where to send the user after a request: resetd's own sign-in page shows the
+    notice; a host application's page is left as configured."""
+    if login_location == "/login":
+        return "/login?notice=reset-sent"
+    return login_location
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ async def test_host_and_forwarded_headers_never_reach_the_link(
         },
     )
     assert resp.status == 303
-    assert resp.headers["Location"] == "/login"
+    assert resp.headers["Location"] == "/login?notice=reset-sent"
     [mail] = await relay.wait_for(1)
     assert "evil.example" not in mail.data.decode()
     token_in(mail)  # the link is on http://localhost:8080, the configured public_url

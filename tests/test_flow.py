@@ -21,7 +21,6 @@ from .conftest import (
 from .relays import Relay
 
 
-
 async def test_reset_flow_through_a_real_relay(
     aiohttp_client: Any, make_config: ConfigFactory
 ) -> None:
@@ -34,7 +33,7 @@ async def test_reset_flow_through_a_real_relay(
 
         resp = await request_reset(client, "Susan@Example.com ")
         assert resp.status == 303
-        assert resp.headers["Location"] == "/login"
+        assert resp.headers["Location"] == "/login?notice=reset-sent"
 
         [mail] = await relay.wait_for(1)
         msg = mail.message
