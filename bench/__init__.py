@@ -1,0 +1,1 @@
+"""resetd benchmarks: ``python -m bench`` prints figures beside same-run baselines."""

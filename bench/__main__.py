@@ -1,0 +1,505 @@
+"""``python -m bench [--quick] [--json] [--only 1,3]`` — resetd's figures beside
+same-run baselines. Binds only 127.0.0.1, stops every process it starts, and
+is bounded in time (about 5 minutes in full, 1.5 with --quick)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiosmtplib
+
+from resetd.config import PasswordConfig
+from resetd.passwords import Hasher
+
+from .load import post_load
+from .procs import (
+    ROOT,
+    cpu_seconds,
+    free_port,
+    init_db,
+    process,
+    resetd_cmd,
+    rss_mb,
+    seed_users,
+    write_config,
+)
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    runs: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs) if self.runs else float("nan")
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline:
+            return None
+        return self.median / statistics.median(self.baseline)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "median": self.median,
+            "min": min(self.runs, default=float("nan")),
+            "max": max(self.runs, default=float("nan")),
+            "runs": self.runs,
+            "baseline_median": statistics.median(self.baseline) if self.baseline else None,
+            "ratio": self.ratio,
+            "target": self.target,
+            "ok": self.ok,
+            "note": self.note,
+        }
+
+
+FIGURES: list[Figure] = []
+
+
+def fig(name: str, unit: str, target: str = "") -> Figure:
+    f = Figure(name, unit, target=target)
+    FIGURES.append(f)
+    return f
+
+
+def log(msg: str) -> None:
+    print(f"  … {msg}", file=sys.stderr, flush=True)
+
+
+# --- 1 + 5: reset requests acknowledged per second ----------------------------------
+
+
+def bench_requests(runs: int, seconds: int, work: Path) -> None:
+    rps = fig("1. reset requests acknowledged", "req/s", "≥ 0.4× bare aiohttp")
+    p50 = fig("1. latency p50 @64 conns", "ms")
+    p99 = fig("1. latency p99 @64 conns", "ms", "≤ 2.5× bare aiohttp p99")
+    lag_max = fig("5. loop delay max during 1", "ms")
+    lag_p99 = fig("5. loop delay p99 during 1", "ms", "< 5 ms")
+    known = 200
+    for i in range(runs):
+        bare_port = free_port()
+        with process([sys.executable, "-m", "bench.bare_app", str(bare_port)], bare_port, cwd=ROOT):
+            base = post_load(f"http://127.0.0.1:{bare_port}", 0, 64, seconds)
+        rps.baseline.append(base.rps)
+        p50.baseline.append(base.p50_ms)
+        p99.baseline.append(base.p99_ms)
+
+        d = work / f"req{i}"
+        d.mkdir()
+        http_port, sink_smtp, sink_http = free_port(), free_port(), free_port()
+        cfg = write_config(d, http_port, sink_smtp, inbox=False)
+        init_db(cfg, d)
+        seed_users(d / "resetd.db", known, Hasher(PasswordConfig()).hash_sync("bench password 123"))
+        stats = d / "loop.json"
+        with (
+            process(
+                [sys.executable, "-m", "bench.sink", str(sink_smtp), str(sink_http)],
+                sink_http,
+                cwd=ROOT,
+                log=d / "sink.log",
+            ),
+            process(
+                resetd_cmd(cfg),
+                http_port,
+                env={"RESETD_LOOP_STATS": str(stats), "RESETD_LOG_LEVEL": "WARNING"},
+                cwd=d,
+                log=d / "serve.log",
+            ),
+        ):
+            res = post_load(f"http://127.0.0.1:{http_port}", known, 64, seconds)
+        rps.runs.append(res.rps)
+        p50.runs.append(res.p50_ms)
+        p99.runs.append(res.p99_ms)
+        if res.errors:
+            rps.note = f"{res.errors} error responses in run {i + 1}"
+        loop = json.loads(stats.read_text())
+        lag_max.runs.append(loop["max_ms"])
+        lag_p99.runs.append(loop["p99_ms"])
+        log(f"run {i + 1}: resetd {res.rps:.0f} req/s ({res.tool}), bare {base.rps:.0f} req/s")
+    rps.ok = (rps.ratio or 0) >= 0.4
+    p99.ok = (p99.ratio or 99) <= 2.5
+    lag_p99.ok = lag_p99.median < 5
+
+
+# --- 2: reset mails delivered end to end ---------------------------------------------
+
+
+async def _sink_stats(port: int) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/stats") as r:
+        data: dict[str, Any] = await r.json()
+        return data
+
+
+def _reset_mail(i: int, size: int = 4096) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "resetd <no-reply@localhost>"
+    msg["To"] = f"user{i}@example.com"
+    msg["Subject"] = "[resetd] Reset Your Password"
+    link = "http://localhost:8080/reset_password/" + "x" * 240
+    text = f"Dear user{i},\n\nTo reset your password open:\n\n{link}\n\n"
+    msg.set_content(text + "Sincerely,\nresetd\n" + "." * max(0, size // 2 - len(text)))
+    msg.add_alternative(
+        f"<p>Dear user{i},</p><p><a href='{link}'>Reset</a></p>"
+        + "<p>"
+        + "." * max(0, size // 2 - 300)
+        + "</p>",
+        subtype="html",
+    )
+    return msg.as_bytes()
+
+
+async def _smtp_blast(port: int, count: int, connections: int) -> float:
+    """Send ``count`` 4 KB mails over ``connections`` reused connections; returns seconds."""
+    bodies = [_reset_mail(i) for i in range(count)]
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30)
+        await smtp.connect()
+        try:
+            while not queue.empty():
+                i = queue.get_nowait()
+                await smtp.sendmail("no-reply@localhost", [f"user{i}@example.com"], bodies[i])
+        finally:
+            await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return time.perf_counter() - started
+
+
+async def _request_resets(base: str, count: int, concurrency: int) -> float:
+    # unsafe=True: keep cookies for an IP-address host (the session cookie).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(f"{base}/reset_password_request") as r:
+            import re
+
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', await r.text())
+            assert csrf
+        token = csrf.group(1)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(count):
+            queue.put_nowait(i)
+
+        async def worker() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                async with s.post(
+                    f"{base}/reset_password_request",
+                    data={"csrf_token": token, "email": f"user{i}@example.com"},
+                    allow_redirects=False,
+                ) as resp:
+                    assert resp.status == 303, resp.status
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+def bench_delivery(runs: int, count: int, work: Path) -> None:
+    mails = fig("2. reset mails delivered end to end", "mails/s", "≥ 1,000/s, zero loss")
+    ack = fig("2. the requests themselves", "req/s")
+    for i in range(runs):
+        d = work / f"mail{i}"
+        d.mkdir()
+        sink_smtp, sink_http, http_port = free_port(), free_port(), free_port()
+        with process(
+            [sys.executable, "-m", "bench.sink", str(sink_smtp), str(sink_http)],
+            sink_http,
+            cwd=ROOT,
+        ):
+            took = asyncio.run(_smtp_blast(sink_smtp, count, 4))
+            mails.baseline.append(count / took)
+            asyncio.run(_post(f"http://127.0.0.1:{sink_http}/reset"))
+
+            cfg = write_config(d, http_port, sink_smtp, inbox=False)
+            init_db(cfg, d)
+            seed_users(d / "resetd.db", count, Hasher(PasswordConfig()).hash_sync("bench pw 12345"))
+            with process(
+                resetd_cmd(cfg),
+                http_port,
+                env={"RESETD_LOG_LEVEL": "WARNING"},
+                cwd=d,
+                log=d / "serve.log",
+            ):
+                started = time.perf_counter()
+                req_s = asyncio.run(_request_resets(f"http://127.0.0.1:{http_port}", count, 16))
+                deadline = started + 120
+                while True:
+                    got = asyncio.run(_sink_stats(sink_http))
+                    if got["count"] >= count or time.perf_counter() > deadline:
+                        break
+                    time.sleep(0.02)
+                elapsed = time.perf_counter() - started
+        lost, dup = count - got["count"] + got["duplicates"], got["duplicates"]
+        mails.runs.append(got["count"] / elapsed)
+        ack.runs.append(count / req_s)
+        if lost or dup:
+            mails.note = f"run {i + 1}: {lost} lost, {dup} duplicated"
+        log(
+            f"run {i + 1}: {count} mails end to end in {elapsed:.2f} s; "
+            f"bare SMTP {count / took:.0f}/s"
+        )
+    mails.ok = mails.median >= 1000 and not mails.note
+
+
+async def _post(url: str) -> None:
+    async with aiohttp.ClientSession() as s, s.post(url) as r:
+        await r.read()
+
+
+# --- 3 + 5: dev-inbox ingest ----------------------------------------------------------
+
+
+async def _api(base: str, path: str) -> Any:
+    async with aiohttp.ClientSession() as s, s.get(f"{base}{path}") as r:
+        return await r.json()
+
+
+def bench_ingest(runs: int, count: int, work: Path) -> None:
+    rate = fig("3. dev-inbox SMTP ingest (stored)", "msg/s", "≥ 0.6× bare aiosmtpd")
+    cpu = fig("3. server CPU per stored message", "ms", "≤ 0.75 ms")
+    lag_max = fig("5. loop delay max during 3", "ms")
+    lag_p99 = fig("5. loop delay p99 during 3", "ms", "< 5 ms")
+    for i in range(runs):
+        sink_smtp, sink_http = free_port(), free_port()
+        with process(
+            [sys.executable, "-m", "bench.sink", str(sink_smtp), str(sink_http)],
+            sink_http,
+            cwd=ROOT,
+        ) as sink:
+            before = cpu_seconds(sink.pid)
+            took = asyncio.run(_smtp_blast(sink_smtp, count, 8))
+            rate.baseline.append(count / took)
+            cpu.baseline.append((cpu_seconds(sink.pid) - before) / count * 1000)
+
+        d = work / f"ingest{i}"
+        d.mkdir()
+        http_port, inbox_port = free_port(), free_port()
+        cfg = write_config(d, http_port, 0, inbox=True, inbox_port=inbox_port)
+        stats = d / "loop.json"
+        with process(
+            resetd_cmd(cfg),
+            http_port,
+            env={"RESETD_LOOP_STATS": str(stats), "RESETD_LOG_LEVEL": "WARNING"},
+            cwd=d,
+            log=d / "serve.log",
+        ) as srv:
+            base = f"http://127.0.0.1:{http_port}"
+            before = cpu_seconds(srv.pid)
+            started = time.perf_counter()
+            asyncio.run(_smtp_blast(inbox_port, count, 8))
+            deadline = time.perf_counter() + 60
+            stored = 0
+            while time.perf_counter() < deadline:
+                stored = int(asyncio.run(_api(base, "/dev/inbox/api/v1/messages?limit=1"))["total"])
+                if stored >= count:
+                    break
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - started
+            used = cpu_seconds(srv.pid) - before
+        rate.runs.append(stored / elapsed)
+        cpu.runs.append(used / max(1, stored) * 1000)
+        if stored != count:
+            rate.note = f"run {i + 1}: stored {stored} of {count}"
+        loop = json.loads(stats.read_text())
+        lag_max.runs.append(loop["max_ms"])
+        lag_p99.runs.append(loop["p99_ms"])
+        log(f"run {i + 1}: inbox {stored / elapsed:.0f} msg/s, bare {count / took:.0f} msg/s")
+    rate.ok = (rate.ratio or 0) >= 0.6 and not rate.note
+    cpu.ok = cpu.median <= 0.75
+    lag_p99.ok = lag_p99.median < 5
+
+
+# --- 4: dev inbox at scale ---------------------------------------------------------------
+
+
+async def _timed_gets(base: str, path: str, n: int) -> list[float]:
+    out = []
+    async with aiohttp.ClientSession() as s:
+        for _ in range(n):
+            started = time.perf_counter()
+            async with s.get(f"{base}{path}") as r:
+                await r.read()
+                assert r.status == 200, (path, r.status)
+            out.append((time.perf_counter() - started) * 1000)
+    return sorted(out)
+
+
+def bench_scale(total: int, work: Path) -> None:
+    d = work / "scale"
+    d.mkdir()
+    http_port, inbox_port = free_port(), free_port()
+    cfg = write_config(d, http_port, 0, inbox=True, inbox_port=inbox_port)
+    with process(
+        resetd_cmd(cfg), http_port, env={"RESETD_LOG_LEVEL": "WARNING"}, cwd=d, log=d / "serve.log"
+    ) as srv:
+        base = f"http://127.0.0.1:{http_port}"
+        started = time.perf_counter()
+        asyncio.run(_smtp_blast(inbox_port, total, 8))
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            if int(asyncio.run(_api(base, "/dev/inbox/api/v1/messages?limit=1"))["total"]) >= total:
+                break
+            time.sleep(0.1)
+        log(f"filled {total} messages in {time.perf_counter() - started:.1f} s")
+        paths: list[tuple[str, str, str]] = [
+            ("4. list page /dev/inbox", "/dev/inbox", "p50 < 20 ms"),
+            ("4. API list", "/dev/inbox/api/v1/messages?limit=50", "p50 < 20 ms"),
+            (
+                "4. search to:",
+                "/dev/inbox/api/v1/search?query=to%3Auser4242%40example.com",
+                "p50 < 20 ms",
+            ),
+            (
+                "4. search subject word",
+                "/dev/inbox/api/v1/search?query=subject%3AReset&limit=50",
+                "",
+            ),
+        ]
+        for name, path, target in paths:
+            lat = asyncio.run(_timed_gets(base, path, 60))
+            p50 = fig(f"{name} p50", "ms", target)
+            p50.runs = [lat[len(lat) // 2]]
+            if target:
+                p50.ok = p50.median < 20
+            fig(f"{name} p99", "ms").runs = [lat[int(len(lat) * 0.99)]]
+        rss = fig(f"4. server RSS at {total} messages", "MB", "< 120 MB")
+        rss.runs = [rss_mb(srv.pid)]
+        rss.ok = rss.median < 120
+    size = sum(p.stat().st_size for p in d.glob("inbox.db*"))
+    fig("4. inbox database size", "MB").runs = [size / 1e6]
+
+
+# --- 6: password hashing ------------------------------------------------------------------
+
+
+async def _hash_parallel(hasher: Hasher, parallel: int, rounds: int) -> tuple[float, float]:
+    delays: list[float] = []
+    stop = False
+
+    async def ticker() -> None:
+        while not stop:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            delays.append(time.perf_counter() - t - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    for _ in range(rounds):
+        await asyncio.gather(*(hasher.hash("a long bench passphrase") for _ in range(parallel)))
+    elapsed = time.perf_counter() - started
+    stop = True
+    await tick
+    delays.sort()
+    return parallel * rounds / elapsed, delays[int(len(delays) * 0.99)] * 1000
+
+
+def bench_hashing() -> None:
+    cfg = PasswordConfig()
+    hasher = Hasher(cfg)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        hasher.hash_sync("a long bench passphrase")
+        times.append((time.perf_counter() - t) * 1000)
+    f = fig(f"6. argon2id hash (m={cfg.argon2_memory_cost} KiB, t={cfg.argon2_time_cost})", "ms")
+    f.runs = times
+    for parallel in (1, 2, 4):
+        rate, lag = asyncio.run(_hash_parallel(hasher, parallel, 4))
+        fig(f"6. hashes/s with {parallel} in parallel", "hash/s").runs = [rate]
+        g = fig(f"6. loop delay p99 with {parallel} hashing", "ms", "< 5 ms")
+        g.runs = [lag]
+        g.ok = lag < 5
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def report(as_json: bool) -> None:
+    if as_json:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        ).stdout.strip()
+        print(
+            json.dumps(
+                {
+                    "commit": commit,
+                    "date": time.strftime("%Y-%m-%d"),
+                    "figures": [f.as_dict() for f in FIGURES],
+                },
+                indent=2,
+            )
+        )
+        return
+    print(f"\n{'figure':<52} {'median':>10} {'min–max':>19} {'baseline':>10} {'ratio':>6}  target")
+    for f in FIGURES:
+        base = f"{statistics.median(f.baseline):10.1f}" if f.baseline else " " * 10
+        ratio = f"{f.ratio:5.2f}×" if f.ratio is not None else " " * 6
+        mark = {True: "✓", False: "✗", None: ""}[f.ok]
+        spread = f"{min(f.runs):.1f}–{max(f.runs):.1f}" if f.runs else "-"
+        print(
+            f"{f.name + ' (' + f.unit + ')':<52} {f.median:10.1f} {spread:>19} {base} {ratio}  "
+            f"{f.target} {mark}{('  ' + f.note) if f.note else ''}"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="fewer, shorter runs (about 1.5 minutes)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--only", default="1,2,3,4,6", help="comma-separated figure numbers")
+    p.add_argument("--keep", metavar="DIR", help="work in DIR and keep its logs and databases")
+    args = p.parse_args()
+    only = {int(x) for x in args.only.split(",")}
+    runs = 1 if args.quick else 3
+    steps: list[tuple[int, str, Callable[[Path], None]]] = [
+        (1, "reset requests (1, 5)", lambda w: bench_requests(runs, 3 if args.quick else 8, w)),
+        (2, "mails end to end (2)", lambda w: bench_delivery(runs, 500 if args.quick else 2000, w)),
+        (
+            3,
+            "dev-inbox ingest (3, 5)",
+            lambda w: bench_ingest(runs, 1000 if args.quick else 3000, w),
+        ),
+        (4, "dev inbox at scale (4)", lambda w: bench_scale(10000 if args.quick else 50000, w)),
+        (6, "password hashing (6)", lambda w: bench_hashing()),
+    ]
+    with tempfile.TemporaryDirectory(prefix="resetd-bench-") as tmp:
+        work = Path(args.keep) if args.keep else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for number, title, step in steps:
+            if number in only:
+                log(title)
+                step(work)
+    report(args.json)
+
+
+if __name__ == "__main__":
+    main()
