@@ -14,11 +14,12 @@ from aiohttp import web
 
 from .. import keys
 from ..db import Database
-from . import api, events, pages
+from . import api, api_message, events, pages
 from . import appkeys as ikeys
 from .access import guarded
+from .schema import INBOX_MIGRATIONS
 from .sink import SinkHandler, SinkStats, start_sink
-from .store import INBOX_MIGRATIONS, InboxStore
+from .store import InboxStore
 from .writer import InboxWriter
 
 __all__ = ["add_inbox_routes", "inbox_ctx"]
@@ -70,10 +71,10 @@ def add_inbox_routes(app: web.Application) -> None:
     r.add_delete(f"{v1}/messages", guarded(api.delete_messages))
     r.add_get(f"{v1}/search", guarded(api.search_messages), name="inbox_api_search")
     r.add_delete(f"{v1}/search", guarded(api.delete_search))
-    r.add_get(f"{v1}/message/{{id}}", guarded(api.get_message), name="inbox_api_message")
-    r.add_get(f"{v1}/message/{{id}}/headers", guarded(api.get_headers))
-    r.add_get(f"{v1}/message/{{id}}/raw", guarded(api.get_raw))
-    r.add_get(f"{v1}/message/{{id}}/part/{{part}}", guarded(api.get_part))
-    r.add_get(f"{v1}/message/{{id}}/links", guarded(api.get_links))
+    r.add_get(f"{v1}/message/{{id}}", guarded(api_message.get_message), name="inbox_api_message")
+    r.add_get(f"{v1}/message/{{id}}/headers", guarded(api_message.get_headers))
+    r.add_get(f"{v1}/message/{{id}}/raw", guarded(api_message.get_raw))
+    r.add_get(f"{v1}/message/{{id}}/part/{{part}}", guarded(api_message.get_part))
+    r.add_get(f"{v1}/message/{{id}}/links", guarded(api_message.get_links))
     r.add_get(f"{v1}/info", guarded(api.info), name="inbox_api_info")
     app.on_shutdown.append(_end_streams)

@@ -100,3 +100,11 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
         except ConnectionResetError:  # the browser went away
             pass
     return response
+
+
+async def publish_change(app: web.Application, kind: str, data: dict[str, Any]) -> None:
+    """Publish ``kind`` (read / delete) and then the new counts as ``stats``."""
+    hub = app[ikeys.events]
+    hub.publish(kind, data)
+    total, unread = await app[keys.inbox_store].counts()
+    hub.publish("stats", {"total": total, "unread": unread})

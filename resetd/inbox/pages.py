@@ -19,8 +19,9 @@ from .. import keys
 from ..render import render
 from . import appkeys as ikeys
 from .links import extract_links, reset_info
+from .schema import Stored
 from .search import parse_query
-from .store import InboxStore, Stored
+from .store import InboxStore
 from .view import build_view, iframe_document
 
 PAGE_SIZE = 50

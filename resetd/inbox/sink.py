@@ -21,7 +21,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from ..config import DevInboxConfig
-from .store import Incoming
+from .ingest import Incoming
 from .writer import InboxWriter
 
 log = logging.getLogger(__name__)

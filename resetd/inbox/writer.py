@@ -14,19 +14,10 @@ import logging
 import sqlite3
 
 from .events import InboxEvents
-from .parse import Summary, summarize
-from .store import InboxStore, Incoming, Stored
+from .ingest import Incoming, connect, store_batch
+from .store import InboxStore
 
 log = logging.getLogger(__name__)
-
-
-def _summarize_all(batch: list[Incoming]) -> list[tuple[Incoming, Summary]]:
-    return [(item, summarize(item.raw, item.rcpt_tos)) for item in batch]
-
-
-def _store_batch(store: InboxStore, batch: list[Incoming]) -> tuple[list[Stored], int]:
-    """Parse and store in the same worker thread: one hop per batch."""
-    return store.add_batch_blocking(_summarize_all(batch))
 
 
 class InboxWriter:
@@ -42,9 +33,10 @@ class InboxWriter:
         self.batch_size = batch_size
         self._queue: asyncio.Queue[Incoming | None] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
+        self._conn: sqlite3.Connection | None = None
 
     async def start(self) -> None:
-        self.store.open_writer()
+        self._conn = connect(self.store.db.path)
         self._task = asyncio.create_task(self._run(), name="inbox-writer")
 
     async def submit(self, item: Incoming) -> None:
@@ -62,6 +54,9 @@ class InboxWriter:
         await self._queue.put(None)
         await self._task
         self._task = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     async def _run(self) -> None:
         while True:
@@ -86,8 +81,11 @@ class InboxWriter:
                 return
 
     async def _write(self, batch: list[Incoming]) -> None:
+        assert self._conn is not None, "InboxWriter.start() was not called"
         try:
-            stored, pruned = await asyncio.to_thread(_store_batch, self.store, batch)
+            stored, pruned = await asyncio.to_thread(
+                store_batch, self._conn, batch, self.store.max_messages
+            )
         except (sqlite3.Error, OSError):
             log.exception("could not store %d captured message(s)", len(batch))
             return

@@ -1,0 +1,155 @@
+"""The inbox database's schema and its summary row as a Python value.
+
+The list and the searches read only the ``messages`` table (summary fields)
+and the ``addresses`` table (one row per sender/recipient, for whole-address
+matching through an index); raw sources and body text live in their own
+tables, read only when one message is opened or a free-text search runs.
+IDs are the ``AUTOINCREMENT`` rowid as a string, never reused after a
+delete, so a stale link cannot show a different message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..db import Row
+from .parse import Address
+
+INBOX_MIGRATIONS: list[str] = [
+    # 1: summaries, raw sources, body text for free-text search, addresses, counters.
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created REAL NOT NULL,
+        message_id TEXT NOT NULL,
+        from_name TEXT NOT NULL,
+        from_addr TEXT NOT NULL,
+        to_json TEXT NOT NULL,
+        cc_json TEXT NOT NULL,
+        bcc_json TEXT NOT NULL,
+        reply_to_json TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        sent_at REAL,
+        size INTEGER NOT NULL,
+        attachments INTEGER NOT NULL,
+        snippet TEXT NOT NULL,
+        mail_from TEXT NOT NULL,
+        rcpt_json TEXT NOT NULL,
+        read INTEGER NOT NULL DEFAULT 0,
+        problem TEXT NOT NULL
+    );
+    CREATE INDEX messages_unread ON messages (id) WHERE read = 0;
+    CREATE INDEX messages_created ON messages (created);
+    CREATE INDEX messages_message_id ON messages (message_id);
+    CREATE TABLE message_raw (
+        id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        raw BLOB NOT NULL
+    );
+    CREATE TABLE message_text (
+        id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        text TEXT NOT NULL
+    );
+    CREATE TABLE addresses (
+        message INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        address TEXT NOT NULL
+    );
+    CREATE INDEX addresses_lookup ON addresses (address, kind, message);
+    CREATE INDEX addresses_message ON addresses (message);
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+]
+
+SUMMARY_COLUMNS = (
+    "m.id, m.created, m.message_id, m.from_name, m.from_addr, m.to_json, m.cc_json, "
+    "m.bcc_json, m.reply_to_json, m.subject, m.sent_at, m.size, m.attachments, m.snippet, "
+    "m.mail_from, m.rcpt_json, m.read, m.problem"
+)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A message's summary row (no body)."""
+
+    id: str
+    created: float
+    message_id: str
+    sender: Address | None
+    to: list[Address]
+    cc: list[Address]
+    bcc: list[Address]
+    reply_to: list[Address]
+    subject: str
+    sent_at: float | None
+    size: int
+    attachments: int
+    snippet: str
+    mail_from: str
+    rcpt_tos: list[str]
+    read: bool
+    problem: str
+
+    def as_json(self) -> dict[str, Any]:
+        """Mailpit's message-summary shape."""
+        return {
+            "ID": self.id,
+            "MessageID": self.message_id,
+            "Read": self.read,
+            "From": self.sender.as_json() if self.sender else {"Name": "", "Address": ""},
+            "To": [a.as_json() for a in self.to],
+            "Cc": [a.as_json() for a in self.cc],
+            "Bcc": [a.as_json() for a in self.bcc],
+            "ReplyTo": [a.as_json() for a in self.reply_to],
+            "Subject": self.subject,
+            "Created": rfc3339(self.created),
+            "Tags": [],
+            "Size": self.size,
+            "Attachments": self.attachments,
+            "Snippet": self.snippet,
+        }
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dump_addresses(addrs: Sequence[Address]) -> str:
+    return json.dumps([a.as_json() for a in addrs], ensure_ascii=False)
+
+
+def _addrs(data: str) -> list[Address]:
+    return [Address(a["Name"], a["Address"]) for a in json.loads(data)]
+
+
+def stored_from_row(row: Row) -> Stored:
+    sender = Address(row["from_name"], row["from_addr"])
+    return Stored(
+        id=str(row["id"]),
+        created=row["created"],
+        message_id=row["message_id"],
+        sender=sender if sender.name or sender.address else None,
+        to=_addrs(row["to_json"]),
+        cc=_addrs(row["cc_json"]),
+        bcc=_addrs(row["bcc_json"]),
+        reply_to=_addrs(row["reply_to_json"]),
+        subject=row["subject"],
+        sent_at=row["sent_at"],
+        size=row["size"],
+        attachments=row["attachments"],
+        snippet=row["snippet"],
+        mail_from=row["mail_from"],
+        rcpt_tos=list(json.loads(row["rcpt_json"])),
+        read=bool(row["read"]),
+        problem=row["problem"],
+    )
+
+
+def parse_id(value: str) -> int | None:
+    """The rowid behind a message ID, or None when ``value`` cannot be one."""
+    if not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
