@@ -1,0 +1,35 @@
+"""A non-editable install must carry every template, stylesheet and data file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_templates_static_files_and_data(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("resetd-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        f"resetd/templates/{p.relative_to(REPO / 'templates').as_posix()}"
+        for p in (REPO / "templates").rglob("*")
+        if p.is_file()
+    }
+    for folder in ("static", "data"):
+        expected |= {
+            f"resetd/{folder}/{p.relative_to(REPO / 'resetd' / folder).as_posix()}"
+            for p in (REPO / "resetd" / folder).rglob("*")
+            if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
+        }
+    assert expected, "nothing to check"
+    missing = sorted(expected - names)
+    assert not missing, f"not in the wheel: {missing}"
