@@ -212,7 +212,8 @@ async def test_audit_trail_records_the_flow_without_secrets(
 
     cfg_file = tmp_path / "cli.toml"
     cfg_file.write_text(
-        f'[server]\nsecret_key = "{"k" * 32}"\n[database]\npath = "{rclient.app[keys.config].database.path}"\n'
+        f'[server]\nsecret_key = "{"k" * 32}"\n'
+        f'[database]\npath = "{rclient.app[keys.config].database.path}"\n'
     )
     result = run_cli("audit", "--config", str(cfg_file), cwd=tmp_path)
     assert result.returncode == 0

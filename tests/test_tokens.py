@@ -19,10 +19,10 @@ from resetd.tokens import AUDIENCE, TokenCodec, derive_key
 from resetd.users import fingerprint
 
 from .conftest import (
+    CSRF_RE,
     GOOD_PASSWORD,
     NEW_PASSWORD,
     TEST_SECRET,
-    CSRF_RE,
     ConfigFactory,
     add_user,
     csrf_from,
