@@ -160,13 +160,19 @@ class OutboxStore:
             return None
         return float(row["due"])
 
-    async def mark_sent(self, mail_id: int) -> None:
-        await self.db.execute(
-            "UPDATE outbox SET status = 'sent', sent_at = ?, claimed_until = NULL, "
-            "last_error = NULL, message = ? WHERE id = ?",
-            # The body held a live reset link; once delivered there is no reason to keep it.
-            (time.time(), b"", mail_id),
-        )
+    async def mark_sent(self, mail_ids: Collection[int]) -> None:
+        """Record that the relay accepted these mails, in one transaction."""
+        if not mail_ids:
+            return
+        marks = ", ".join("?" * len(mail_ids))
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, claimed_until = NULL, "
+                f"last_error = NULL, message = ? WHERE id IN ({marks})",
+                # The body held a live reset link; once delivered there is no reason to
+                # keep it.
+                (time.time(), b"", *mail_ids),
+            )
 
     async def mark_failed(self, mail_id: int, error: str) -> None:
         await self.db.execute(
@@ -284,10 +290,17 @@ class RelayConnection(Protocol):
 class OutboxWorker:
     """Claims due mail and delivers it through ``[mail] pool_size`` reused connections.
 
-    One dispatcher task claims mail into a local queue (at most four per
-    connection, so a stop has little to give back); one task per connection
-    sends from it.
+    One dispatcher task claims mail into a local queue (topping it up in one
+    claim when it runs low, at most eight mails per connection, so a stop has
+    little to give back); one task per connection sends from it; one recorder
+    task marks accepted mail sent, everything accepted while its previous
+    commit ran in one transaction, so the database costs one commit per batch
+    rather than one per mail. A mail stays held by this process until its
+    outcome is recorded.
     """
+
+    PER_CONNECTION = 8  # mails claimed ahead per connection
+    RECORD_EVERY = 0.005  # seconds between commits of accepted mail
 
     def __init__(
         self,
@@ -306,16 +319,22 @@ class OutboxWorker:
             else [SmtpConnection(cfg, relay) for _ in range(cfg.pool_size)]
         )
         self.grace = cfg.timeout if grace is None else grace
-        self.capacity = 4 * len(self.connections)
+        self.capacity = self.PER_CONNECTION * len(self.connections)
+        # Claim again once the queue is down to one waiting mail per connection.
+        self.low_water = len(self.connections)
         # Claims are a safety net for a mail whose outcome could not be recorded;
         # mail this process holds is never claimed twice, however slow the relay.
         self.lease = 6 * cfg.timeout + 60
         self._wake = asyncio.Event()
         self._queue: asyncio.Queue[OutgoingMail | None] = asyncio.Queue()
-        self._held: set[int] = set()  # claimed by this process: queued or being sent
+        self._held: set[int] = set()  # claimed by this process: queued, sending or accepted
+        self._accepted: list[OutgoingMail] = []  # accepted by the relay, not yet marked sent
+        self._accepted_ready = asyncio.Event()
         self._stopping = False
         self._aborting = False
+        self._senders_done = False
         self._dispatcher: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
         self._sender_tasks: list[asyncio.Task[None]] = []
         self.sent = 0
         self.failed = 0
@@ -338,14 +357,15 @@ class OutboxWorker:
         if interrupted:
             log.info("outbox: %d mail(s) were mid-send when the last run ended", interrupted)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="outbox-dispatch")
+        self._recorder = asyncio.create_task(self._record_loop(), name="outbox-recorder")
         self._sender_tasks = [
             asyncio.create_task(self._send_loop(c), name=f"outbox-sender-{i}")
             for i, c in enumerate(self.connections)
         ]
 
     async def stop(self) -> None:
-        """Stop claiming, let sends in progress finish within ``grace`` seconds, leave
-        everything else pending for the next start."""
+        """Stop claiming, let sends in progress finish within ``grace`` seconds, record
+        their outcomes, leave everything else pending for the next start."""
         self._stopping = True
         self._wake.set()
         deadline = time.monotonic() + self.grace
@@ -382,26 +402,41 @@ class OutboxWorker:
             for task in busy:
                 task.cancel()
             await asyncio.gather(*busy, return_exceptions=True)
+        await self._stop_recorder()
         for conn in self.connections:
             await conn.close()
         if unsent:
             log.info("outbox: %d claimed mail(s) left pending for the next start", len(unsent))
+
+    async def _stop_recorder(self) -> None:
+        """Let the recorder mark what was accepted, then end it."""
+        self._senders_done = True
+        self._accepted_ready.set()
+        if self._recorder is None:
+            return
+        # Bounded: _mark_sent gives up after a few seconds of a locked database.
+        done, _ = await asyncio.wait([self._recorder], timeout=self.grace + 10)
+        if not done:
+            self._recorder.cancel()
+            await asyncio.gather(self._recorder, return_exceptions=True)
 
     async def _dispatch(self) -> None:
         while not self._stopping:
             # Cleared before looking, so a wake() during the look is not lost.
             self._wake.clear()
             try:
+                wait = 1.0  # also the pace at which other processes' changes are seen
                 room = self.capacity - len(self._held)
-                if room > 0:
-                    for mail in await self.store.claim_due(room, self.lease, self._held):
+                if room > 0 and self._queue.qsize() <= self.low_water:
+                    claimed = await self.store.claim_due(room, self.lease, self._held)
+                    for mail in claimed:
                         self._held.add(mail.id)
                         self._queue.put_nowait(mail)
-                wait = 1.0  # also the pace at which other processes' changes are seen
-                if len(self._held) < self.capacity:
-                    due = await self.store.next_due_at()
-                    if due is not None:
-                        wait = min(wait, max(0.0, due - time.time()))
+                    if len(claimed) < room:  # nothing more is due now: when is the next?
+                        due = await self.store.next_due_at()
+                        if due is not None:
+                            wait = min(wait, max(0.0, due - time.time()))
+                # Otherwise a send finishing (or new mail) wakes us.
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=wait)
@@ -414,8 +449,9 @@ class OutboxWorker:
             mail = await self._queue.get()
             if mail is None:
                 return
+            accepted = False
             try:
-                await self._deliver(conn, mail)
+                accepted = await self._deliver(conn, mail)
             except sqlite3.Error:
                 log.exception(
                     "outbox: mail=%d: could not record the outcome; tried again in %.0f s",
@@ -423,10 +459,16 @@ class OutboxWorker:
                     self.lease,
                 )
             finally:
-                self._held.discard(mail.id)
-                self._wake.set()  # room for the dispatcher to claim more
+                if accepted:  # held until the recorder has marked it sent
+                    self._accepted.append(mail)
+                    self._accepted_ready.set()
+                else:
+                    self._held.discard(mail.id)
+                    self._wake.set()  # room for the dispatcher to claim more
 
-    async def _deliver(self, conn: RelayConnection, mail: OutgoingMail) -> None:
+    async def _deliver(self, conn: RelayConnection, mail: OutgoingMail) -> bool:
+        """One attempt; returns True when the relay accepted the mail (which the
+        recorder then marks sent), False when the outcome is already recorded."""
         started = time.monotonic()
         try:
             await conn.send(mail.sender, mail.recipient, mail.message)
@@ -442,18 +484,45 @@ class OutboxWorker:
             await self._retry_later(mail, f"internal error: {type(exc).__name__}", started)
         else:
             self.sent += 1
-            await self._mark_sent(mail.id)
             self._log_attempt(logging.INFO, mail, started, "sent")
+            return True
+        return False
 
-    async def _mark_sent(self, mail_id: int) -> None:
+    async def _record_loop(self) -> None:
+        while True:
+            if not self._accepted:
+                if self._senders_done:
+                    return
+                await self._accepted_ready.wait()
+                self._accepted_ready.clear()
+                continue
+            if not self._senders_done:
+                # Let a few more arrive: one commit per RECORD_EVERY, not per mail.
+                await asyncio.sleep(self.RECORD_EVERY)
+            batch, self._accepted = self._accepted, []
+            try:
+                await self._mark_sent(batch)
+            except sqlite3.Error:
+                log.exception(
+                    "outbox: could not mark %d accepted mail(s) sent; they are sent again "
+                    "in %.0f s",
+                    len(batch),
+                    self.lease,
+                )
+            finally:
+                self._held.difference_update(m.id for m in batch)
+                self._wake.set()
+
+    async def _mark_sent(self, batch: list[OutgoingMail]) -> None:
         """Record acceptance, trying hard: a mail left unmarked would be sent twice."""
+        ids = [m.id for m in batch]
         for pause in (0.1, 0.5, 1.0, 2.0):
             try:
-                await self.store.mark_sent(mail_id)
+                await self.store.mark_sent(ids)
                 return
             except sqlite3.OperationalError:  # e.g. locked by another process
                 await asyncio.sleep(pause)
-        await self.store.mark_sent(mail_id)
+        await self.store.mark_sent(ids)
 
     async def _retry_later(self, mail: OutgoingMail, error: str, started: float = 0.0) -> None:
         now = time.time()

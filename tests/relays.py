@@ -11,6 +11,7 @@ import asyncio
 import email
 import email.message
 import email.policy
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,6 +30,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    encrypted: bool = False  # arrived over TLS
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -39,10 +41,22 @@ class Received:
 
 @dataclass
 class Relay:
-    """``script(attempt_number) -> ACCEPT | "4xx/5xx reply" | DROP | STALL | SLOW``."""
+    """``script(attempt_number) -> ACCEPT | "4xx/5xx reply" | DROP | STALL | SLOW``.
+
+    ``envelope(command, address)`` may refuse a MAIL or RCPT with a reply (None
+    accepts). ``pipelining`` advertises PIPELINING (aiosmtpd reads commands line
+    by line, so it handles pipelined input; it just does not say so). ``chunks``
+    keeps every read from the client, to see what arrived together.
+    """
 
     script: Callable[[int], str] = lambda n: ACCEPT
     stall_seconds: float = 30.0
+    envelope: Callable[[str, str], str | None] = lambda command, address: None
+    pipelining: bool = False
+    smtputf8: bool = False
+    tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool = False  # TLS from the first byte rather than STARTTLS
+    chunks: list[bytes] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
     connections: int = 0
@@ -52,6 +66,49 @@ class Relay:
     port: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     transports: set[Any] = field(default_factory=set)
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        refusal = self.envelope("MAIL", address)
+        if refusal is not None:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        refusal = self.envelope("RCPT", address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
+    def pipelined_reads(self) -> int:
+        """How many reads held MAIL, RCPT and DATA together."""
+        return sum(
+            b"MAIL FROM:" in c and b"RCPT TO:" in c and b"DATA\r\n" in c for c in self.chunks
+        )
+
+    def envelope_reads(self) -> int:
+        """How many reads held a MAIL or RCPT command."""
+        return sum(b"MAIL FROM:" in c or b"RCPT TO:" in c for c in self.chunks)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.attempts += 1
@@ -69,8 +126,14 @@ class Relay:
         if action.startswith("250"):
             content = envelope.original_content or envelope.content or b""
             assert isinstance(content, bytes)
+            tls = server.transport is not None and server.transport.get_extra_info("ssl_object")
             self.received.append(
-                Received(str(envelope.mail_from), [str(r) for r in envelope.rcpt_tos], content)
+                Received(
+                    str(envelope.mail_from),
+                    [str(r) for r in envelope.rcpt_tos],
+                    content,
+                    encrypted=bool(tls),
+                )
             )
             self.arrived.set()
         return action
@@ -91,11 +154,25 @@ class Relay:
                 relay.transports.discard(self.transport)
                 super().connection_lost(exc)
 
+            def data_received(self, data: bytes) -> None:
+                relay.chunks.append(data)
+                super().data_received(data)
+
         loop = asyncio.get_running_loop()
+        starttls = self.tls_context if not self.implicit_tls else None
         self.server = await loop.create_server(
-            partial(CountingSMTP, self, hostname="relay.test", decode_data=False),
+            partial(
+                CountingSMTP,
+                self,
+                hostname="relay.test",
+                decode_data=False,
+                enable_SMTPUTF8=self.smtputf8,
+                tls_context=starttls,
+                require_starttls=starttls is not None,
+            ),
             "127.0.0.1",
             port,
+            ssl=self.tls_context if self.implicit_tls else None,
         )
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port

@@ -1,0 +1,323 @@
+"""The outbox's SMTP connection against a real relay on real sockets: pipelined
+envelopes when the relay offers PIPELINING, one command at a time when it does
+not, the same reply rules either way, the transfer encoding of the body, TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from resetd.config import Config, MailConfig
+from resetd.db import Database
+from resetd.outbox import OutboxStore, OutboxWorker
+from resetd.relay import PermanentFailure, SmtpConnection, TemporaryFailure, data_payload
+
+from .conftest import ConfigFactory, eventually
+from .relays import DROP, STALL, Relay, first_n
+
+SENDER = "no-reply@example.test"
+
+
+def mail(to: str, body: str = "hello") -> bytes:
+    return f"From: {SENDER}\r\nTo: {to}\r\nSubject: Hi\r\n\r\n{body}\r\n".encode()
+
+
+def mail_config(port: int, **kw: Any) -> MailConfig:
+    return MailConfig(port=port, timeout=kw.pop("timeout", 2.0), **kw)
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-at-a-time"])
+def pipelining(request: pytest.FixtureRequest) -> bool:
+    flag: bool = request.param
+    return flag
+
+
+@pytest.fixture
+async def relay(pipelining: bool) -> AsyncIterator[Relay]:
+    r = Relay(pipelining=pipelining)
+    await r.start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+async def conn(relay: Relay) -> AsyncIterator[SmtpConnection]:
+    c = SmtpConnection(mail_config(relay.port), lambda: ("127.0.0.1", relay.port))
+    yield c
+    await c.close()
+
+
+def test_payload_is_crlf_dot_stuffed_and_terminated() -> None:
+    assert data_payload(b"a\r\n.b\r\n") == b"a\r\n..b\r\n.\r\n"
+    assert data_payload(b".x\nline\r.\n..y") == b"..x\r\nline\r\n..\r\n...y\r\n.\r\n"
+    clean = mail("a@example.com")
+    assert data_payload(clean) == clean + b".\r\n"  # already CRLF: unchanged
+
+
+async def test_envelope_goes_in_one_write_only_when_pipelining_is_offered(
+    relay: Relay, conn: SmtpConnection, pipelining: bool
+) -> None:
+    for i in range(5):
+        await conn.send(SENDER, f"user{i}@example.com", mail(f"user{i}@example.com"))
+    assert [r.rcpt_tos for r in relay.received] == [[f"user{i}@example.com"] for i in range(5)]
+    assert conn.pipelining is pipelining
+    assert conn.opened == 1 and relay.connections == 1
+    if pipelining:
+        assert relay.pipelined_reads() == 5
+    else:
+        assert relay.pipelined_reads() == 0
+        assert relay.envelope_reads() == 10  # MAIL and RCPT each waited for its reply
+
+
+async def test_body_arrives_exactly_as_composed(relay: Relay, conn: SmtpConnection) -> None:
+    body = ".leading dot\r\n..two dots\r\n.\r\nend"
+    message = mail("a@example.com", body)
+    await conn.send(SENDER, "a@example.com", message)
+    [got] = relay.received
+    assert got.data == message  # aiosmtpd undoes the dot-stuffing
+
+
+async def test_bare_line_endings_are_sent_as_crlf(relay: Relay, conn: SmtpConnection) -> None:
+    await conn.send(SENDER, "a@example.com", b"Subject: x\n\nline one\rline two\n.\n")
+    [got] = relay.received
+    assert got.data == b"Subject: x\r\n\r\nline one\r\nline two\r\n.\r\n"
+
+
+async def test_refused_recipient_is_permanent_and_the_session_goes_on(
+    relay: Relay, conn: SmtpConnection
+) -> None:
+    relay.envelope = lambda cmd, addr: "550 5.1.1 No such user" if addr == "gone@x.test" else None
+    with pytest.raises(PermanentFailure, match=r"^550 5\.1\.1 No such user$"):
+        await conn.send(SENDER, "gone@x.test", mail("gone@x.test"))
+    await conn.send(SENDER, "ok@x.test", mail("ok@x.test"))
+    assert [r.rcpt_tos for r in relay.received] == [["ok@x.test"]]
+    assert relay.attempts == 1  # DATA never reached the handler for the refused one
+    assert relay.connections == 1  # RSET, not a reconnect
+
+
+async def test_refused_sender_4xx_is_temporary(relay: Relay, conn: SmtpConnection) -> None:
+    replies = iter(["451 4.3.0 Sender check unavailable"])
+    relay.envelope = lambda cmd, addr: next(replies, None) if cmd == "MAIL" else None
+    with pytest.raises(TemporaryFailure, match=r"^451 4\.3\.0 Sender check unavailable$"):
+        await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+    await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+    assert len(relay.received) == 1
+    assert relay.connections == 1
+
+
+async def test_refused_recipient_4xx_is_temporary(relay: Relay, conn: SmtpConnection) -> None:
+    relay.envelope = lambda cmd, addr: "450 4.2.1 Mailbox busy" if cmd == "RCPT" else None
+    with pytest.raises(TemporaryFailure, match=r"^450 4\.2\.1 Mailbox busy$"):
+        await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+    assert relay.received == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [("554 5.7.1 Spam", PermanentFailure), ("452 4.3.1 Full", TemporaryFailure)],
+)
+async def test_end_of_data_reply_decides(
+    relay: Relay, conn: SmtpConnection, reply: str, error: type[Exception]
+) -> None:
+    relay.script = first_n(1, reply)
+    with pytest.raises(error, match=f"^{reply}$"):
+        await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+    await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+    assert len(relay.received) == 1
+    assert relay.connections == 1
+
+
+async def test_421_ends_the_session(relay: Relay, conn: SmtpConnection) -> None:
+    relay.envelope = lambda cmd, addr: "421 4.3.2 Shutting down" if relay.connections == 1 else None
+    with pytest.raises(TemporaryFailure, match=r"^421 "):
+        await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+    await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+    assert relay.connections == 2
+
+
+async def test_drop_mid_data_is_temporary_and_reconnects(
+    relay: Relay, conn: SmtpConnection
+) -> None:
+    relay.script = first_n(1, DROP)
+    with pytest.raises(TemporaryFailure, match=r"^disconnected"):
+        await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+    await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+    assert len(relay.received) == 1
+    assert relay.connections == 2
+
+
+async def test_stalled_reply_times_out(relay: Relay) -> None:
+    relay.script, relay.stall_seconds = first_n(1, STALL), 5.0
+    conn = SmtpConnection(mail_config(relay.port, timeout=0.5), lambda: ("127.0.0.1", relay.port))
+    try:
+        started = time.monotonic()
+        with pytest.raises(TemporaryFailure, match=r"^timeout"):
+            await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+        assert time.monotonic() - started < 2.0
+        await conn.send(SENDER, "b@x.test", mail("b@x.test"))  # on a fresh connection
+        assert relay.count_for("b@x.test") == 1
+        assert relay.connections == 2
+    finally:
+        await conn.close()
+
+
+async def test_address_that_could_inject_commands_is_never_sent(
+    relay: Relay, conn: SmtpConnection
+) -> None:
+    for bad in ("a@x.test>\r\nRCPT TO:<b@x.test", "a b@x.test", ""):
+        with pytest.raises(PermanentFailure, match="unsendable address"):
+            await conn.send(SENDER, bad, mail("a@x.test"))
+    await conn.send(SENDER, "ok@x.test", mail("ok@x.test"))
+    assert [r.rcpt_tos for r in relay.received] == [["ok@x.test"]]
+
+
+async def test_non_ascii_address_needs_smtputf8(pipelining: bool) -> None:
+    plain, utf8 = Relay(pipelining=pipelining), Relay(pipelining=pipelining, smtputf8=True)
+    for r in (plain, utf8):
+        await r.start()
+    try:
+        to = "zoë@example.com"
+        conn = SmtpConnection(mail_config(plain.port), lambda: ("127.0.0.1", plain.port))
+        with pytest.raises(TemporaryFailure, match="SMTPUTF8"):
+            await conn.send(SENDER, to, mail("zoe@example.com"))
+        await conn.close()
+        conn = SmtpConnection(mail_config(utf8.port), lambda: ("127.0.0.1", utf8.port))
+        await conn.send(SENDER, to, mail("zoe@example.com"))
+        await conn.close()
+        assert utf8.received[0].rcpt_tos == [to]
+    finally:
+        for r in (plain, utf8):
+            await r.stop()
+
+
+async def test_relay_that_cannot_be_reached_is_temporary() -> None:
+    from .relays import free_port
+
+    port = free_port()
+    conn = SmtpConnection(mail_config(port), lambda: ("127.0.0.1", port))
+    with pytest.raises(TemporaryFailure):
+        await conn.send(SENDER, "a@x.test", mail("a@x.test"))
+
+
+# --- TLS: the session is handed over after aiosmtplib's handshake ------------------
+
+
+def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "relay.pem", tmp_path / "relay.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx, cert_path
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])
+async def test_mail_goes_over_tls_and_the_connection_is_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, implicit: bool
+) -> None:
+    ctx, cert = _self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust the relay's certificate
+    relay = Relay(pipelining=True, tls_context=ctx, implicit_tls=implicit)
+    await relay.start()
+    cfg = mail_config(relay.port, use_tls=not implicit, use_ssl=implicit)
+    conn = SmtpConnection(cfg, lambda: ("127.0.0.1", relay.port))
+    try:
+        for i in range(3):
+            await conn.send(SENDER, f"u{i}@x.test", mail(f"u{i}@x.test"))
+        relay.envelope = lambda cmd, addr: "550 5.1.1 No" if addr == "gone@x.test" else None
+        with pytest.raises(PermanentFailure):
+            await conn.send(SENDER, "gone@x.test", mail("gone@x.test"))
+        await conn.send(SENDER, "u3@x.test", mail("u3@x.test"))
+        assert len(relay.received) == 4
+        assert conn.opened == 1
+        assert conn.pipelining
+        assert all(r.encrypted for r in relay.received)
+    finally:
+        await conn.close()
+        await relay.stop()
+
+
+# --- the worker over a pipelining relay ---------------------------------------------
+
+
+async def enqueue(db: Database, recipients: list[str]) -> None:
+    now = time.time()
+    async with db.transaction() as c:
+        await c.executemany(
+            "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
+            " next_attempt_at) VALUES ('reset', ?, ?, 'Hi', ?, ?, ?)",
+            [(SENDER, to, mail(to), now, now) for to in recipients],
+        )
+
+
+async def test_worker_delivers_a_burst_once_each_with_refusals_and_drops(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    relay = Relay(
+        pipelining=True,
+        script=lambda n: DROP if n % 97 == 0 else "250 OK",
+        envelope=lambda cmd, addr: "550 5.1.1 No" if addr.startswith("gone") else None,
+    )
+    port = await relay.start()
+    db = await Database.open(str(tmp_path / "outbox.db"))
+    cfg: Config = make_config(
+        mail={"port": port, "pool_size": 4, "retry_base": 0.1, "backoff_cap": 0.2}
+    )
+    store = OutboxStore(db)
+    good = [f"user{i}@example.com" for i in range(400)]
+    gone = [f"gone{i}@example.com" for i in range(10)]
+    await enqueue(db, good[:200] + gone + good[200:])
+    worker = OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", port))
+    await worker.start()
+    try:
+
+        async def settled() -> bool:
+            return (await store.counts())["pending"] == 0
+
+        await eventually(settled, timeout=40)
+        await asyncio.sleep(0.3)
+        assert await store.counts() == {"pending": 0, "sent": 400, "failed": 10}
+        assert sorted(r for m in relay.received for r in m.rcpt_tos) == sorted(good)
+        assert relay.max_open <= 4
+        assert relay.pipelined_reads() >= 400
+    finally:
+        await worker.stop()
+        await relay.stop()
+        await db.close()
