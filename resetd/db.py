@@ -211,14 +211,17 @@ class Database:
             else:
                 await self.conn.execute("COMMIT")
 
+    # Both read in one hop to the connection's thread. Executing and fetching in
+    # separate hops let a write on this shared connection run between the two, and
+    # SQLite leaves a statement's results undefined when the table changes under it
+    # (a GROUP BY over the outbox came back with NULL statuses).
+
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self.conn.execute(sql, tuple(params)) as cur:
-            row: Row | None = await cur.fetchone()
-            return row
+        rows = list(await self.conn.execute_fetchall(sql, tuple(params)))
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self.conn.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        return list(await self.conn.execute_fetchall(sql, tuple(params)))
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """One write statement in its own transaction; returns the row count."""
