@@ -101,6 +101,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_at ON audit (at);
     """,
+    # 3: when the link in an outbox mail dies (reset mails); NULL = no link to expire.
+    """
+    ALTER TABLE outbox ADD COLUMN expires_at REAL;
+    """,
 ]
 
 

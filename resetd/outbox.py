@@ -11,7 +11,10 @@ outcome of every attempt:
 * 5xx reply → ``failed`` with the server's reply (no retry storm);
 * connection error, timeout, 4xx → retried with exponential backoff and jitter
   (``[mail] retry_base`` doubling up to ``backoff_cap``) until ``max_age``,
-  then ``failed``.
+  then ``failed``;
+* a mail whose link has expired (``expires_at``: a reset mail's token lifetime)
+  is ``failed`` with "link expired before delivery" instead of being sent or
+  retried: the link in it would no longer work.
 
 A crash (even ``kill -9``) leaves rows ``pending``; the next start releases
 their claims and sends them: at-least-once, and in practice exactly once.
@@ -50,6 +53,7 @@ class OutgoingMail:
     message: bytes
     attempts: int  # including the attempt this claim is for
     created_at: float
+    expires_at: float | None = None  # the link inside is dead from then on
 
 
 @dataclass(frozen=True)
@@ -74,27 +78,42 @@ class OutboxStore:
 
     @staticmethod
     async def enqueue(
-        conn: aiosqlite.Connection, kind: str, mail: ComposedMail, now: float | None = None
+        conn: aiosqlite.Connection,
+        kind: str,
+        mail: ComposedMail,
+        now: float | None = None,
+        *,
+        expires_at: float | None = None,
     ) -> int:
-        """Queue ``mail`` inside the caller's transaction; returns the outbox id."""
+        """Queue ``mail`` inside the caller's transaction; returns the outbox id.
+
+        ``expires_at``: when the link in the mail stops working; a mail still
+        undelivered then is failed rather than sent."""
         now = time.time() if now is None else now
         cur = await conn.execute(
             "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, mail.sender, mail.recipient, mail.subject, mail.data, now, now),
+            " next_attempt_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, mail.sender, mail.recipient, mail.subject, mail.data, now, now, expires_at),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
     @staticmethod
     async def enqueue_many(
-        conn: aiosqlite.Connection, kind: str, mails: Sequence[ComposedMail], now: float
+        conn: aiosqlite.Connection,
+        kind: str,
+        mails: Sequence[tuple[ComposedMail, float | None]],
+        now: float,
     ) -> None:
-        """Queue several mails in one statement inside the caller's transaction."""
+        """Queue several (mail, expires_at) in one statement inside the caller's
+        transaction; see :meth:`enqueue`."""
         await conn.executemany(
             "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(kind, m.sender, m.recipient, m.subject, m.data, now, now) for m in mails],
+            " next_attempt_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (kind, m.sender, m.recipient, m.subject, m.data, now, now, expires_at)
+                for m, expires_at in mails
+            ],
         )
 
     async def recover(self) -> int:
@@ -125,7 +144,8 @@ class OutboxStore:
         now = time.time()
         async with self.db.transaction() as conn:
             async with conn.execute(
-                "SELECT id, kind, sender, recipient, message, attempts, created_at FROM outbox "
+                "SELECT id, kind, sender, recipient, message, attempts, created_at, expires_at "
+                "FROM outbox "
                 "WHERE status = 'pending' AND next_attempt_at <= ? "
                 "AND (claimed_until IS NULL OR claimed_until < ?) "
                 "ORDER BY next_attempt_at, id LIMIT ?",
@@ -146,6 +166,7 @@ class OutboxStore:
                 message=r["message"],
                 attempts=r["attempts"] + 1,
                 created_at=r["created_at"],
+                expires_at=r["expires_at"],
             )
             for r in rows
         ]
@@ -179,6 +200,15 @@ class OutboxStore:
             "UPDATE outbox SET status = 'failed', last_error = ?, claimed_until = NULL "
             "WHERE id = ?",
             (error[:500], mail_id),
+        )
+
+    async def mark_expired(self, mail_id: int, reason: str) -> None:
+        """Failed with ``reason``, keeping the previous attempt's error after it."""
+        await self.db.execute(
+            "UPDATE outbox SET status = 'failed', claimed_until = NULL, last_error = "
+            "substr(? || COALESCE(' (last error: ' || last_error || ')', ''), 1, 500) "
+            "WHERE id = ?",
+            (reason, mail_id),
         )
 
     async def schedule_retry(self, mail_id: int, at: float, error: str) -> None:
@@ -470,6 +500,9 @@ class OutboxWorker:
         """One attempt; returns True when the relay accepted the mail (which the
         recorder then marks sent), False when the outcome is already recorded."""
         started = time.monotonic()
+        if mail.expires_at is not None and time.time() >= mail.expires_at:
+            await self._expire(mail, started, None)
+            return False
         try:
             await conn.send(mail.sender, mail.recipient, mail.message)
         except PermanentFailure as exc:
@@ -532,6 +565,9 @@ class OutboxWorker:
             await self.store.schedule_retry(mail.id, now, error)
             self._log_attempt(logging.INFO, mail, started, "interrupted", error=error)
             return
+        if mail.expires_at is not None and now >= mail.expires_at:
+            await self._expire(mail, started, error)
+            return
         deadline = mail.created_at + self.cfg.max_age
         if now >= deadline:
             self.failed += 1
@@ -542,8 +578,22 @@ class OutboxWorker:
         self.retried += 1
         delay = backoff(mail.attempts, self.cfg.retry_base, self.cfg.backoff_cap)
         at = min(now + delay, deadline)  # one last try at max_age, not after it
+        if mail.expires_at is not None:
+            at = min(at, mail.expires_at)  # due when its link dies, to be failed then
         await self.store.schedule_retry(mail.id, at, error)
         self._log_attempt(logging.INFO, mail, started, "retry", error=error, retry_in=at - now)
+
+    async def _expire(self, mail: OutgoingMail, started: float, error: str | None) -> None:
+        """The link in ``mail`` is dead: sending it now would only confuse its reader.
+        ``error`` is this attempt's; without one, the last recorded error is kept."""
+        self.failed += 1
+        reason = "link expired before delivery"
+        if error is not None:
+            reason += f" (last error: {error})"
+            await self.store.mark_failed(mail.id, reason)
+        else:
+            await self.store.mark_expired(mail.id, reason)
+        self._log_attempt(logging.WARNING, mail, started, "expired", error=reason)
 
     def _log_attempt(
         self,

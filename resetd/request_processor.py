@@ -81,7 +81,7 @@ class RequestProcessor:
             accounts = await app[keys.users].find_many_by_email(wanted)
             events = []
             minted: list[Claims] = []
-            mails: list[ComposedMail] = []
+            mails: list[tuple[ComposedMail, float | None]] = []
             for req in claimed:
                 user = None if req.limited else accounts.get(req.email_norm)
                 if req.limited:
@@ -91,9 +91,11 @@ class RequestProcessor:
                 else:
                     token, claims = codec.mint(user.id, fingerprint(user))
                     minted.append(claims)
-                    mails.append(
-                        composer.reset_mail(user.username, user.email, token, cfg.reset.token_ttl)
+                    mail = composer.reset_mail(
+                        user.username, user.email, token, cfg.reset.token_ttl
                     )
+                    # Undelivered when the token expires, the mail is pointless: fail it then.
+                    mails.append((mail, float(claims.expires_at)))
                     outcome = "mail_queued"
                 events.append(
                     (
