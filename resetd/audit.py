@@ -1,6 +1,8 @@
 """The audit trail: who asked for what, when, from where, and what came of it.
 
-Never a token, a password or a full link: only event names and outcomes.
+Never a token, a password, a full link or an address: only event names and
+outcomes. The outbox adds ``mail_sent`` and ``mail_failed`` (outcome: the mail's
+kind and outbox id, plus why it failed) in the transaction that marks the mail.
 """
 
 from __future__ import annotations

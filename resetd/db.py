@@ -105,6 +105,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN expires_at REAL;
     """,
+    # 4: whose account a mail is for, so its delivery can be audited by account.
+    """
+    ALTER TABLE outbox ADD COLUMN user_id TEXT;
+    """,
 ]
 
 

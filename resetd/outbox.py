@@ -32,10 +32,11 @@ import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiosqlite
 
+from .audit import AuditLog
 from .config import MailConfig
 from .db import Database, Row
 from .mail_compose import ComposedMail
@@ -54,6 +55,21 @@ class OutgoingMail:
     attempts: int  # including the attempt this claim is for
     created_at: float
     expires_at: float | None = None  # the link inside is dead from then on
+    user_id: str | None = None  # the account it is for, when there is one
+
+    @property
+    def audit_outcome(self) -> str:
+        """How the audit trail names this mail: its kind and outbox id, never the
+        address or anything from the body."""
+        return f"{self.kind} outbox={self.id}"
+
+
+class Queued(NamedTuple):
+    """A mail to put in the outbox with :meth:`OutboxStore.enqueue_many`."""
+
+    mail: ComposedMail
+    user_id: int | str | None = None  # audited with its delivery
+    expires_at: float | None = None  # when its link dies; failed if still unsent then
 
 
 @dataclass(frozen=True)
@@ -83,37 +99,33 @@ class OutboxStore:
         mail: ComposedMail,
         now: float | None = None,
         *,
+        user_id: int | str | None = None,
         expires_at: float | None = None,
     ) -> int:
         """Queue ``mail`` inside the caller's transaction; returns the outbox id.
 
-        ``expires_at``: when the link in the mail stops working; a mail still
-        undelivered then is failed rather than sent."""
+        ``user_id``: the account the mail is for, named in the audit trail when the
+        mail is sent or fails. ``expires_at``: when the link in the mail stops
+        working; a mail still undelivered then is failed rather than sent."""
         now = time.time() if now is None else now
         cur = await conn.execute(
             "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
-            " next_attempt_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (kind, mail.sender, mail.recipient, mail.subject, mail.data, now, now, expires_at),
+            " next_attempt_at, user_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _row(kind, Queued(mail, user_id, expires_at), now),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
     @staticmethod
     async def enqueue_many(
-        conn: aiosqlite.Connection,
-        kind: str,
-        mails: Sequence[tuple[ComposedMail, float | None]],
-        now: float,
+        conn: aiosqlite.Connection, kind: str, mails: Sequence[Queued], now: float
     ) -> None:
-        """Queue several (mail, expires_at) in one statement inside the caller's
-        transaction; see :meth:`enqueue`."""
+        """Queue several mails in one statement inside the caller's transaction; see
+        :meth:`enqueue`."""
         await conn.executemany(
             "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
-            " next_attempt_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (kind, m.sender, m.recipient, m.subject, m.data, now, now, expires_at)
-                for m, expires_at in mails
-            ],
+            " next_attempt_at, user_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_row(kind, q, now) for q in mails],
         )
 
     async def recover(self) -> int:
@@ -144,8 +156,8 @@ class OutboxStore:
         now = time.time()
         async with self.db.transaction() as conn:
             async with conn.execute(
-                "SELECT id, kind, sender, recipient, message, attempts, created_at, expires_at "
-                "FROM outbox "
+                "SELECT id, kind, sender, recipient, message, attempts, created_at, expires_at, "
+                "user_id FROM outbox "
                 "WHERE status = 'pending' AND next_attempt_at <= ? "
                 "AND (claimed_until IS NULL OR claimed_until < ?) "
                 "ORDER BY next_attempt_at, id LIMIT ?",
@@ -167,6 +179,7 @@ class OutboxStore:
                 attempts=r["attempts"] + 1,
                 created_at=r["created_at"],
                 expires_at=r["expires_at"],
+                user_id=r["user_id"],
             )
             for r in rows
         ]
@@ -181,35 +194,43 @@ class OutboxStore:
             return None
         return float(row["due"])
 
-    async def mark_sent(self, mail_ids: Collection[int]) -> None:
-        """Record that the relay accepted these mails, in one transaction."""
-        if not mail_ids:
+    async def mark_sent(self, mails: Sequence[OutgoingMail]) -> None:
+        """Record that the relay accepted ``mails``, with their audit rows, in one
+        transaction."""
+        if not mails:
             return
-        marks = ", ".join("?" * len(mail_ids))
+        marks = ", ".join("?" * len(mails))
         async with self.db.transaction() as conn:
             await conn.execute(
                 "UPDATE outbox SET status = 'sent', sent_at = ?, claimed_until = NULL, "
                 f"last_error = NULL, message = ? WHERE id IN ({marks})",
                 # The body held a live reset link; once delivered there is no reason to
                 # keep it.
-                (time.time(), b"", *mail_ids),
+                (time.time(), b"", *(m.id for m in mails)),
+            )
+            await AuditLog.record_many(
+                conn, [("mail_sent", m.audit_outcome, m.user_id, None, None) for m in mails]
             )
 
-    async def mark_failed(self, mail_id: int, error: str) -> None:
-        await self.db.execute(
-            "UPDATE outbox SET status = 'failed', last_error = ?, claimed_until = NULL "
-            "WHERE id = ?",
-            (error[:500], mail_id),
-        )
-
-    async def mark_expired(self, mail_id: int, reason: str) -> None:
-        """Failed with ``reason``, keeping the previous attempt's error after it."""
-        await self.db.execute(
-            "UPDATE outbox SET status = 'failed', claimed_until = NULL, last_error = "
-            "substr(? || COALESCE(' (last error: ' || last_error || ')', ''), 1, 500) "
-            "WHERE id = ?",
-            (reason, mail_id),
-        )
+    async def mark_failed(
+        self, mail: OutgoingMail, error: str, why: str, *, keep_last_error: bool = False
+    ) -> None:
+        """Failed for good with ``error``, audited as ``mail_failed`` with the short
+        ``why`` (rejected, gave_up, expired). ``keep_last_error`` appends the error
+        recorded by the previous attempt."""
+        if keep_last_error:
+            text = "substr(? || COALESCE(' (last error: ' || last_error || ')', ''), 1, 500)"
+        else:
+            text = "substr(?, 1, 500)"
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                f"UPDATE outbox SET status = 'failed', claimed_until = NULL, last_error = {text} "
+                "WHERE id = ?",
+                (error, mail.id),
+            )
+            await AuditLog.record(
+                conn, "mail_failed", f"{mail.audit_outcome} {why}", user_id=mail.user_id
+            )
 
     async def schedule_retry(self, mail_id: int, at: float, error: str) -> None:
         await self.db.execute(
@@ -269,6 +290,12 @@ class OutboxStore:
             "attempts = 0 WHERE status = 'failed' AND id = ?",
             (now, now, mail_id),
         )
+
+
+def _row(kind: str, q: Queued, now: float) -> tuple[object, ...]:
+    m = q.mail
+    user_id = None if q.user_id is None else str(q.user_id)
+    return (kind, m.sender, m.recipient, m.subject, m.data, now, now, user_id, q.expires_at)
 
 
 def _entry(r: Row) -> OutboxEntry:
@@ -508,7 +535,7 @@ class OutboxWorker:
         except PermanentFailure as exc:
             error = redact(str(exc))
             self.failed += 1
-            await self.store.mark_failed(mail.id, error)
+            await self.store.mark_failed(mail, error, "rejected")
             self._log_attempt(logging.WARNING, mail, started, "failed", error=error)
         except TemporaryFailure as exc:
             await self._retry_later(mail, redact(str(exc)), started)
@@ -548,14 +575,13 @@ class OutboxWorker:
 
     async def _mark_sent(self, batch: list[OutgoingMail]) -> None:
         """Record acceptance, trying hard: a mail left unmarked would be sent twice."""
-        ids = [m.id for m in batch]
         for pause in (0.1, 0.5, 1.0, 2.0):
             try:
-                await self.store.mark_sent(ids)
+                await self.store.mark_sent(batch)
                 return
             except sqlite3.OperationalError:  # e.g. locked by another process
                 await asyncio.sleep(pause)
-        await self.store.mark_sent(ids)
+        await self.store.mark_sent(batch)
 
     async def _retry_later(self, mail: OutgoingMail, error: str, started: float = 0.0) -> None:
         now = time.time()
@@ -572,7 +598,7 @@ class OutboxWorker:
         if now >= deadline:
             self.failed += 1
             error = f"gave up after {mail.attempts} attempts: {error}"
-            await self.store.mark_failed(mail.id, error)
+            await self.store.mark_failed(mail, error, "gave_up")
             self._log_attempt(logging.WARNING, mail, started, "gave_up", error=error)
             return
         self.retried += 1
@@ -590,9 +616,7 @@ class OutboxWorker:
         reason = "link expired before delivery"
         if error is not None:
             reason += f" (last error: {error})"
-            await self.store.mark_failed(mail.id, reason)
-        else:
-            await self.store.mark_expired(mail.id, reason)
+        await self.store.mark_failed(mail, reason, "expired", keep_last_error=error is None)
         self._log_attempt(logging.WARNING, mail, started, "expired", error=reason)
 
     def _log_attempt(

@@ -17,8 +17,7 @@ from aiohttp import web
 
 from . import keys
 from .audit import AuditLog
-from .mail_compose import ComposedMail
-from .outbox import OutboxStore
+from .outbox import OutboxStore, Queued
 from .request_queue import RequestQueue
 from .tokens import Claims, TokenLedger
 from .users import fingerprint
@@ -81,7 +80,7 @@ class RequestProcessor:
             accounts = await app[keys.users].find_many_by_email(wanted)
             events = []
             minted: list[Claims] = []
-            mails: list[tuple[ComposedMail, float | None]] = []
+            mails: list[Queued] = []
             for req in claimed:
                 user = None if req.limited else accounts.get(req.email_norm)
                 if req.limited:
@@ -95,7 +94,7 @@ class RequestProcessor:
                         user.username, user.email, token, cfg.reset.token_ttl
                     )
                     # Undelivered when the token expires, the mail is pointless: fail it then.
-                    mails.append((mail, float(claims.expires_at)))
+                    mails.append(Queued(mail, user.id, float(claims.expires_at)))
                     outcome = "mail_queued"
                 events.append(
                     (

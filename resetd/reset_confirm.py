@@ -162,7 +162,7 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
             notice = app[keys.composer].changed_mail(
                 user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent
             )
-            await OutboxStore.enqueue(conn, "password_changed", notice, now)
+            await OutboxStore.enqueue(conn, "password_changed", notice, now, user_id=user.id)
             await app[keys.audit].record(
                 conn, "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
             )
