@@ -1,4 +1,4 @@
-"""Reading captured mail: summary fields at ingest, parts and bodies for display.
+"""Reading captured mail with the stdlib parser: headers, addresses, parts, bodies.
 
 Everything here works on the raw bytes as received and never raises for bad
 input: the stdlib parser (``compat32``, the fastest policy) records what it
@@ -15,7 +15,7 @@ from __future__ import annotations
 import email.errors
 import email.utils
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
@@ -33,8 +33,6 @@ MIME_ERRORS: tuple[type[Exception], ...] = (
     email.errors.MessageError,
 )
 
-SNIPPET_LENGTH = 250
-SEARCH_TEXT_LIMIT = 64 * 1024
 _WS = re.compile(r"\s+")
 _TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 _PARSER = BytesParser(policy=compat32)
@@ -50,24 +48,6 @@ class Address:
 
     def as_json(self) -> dict[str, str]:
         return {"Name": self.name, "Address": self.address}
-
-
-@dataclass
-class Summary:
-    """What the list, the search and the API need without touching the body."""
-
-    message_id: str = ""
-    sender: Address | None = None
-    to: list[Address] = field(default_factory=list)
-    cc: list[Address] = field(default_factory=list)
-    bcc: list[Address] = field(default_factory=list)
-    reply_to: list[Address] = field(default_factory=list)
-    subject: str = ""
-    date: float | None = None
-    attachments: int = 0
-    snippet: str = ""
-    search_text: str = ""
-    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,52 +175,3 @@ def problems(msg: Message) -> list[str]:
             if name not in found:
                 found.append(name)
     return found
-
-
-def summarize(raw: bytes, rcpt_tos: list[str]) -> Summary:
-    """Summary fields of ``raw``; never raises (a failure becomes ``problem``)."""
-    summary = Summary()
-    issues: list[str] = []
-    try:
-        msg = parse_bytes(raw)
-        issues.extend(problems(msg))
-        found = header_map(msg)
-        summary.message_id = header(found, "message-id").strip().strip("<>")
-        senders = addresses(found, "from")
-        summary.sender = senders[0] if senders else None
-        summary.to = addresses(found, "to")
-        summary.cc = addresses(found, "cc")
-        summary.reply_to = addresses(found, "reply-to")
-        summary.subject = header(found, "subject")
-        summary.date = _date(header(found, "date"))
-        text, html = "", ""
-        for part in walk(msg):
-            if is_body(part):
-                if part.content_type == "text/plain" and not text:
-                    text = payload_text(part)
-                elif part.content_type == "text/html" and not html:
-                    html = payload_text(part)
-            else:
-                summary.attachments += 1
-        body = text if text.strip() else html_to_text(html)
-        summary.snippet = _WS.sub(" ", body[: SNIPPET_LENGTH * 4]).strip()[:SNIPPET_LENGTH]
-        summary.search_text = body[:SEARCH_TEXT_LIMIT]
-    except MIME_ERRORS as exc:
-        issues.append(f"{type(exc).__name__}: {exc}")
-    shown = {a.address.lower() for a in summary.to + summary.cc}
-    summary.bcc = [Address("", r) for r in rcpt_tos if r.lower() not in shown]
-    summary.problem = ", ".join(issues)
-    return summary
-
-
-def _date(value: str) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    try:
-        return parsed.timestamp()
-    except (OverflowError, ValueError, OSError):
-        return None

@@ -1,9 +1,9 @@
-"""Batched writes: the SMTP handler queues, one task parses and stores in batches.
+"""Batched writes: the SMTP handler queues, one task stores in batches.
 
-The handler only puts the received bytes on a bounded queue (waiting only
-when it is full, which is the backpressure), so ingest never waits on SQLite.
-The writer takes everything queued so far (up to ``batch_size``), parses it in
-a worker thread (CPU work off the loop), stores it in one transaction and then
+The handler summarises each message (see ingest.prepare) and puts it on a
+bounded queue (waiting only when it is full, which is the backpressure), so
+ingest never waits on SQLite. The writer takes everything queued so far (up
+to ``batch_size``), stores it in one transaction in a worker thread and then
 publishes the new messages to live listeners.
 """
 
@@ -14,10 +14,14 @@ import logging
 import sqlite3
 
 from .events import InboxEvents
-from .ingest import Incoming, connect, store_batch
+from .ingest import Incoming, Prepared, connect, prepare, store_batch, stored
 from .store import InboxStore
+from .summary import summarize
 
 log = logging.getLogger(__name__)
+
+# Larger messages are summarised in a worker thread rather than on the loop.
+LOOP_SUMMARY_LIMIT = 256 * 1024
 
 
 class InboxWriter:
@@ -31,7 +35,7 @@ class InboxWriter:
         self.store = store
         self.events = events
         self.batch_size = batch_size
-        self._queue: asyncio.Queue[Incoming | None] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[Prepared | None] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
         self._conn: sqlite3.Connection | None = None
 
@@ -40,8 +44,16 @@ class InboxWriter:
         self._task = asyncio.create_task(self._run(), name="inbox-writer")
 
     async def submit(self, item: Incoming) -> None:
-        """Queue one message for storage (waits only while the queue is full)."""
-        await self._queue.put(item)
+        """Summarise one message and queue it for storage (waits while the queue is full)."""
+        if len(item.raw) > LOOP_SUMMARY_LIMIT:
+            summary = await asyncio.to_thread(summarize, item.raw, item.rcpt_tos)
+        else:
+            summary = summarize(item.raw, item.rcpt_tos)
+        ready = prepare(item, summary)
+        try:
+            self._queue.put_nowait(ready)
+        except asyncio.QueueFull:
+            await self._queue.put(ready)
 
     async def flush(self) -> None:
         """Return once everything queued so far is stored (tests, long-polls)."""
@@ -61,7 +73,7 @@ class InboxWriter:
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
-            batch: list[Incoming] = []
+            batch: list[Prepared] = []
             stopping = first is None
             if first is not None:
                 batch.append(first)
@@ -80,10 +92,10 @@ class InboxWriter:
             if stopping:
                 return
 
-    async def _write(self, batch: list[Incoming]) -> None:
+    async def _write(self, batch: list[Prepared]) -> None:
         assert self._conn is not None, "InboxWriter.start() was not called"
         try:
-            stored, pruned = await asyncio.to_thread(
+            first_id, pruned = await asyncio.to_thread(
                 store_batch, self._conn, batch, self.store.max_messages
             )
         except (sqlite3.Error, OSError):
@@ -91,7 +103,7 @@ class InboxWriter:
             return
         if not self.events.listening:
             return
-        for message in stored:
+        for message in stored(first_id, batch):
             self.events.publish("new", message.as_json())
         total, unread = await self.store.counts()
         self.events.publish("stats", {"total": total, "unread": unread, "pruned": pruned})
