@@ -112,6 +112,7 @@ class DevInboxConfig:
     max_message_size: int = 25 * 1024 * 1024
     allow_remote: bool = False
     password: str = ""
+    starttls: bool = False
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,10 @@ def _validate(cfg: Config) -> None:
     if d.max_message_size < 1024:
         raise ConfigError(
             f"[dev_inbox] max_message_size: expected >= 1024 bytes, got {d.max_message_size}"
+        )
+    if d.starttls and d.path == ":memory:":
+        raise ConfigError(
+            "[dev_inbox] starttls: needs a file [dev_inbox] path (the certificate goes beside it)"
         )
 
 

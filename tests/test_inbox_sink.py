@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import ssl
 from email.policy import SMTP
 from typing import Any
 
@@ -12,7 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from resetd.app import create_app
+from resetd.config import ConfigError
 from resetd.inbox import appkeys as ikeys
+from resetd.inbox import tls
 from tests.conftest import ConfigFactory
 from tests.inbox_helpers import api_json, make_message, send_smtplib, smtp_address
 
@@ -217,3 +220,47 @@ async def test_messages_survive_a_restart(aiohttp_client: Any, make_config: Conf
     await send_smtplib(second.app, make_message("After restart"))
     ids = [m["ID"] for m in (await api_json(second, f"{API}/messages"))["messages"]]
     assert len(set(ids)) == 2
+
+
+async def test_starttls_is_not_offered_by_default(client: TestClient[Any, Any]) -> None:
+    host, port = smtp_address(client.app)
+    async with aiosmtplib.SMTP(hostname=host, port=port, timeout=10, start_tls=False) as smtp:
+        await smtp.ehlo()
+        assert not smtp.supports_extension("STARTTLS")
+
+
+async def test_starttls_with_a_certificate_made_on_first_start(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    config = make_config(dev_inbox={"starttls": True})
+    client = await aiohttp_client(create_app(config))
+    cert, key = tls.cert_paths(config.dev_inbox.path)
+    assert cert.exists() and key.stat().st_mode & 0o077 == 0
+    host, port = smtp_address(client.app)
+    async with aiosmtplib.SMTP(
+        hostname=host, port=port, timeout=10, start_tls=True, validate_certs=False
+    ) as smtp:
+        assert smtp.is_connected and smtp.get_transport_info("sslcontext") is not None
+        await smtp.send_message(make_message("Over aiosmtplib TLS"))
+
+    def send_stdlib() -> str:
+        context = ssl.create_default_context(cafile=str(cert))  # the saved cert verifies
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.starttls(context=context)
+            cipher = smtp.sock.cipher()  # type: ignore[union-attr]
+            smtp.send_message(make_message("Over smtplib TLS"))
+        return str(cipher[1])
+
+    assert (await asyncio.to_thread(send_stdlib)).startswith("TLS")
+    await send_smtplib(client.app, make_message("In clear"))  # TLS is offered, not required
+    subjects = [m["Subject"] for m in (await api_json(client, f"{API}/messages"))["messages"]]
+    assert subjects == ["In clear", "Over smtplib TLS", "Over aiosmtplib TLS"]
+    first = cert.read_bytes()
+    await client.close()
+    again = await aiohttp_client(create_app(config))  # a restart reuses the certificate
+    assert smtp_address(again.app) and cert.read_bytes() == first
+
+
+def test_starttls_needs_a_database_file(make_config: ConfigFactory) -> None:
+    with pytest.raises(ConfigError, match=r"^\[dev_inbox\] starttls: needs a file"):
+        make_config(dev_inbox={"starttls": True, "path": ":memory:"})

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from .. import keys
 from ..db import Database
-from . import api, api_message, events, pages
+from . import api, api_message, events, pages, tls
 from . import appkeys as ikeys
 from .access import guarded
 from .schema import INBOX_MIGRATIONS
@@ -38,7 +38,8 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         await writer.start()
         stack.push_async_callback(writer.stop)
         stats = SinkStats()
-        sink = await start_sink(cfg, SinkHandler(writer, stats))
+        tls_context = await tls.server_context(cfg.path) if cfg.starttls else None
+        sink = await start_sink(cfg, SinkHandler(writer, stats), tls_context)
         stack.push_async_callback(sink.close)
         app[keys.inbox_store] = store
         app[ikeys.events] = hub

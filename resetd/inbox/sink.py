@@ -1,7 +1,8 @@
 """The SMTP sink: aiosmtpd running inside the app's event loop.
 
 It accepts what real applications send (SMTPUTF8, 8BITMIME, any number of
-recipients, AUTH PLAIN/LOGIN with any credentials even without TLS) and
+recipients, AUTH PLAIN/LOGIN with any credentials even without TLS, STARTTLS
+when ``[dev_inbox] starttls`` is on) and
 refuses a message over ``max_message_size`` with aiosmtpd's 552 during the
 transaction, after which the connection and the server carry on. The greeting
 hostname is given explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs.
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import re
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -128,8 +130,13 @@ class Sink:
             await asyncio.sleep(0)
 
 
-async def start_sink(cfg: DevInboxConfig, handler: SinkHandler) -> Sink:
-    """Listen on ``[dev_inbox] smtp_host:smtp_port`` (port 0 picks a free port)."""
+async def start_sink(
+    cfg: DevInboxConfig, handler: SinkHandler, tls_context: ssl.SSLContext | None = None
+) -> Sink:
+    """Listen on ``[dev_inbox] smtp_host:smtp_port`` (port 0 picks a free port).
+
+    With ``tls_context`` the sink offers STARTTLS; clients may still send in clear.
+    """
     loop = asyncio.get_running_loop()
     connections: set[SinkSMTP] = set()
     factory = partial(
@@ -142,6 +149,8 @@ async def start_sink(cfg: DevInboxConfig, handler: SinkHandler) -> Sink:
         ident="resetd dev inbox",
         auth_require_tls=False,
         authenticator=accept_any_login,
+        tls_context=tls_context,
+        require_starttls=False,
         loop=loop,
     )
     server = await loop.create_server(factory, host=cfg.smtp_host, port=cfg.smtp_port)
