@@ -155,6 +155,9 @@ async def test_reset_link_panel_shows_claims_and_live_state(client: TestClient[A
     assert 'data-state="valid"' in panel and jti in panel
     assert re.search(r'class="countdown" data-expires="\d+">expires in \d\d:\d\d<', panel)
     assert 'href="http://localhost:8080/reset_password/' in panel
+    # The link is in the text part and the HTML part: one panel, and both links listed.
+    assert page.count('class="reset-panel') == 1
+    assert page.count('<li class="link-reset">') == 2
     # Viewing the page and following the link do not consume the token.
     link = (await api_json(client, f"{API}/message/{mid}/links"))["Links"][0]["URL"]
     assert (await client.get(link.removeprefix("http://localhost:8080"))).status == 200
@@ -181,3 +184,20 @@ async def test_reset_link_panel_sees_superseded_and_forged_tokens(
     latest = (await api_json(client, f"{API}/messages?limit=1"))["messages"][0]["ID"]
     page = await (await client.get(f"/dev/inbox/{latest}")).text()
     assert 'data-state="invalid"' in page and "does not verify" in page
+
+
+async def test_counts_on_the_list_page_agree_with_their_nouns(client: TestClient[Any, Any]) -> None:
+    app = client.app
+    page = await (await client.get("/dev/inbox")).text()
+    assert ">0 messages</span>" in page
+    await send_smtplib(app, make_message("Only one", to="one@example.com"))
+    page = await (await client.get("/dev/inbox")).text()
+    assert ">1 message</span>," in page and "1 messages" not in page
+    found = await (await client.get("/dev/inbox?q=to:one@example.com")).text()
+    assert "1 message matches" in found
+    await send_smtplib(app, make_message("And another"))
+    page = await (await client.get("/dev/inbox")).text()
+    assert ">2 messages</span>," in page
+    latest = (await api_json(client, f"{API}/messages?limit=1"))["messages"][0]
+    page = await (await client.get(f"/dev/inbox/{latest['ID']}")).text()
+    assert re.search(r"<dt>Size</dt><dd>\d+ bytes", page)

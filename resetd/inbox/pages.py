@@ -51,6 +51,11 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+def plural(n: int, singular: str, plural_form: str = "") -> str:
+    """``"1 message"``, ``"2 messages"``: the count and the word that agrees with it."""
+    return f"{n} {singular if n == 1 else plural_form or singular + 's'}"
+
+
 async def inbox_page(request: web.Request) -> web.StreamResponse:
     store = request.app[keys.inbox_store]
     query = parse_query(request.query.get("q", ""))
@@ -79,6 +84,7 @@ async def inbox_page(request: web.Request) -> web.StreamResponse:
         "smtp": request.app[keys.inbox_smtp_address],
         "when": when,
         "iso": iso,
+        "plural": plural,
     }
     return await render(request, "inbox/list.html", ctx)
 
@@ -102,7 +108,9 @@ async def message_page(request: web.Request) -> web.StreamResponse:
     message, raw = await _message_or_404(store, message_id)
     view = await asyncio.to_thread(build_view, raw)
     links = extract_links(view.text, view.html, request.app[keys.config].public_origin)
-    resets = [await reset_info(request.app, link.url) for link in links if link.kind == "reset"]
+    # A reset mail carries its link in both the text and the HTML part: one panel per URL.
+    reset_urls = dict.fromkeys(link.url for link in links if link.kind == "reset")
+    resets = [await reset_info(request.app, url) for url in reset_urls]
     if not message.read:
         changed = await store.set_read([message.id], True)
         if changed:
@@ -120,6 +128,7 @@ async def message_page(request: web.Request) -> web.StreamResponse:
         "raw_truncated": len(raw) > RAW_SHOWN,
         "when": when,
         "iso": iso,
+        "plural": plural,
     }
     response = await render(request, "inbox/message.html", ctx)
     response.headers["Content-Security-Policy"] = MESSAGE_CSP

@@ -63,7 +63,9 @@
     source.addEventListener("stats", function (e) {
       var s = JSON.parse(e.data);
       setUnread(s.unread);
-      document.querySelectorAll('[data-live="total"]').forEach(function (n) { n.textContent = s.total; });
+      document.querySelectorAll('[data-live="total"]').forEach(function (n) {
+        n.textContent = s.total + " " + (s.total === 1 ? n.dataset.one : n.dataset.many);
+      });
     });
     source.addEventListener("read", function (e) {
       var d = JSON.parse(e.data);
