@@ -30,8 +30,11 @@ def install_redaction() -> None:
         access.addFilter(RedactTokens())
     # aiosqlite's DEBUG lines carry statement parameters (outgoing mail) and
     # aiosmtpd's ("mail.log") every DATA line of captured mail: links included.
+    # Never below INFO, and never more talkative than the root logger (aiosmtpd
+    # logs several INFO lines per captured message).
+    level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
     for noisy in ("aiosqlite", "mail.log"):
-        logging.getLogger(noisy).setLevel(logging.INFO)
+        logging.getLogger(noisy).setLevel(level)
 
 
 def setup_logging(level: str = "INFO") -> None:
