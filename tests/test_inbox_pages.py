@@ -201,3 +201,24 @@ async def test_counts_on_the_list_page_agree_with_their_nouns(client: TestClient
     latest = (await api_json(client, f"{API}/messages?limit=1"))["messages"][0]
     page = await (await client.get(f"/dev/inbox/{latest['ID']}")).text()
     assert re.search(r"<dt>Size</dt><dd>\d+ bytes", page)
+
+
+def _directives(csp: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for item in csp.split(";"):
+        name, *values = item.split()
+        found[name] = values
+    return found
+
+
+async def test_list_page_policy_allows_the_favicon_badge_and_no_inline_script(
+    client: TestClient[Any, Any],
+) -> None:
+    resp = await client.get("/dev/inbox")
+    policy = _directives(resp.headers["Content-Security-Policy"])
+    assert policy["script-src"] == ["'self'"]
+    assert "data:" in policy["img-src"]  # the badge is a canvas PNG as a data: URL
+    assert policy["connect-src"] == ["'self'"]  # the EventSource
+    body = await resp.text()
+    assert re.findall(r"<script[^>]*>", body) == ['<script src="/static/inbox.js" defer>']
+    assert '<link rel="icon" href="/static/favicon.svg"' in body

@@ -1,14 +1,74 @@
 // The dev inbox's progressive enhancements: live list updates (Server-Sent
-// Events), the unread count in the title, tabs, preview widths and the reset
-// link countdown. Everything works without it, just without live updates.
+// Events), the unread count in the title and on the favicon, tabs, preview
+// widths and the reset link countdown. Everything works without it, just
+// without live updates.
 "use strict";
 
 (function () {
   var baseTitle = document.title.replace(/^\(\d+\) /, "");
 
+  // The unread count as a badge on the favicon: the site icon drawn onto a
+  // canvas with the number over its corner, swapped in as a data: URL (the
+  // inbox pages' CSP allows img-src data:). Zero puts the plain icon back.
+  var favicon = (function () {
+    var link = document.querySelector('link[rel="icon"]');
+    if (!link) return function () {};
+    var plain = { href: link.href, type: link.type };
+    var base = new Image();
+    var ready = false;
+    var wanted = 0;
+    var shown = 0;
+
+    function draw() {
+      if (wanted === shown) return;
+      shown = wanted;
+      if (wanted <= 0) {
+        link.type = plain.type;
+        link.href = plain.href;
+        return;
+      }
+      var size = 64;
+      var canvas = document.createElement("canvas");
+      canvas.width = canvas.height = size;
+      var ctx = canvas.getContext("2d");
+      if (!ctx) return;
+      if (ready) {
+        ctx.drawImage(base, 0, 0, size, size);
+      } else {
+        ctx.fillStyle = "#2f6fde";
+        ctx.fillRect(0, 0, size, size);
+      }
+      var text = wanted > 99 ? "99+" : String(wanted);
+      ctx.font = "bold " + (text.length > 2 ? 28 : 36) + "px sans-serif";
+      var h = 40;
+      var w = Math.min(size, Math.max(h, ctx.measureText(text).width + 14));
+      var x = size - w;
+      var y = size - h;
+      ctx.fillStyle = "#d42a1e";
+      ctx.beginPath();
+      ctx.arc(x + h / 2, y + h / 2, h / 2, Math.PI / 2, Math.PI * 1.5);
+      ctx.arc(size - h / 2, y + h / 2, h / 2, Math.PI * 1.5, Math.PI / 2);
+      ctx.closePath();
+      ctx.fill();
+      ctx.fillStyle = "#fff";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ctx.fillText(text, x + w / 2, y + h / 2 + 2);
+      link.type = "image/png";
+      link.href = canvas.toDataURL("image/png");
+    }
+
+    function loaded() { if (wanted > 0) { shown = -1; draw(); } }
+    base.onload = function () { ready = true; loaded(); };
+    base.onerror = loaded;
+    base.src = plain.href;
+    return function (n) { wanted = n; if (base.complete) draw(); };
+  })();
+
   function setUnread(n) {
     document.title = (n > 0 ? "(" + n + ") " : "") + baseTitle;
     document.querySelectorAll('[data-live="unread"]').forEach(function (el) { el.textContent = n; });
+    favicon(n);
   }
 
   function el(tag, cls, text) {
@@ -52,6 +112,8 @@
     var live = list.dataset.query === "" && list.dataset.start === "0";
     var csrfInput = document.querySelector('input[name="csrf_token"]');
     var notice = document.getElementById("inbox-new");
+    var counter = document.querySelector('[data-live="unread"]');
+    if (counter) setUnread(Number(counter.textContent) || 0);
     var source = new EventSource("/dev/inbox/events");
     source.addEventListener("new", function (e) {
       var m = JSON.parse(e.data);
