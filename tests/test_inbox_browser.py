@@ -24,6 +24,7 @@ from resetd.app import create_app
 from resetd.inbox import appkeys as ikeys
 from resetd.inbox.search import Query
 from resetd.tokens import TokenState
+from resetd.users import fingerprint
 from tests.conftest import ConfigFactory, add_user, eventually
 from tests.inbox_helpers import make_message, send_smtplib
 
@@ -214,6 +215,10 @@ async def test_reset_panel_counts_down_and_its_link_opens_without_using_the_toke
     await expect(countdown).not_to_have_text(before or "", timeout=2500)
     jti = await panel.locator("dt:text-is('Token id (jti)') + dd code").text_content()
     assert jti
+    # Changing only the hash (no reload) switches the tab too.
+    await page.evaluate("location.hash = '#tab-links'")
+    await expect(page.locator("#tab-links")).to_be_visible()
+    await expect(page.locator("#tab-html")).to_be_hidden()
 
     async with page.context.expect_page() as opened:
         await panel.get_by_role("link", name="Open reset link").click()
@@ -225,3 +230,64 @@ async def test_reset_panel_counts_down_and_its_link_opens_without_using_the_toke
     assert await app[keys.ledger].state(jti) is TokenState.VALID
     await page.reload()
     await expect(page.locator(".reset-panel .badge")).to_have_text("valid")
+
+
+async def _box(page: Page, selector: str) -> dict[str, float]:
+    box = await page.locator(selector).first.bounding_box()
+    assert box is not None, selector
+    return box
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+async def test_list_and_message_pages_fit_a_phone_screen(
+    server: TestServer, browser: Browser
+) -> None:
+    app = server.app
+    user = await add_user(app)
+    token, claims = app[keys.codec].mint(user.id, fingerprint(user))
+    async with app[keys.db].transaction() as conn:
+        await app[keys.ledger].record(conn, claims)
+    link = f"{app[keys.config].public_origin}/reset_password/{token}"
+    html = f'<p><a href="{link}">Reset your password</a></p>'
+    await send_smtplib(app, make_message("Reset", sender="App <a@example.test>", html=html))
+    context = await browser.new_context(
+        base_url=str(server.make_url("/")).rstrip("/"), viewport={"width": 375, "height": 800}
+    )
+    context.set_default_timeout(WAIT_MS)
+    try:
+        page = await context.new_page()
+        await page.goto("/dev/inbox")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+        # Delete sits at the end of the recipients' line, clear of every text.
+        delete = await _box(page, ".message .m-delete button")
+        for part in (".m-from", ".m-time"):
+            assert not _overlap(delete, await _box(page, f".message {part}")), part
+        to = await _box(page, ".message .m-to")
+        assert to["y"] <= delete["y"] + delete["height"] / 2 <= to["y"] + to["height"]
+        to_text_end = await page.locator(".message .m-to").evaluate(
+            "n => n.getBoundingClientRect().right - parseFloat(getComputedStyle(n).paddingRight)"
+        )
+        assert delete["x"] >= to_text_end
+        assert await page.locator(".message .m-from").evaluate(
+            "n => n.scrollWidth <= n.clientWidth"
+        ), "the sender's name is cut off"
+
+        await page.goto(f"/dev/inbox/{await _latest_id(app)}")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+        url = page.locator(".reset-url")
+        size = await url.locator("code").evaluate("n => parseFloat(getComputedStyle(n).fontSize)")
+        assert (await _box(page, ".reset-url code"))["height"] < 2.5 * size  # one line…
+        assert await url.evaluate("n => n.scrollWidth > n.clientWidth")  # …that scrolls
+        # The Delete form sits in the actions row (a <form> inside a <p> would end the <p>).
+        await expect(page.locator(".m-actions form")).to_have_count(1)
+        await expect(page.locator(".tab-list a").first).to_be_visible()
+    finally:
+        await context.close()

@@ -168,9 +168,14 @@
         history.replaceState(null, "", a.hash);
       });
     });
-    var initial = location.hash.slice(1);
     var fallback = box.querySelector(".tab-panel.default");
-    if (!initial || !show(initial)) show(fallback ? fallback.id : panels[0].id);
+    function fromHash() {
+      var wanted = location.hash.slice(1);
+      if (!wanted || !show(wanted)) show(fallback ? fallback.id : panels[0].id);
+    }
+    fromHash();
+    // An edited address bar or a link to #tab-… changes only the hash: no reload.
+    window.addEventListener("hashchange", fromHash);
   }
 
   function widths(group) {
