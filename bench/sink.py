@@ -1,5 +1,8 @@
 """A bare aiosmtpd server that only counts (the baseline for figures 2 and 3).
 
+It advertises PIPELINING like production relays do; aiosmtplib (the baseline
+client) does not pipeline, resetd's outbox does when offered.
+
 SMTP on argv[1]; a tiny HTTP control port on argv[2]: ``GET /stats`` returns
 ``{"count": N, "duplicates": D, "cpu_s": …}`` where duplicates counts recipients
 seen more than once.
@@ -22,6 +25,14 @@ class Counter:
         self.count = 0
         self.seen: set[str] = set()
         self.duplicates = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        # aiosmtpd reads commands line by line, so pipelined input works; say so,
+        # as production relays (Postfix, Exim, the big providers) do.
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.count += 1
