@@ -28,7 +28,8 @@ from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
 from .mail_compose import MailComposer
 from .middlewares import csrf_middleware, errors_middleware, security_headers
-from .outbox import OutboxStore, OutboxWorker
+from .outbox import OutboxWorker
+from .outbox_store import OutboxStore
 from .passwords import Hasher
 from .request_processor import RequestProcessor
 from .reset_request import Intake

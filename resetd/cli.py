@@ -23,7 +23,7 @@ from . import keys
 from .config import Config, ConfigError, check_serve_safety, load_config
 from .db import Database
 from .logs import setup_logging
-from .outbox import OutboxStore
+from .outbox_store import OutboxStore
 from .passwords import Hasher, check_policy
 from .users import DuplicateUser, UserStore
 

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from .inbox.store import InboxStore
     from .limits import RateLimiter
     from .mail_compose import MailComposer
-    from .outbox import OutboxStore, OutboxWorker
+    from .outbox import OutboxWorker
+    from .outbox_store import OutboxStore
     from .passwords import Hasher
     from .request_processor import RequestProcessor
     from .reset_request import Intake

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from . import keys
 from .audit import AuditLog
-from .outbox import OutboxStore, Queued
+from .outbox_store import OutboxStore, Queued
 from .request_queue import RequestQueue
 from .tokens import Claims, TokenLedger
 from .users import fingerprint

@@ -20,7 +20,7 @@ from aiohttp_session import get_session
 
 from . import keys
 from .clientinfo import client_ip, user_agent
-from .outbox import OutboxStore
+from .outbox_store import OutboxStore
 from .passwords import check_policy
 from .render import render
 from .sessions import flash

@@ -20,7 +20,8 @@ from resetd import keys
 from resetd.app import create_app
 from resetd.config import Config
 from resetd.db import Database
-from resetd.outbox import OutboxEntry, OutboxStore, OutboxWorker, backoff, redact
+from resetd.outbox import OutboxWorker, backoff, redact
+from resetd.outbox_store import OutboxEntry, OutboxStore
 
 from .conftest import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
 from .processes import run_cli, write_config

@@ -20,7 +20,8 @@ from resetd.app import create_app
 from resetd.config import Config
 from resetd.db import Database
 from resetd.mail_compose import ComposedMail
-from resetd.outbox import OutboxStore, OutboxWorker
+from resetd.outbox import OutboxWorker
+from resetd.outbox_store import OutboxStore
 
 from .conftest import ConfigFactory, add_user, eventually, request_reset, token_in
 from .relays import Relay

@@ -22,7 +22,8 @@ from cryptography.x509.oid import NameOID
 
 from resetd.config import Config, MailConfig
 from resetd.db import Database
-from resetd.outbox import OutboxStore, OutboxWorker
+from resetd.outbox import OutboxWorker
+from resetd.outbox_store import OutboxStore
 from resetd.relay import PermanentFailure, SmtpConnection, TemporaryFailure, data_payload
 
 from .conftest import ConfigFactory, eventually

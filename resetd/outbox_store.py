@@ -1,0 +1,287 @@
+"""Storage for step 3: every SQL statement about the ``outbox`` table.
+
+Rows are claimed with a lease (``claimed_until``), marked sent or failed in the
+same transaction as their audit row, and released again on shutdown or after a
+crash. :mod:`resetd.outbox` holds the worker that drives them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import aiosqlite
+
+from .audit import AuditLog
+from .db import Database, Row
+from .mail_compose import ComposedMail
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    id: int
+    kind: str
+    sender: str
+    recipient: str
+    message: bytes
+    attempts: int  # including the attempt this claim is for
+    created_at: float
+    expires_at: float | None = None  # the link inside is dead from then on
+    user_id: str | None = None  # the account it is for, when there is one
+
+    @property
+    def audit_outcome(self) -> str:
+        """How the audit trail names this mail: its kind and outbox id, never the
+        address or anything from the body."""
+        return f"{self.kind} outbox={self.id}"
+
+
+class Queued(NamedTuple):
+    """A mail to put in the outbox with :meth:`OutboxStore.enqueue_many`."""
+
+    mail: ComposedMail
+    user_id: int | str | None = None  # audited with its delivery
+    expires_at: float | None = None  # when its link dies; failed if still unsent then
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    kind: str
+    recipient: str
+    subject: str
+    status: str
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    last_error: str | None
+    sent_at: float | None
+
+
+class OutboxStore:
+    """Every SQL statement about the outbox."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    async def enqueue(
+        conn: aiosqlite.Connection,
+        kind: str,
+        mail: ComposedMail,
+        now: float | None = None,
+        *,
+        user_id: int | str | None = None,
+        expires_at: float | None = None,
+    ) -> int:
+        """Queue ``mail`` inside the caller's transaction; returns the outbox id.
+
+        ``user_id``: the account the mail is for, named in the audit trail when the
+        mail is sent or fails. ``expires_at``: when the link in the mail stops
+        working; a mail still undelivered then is failed rather than sent."""
+        now = time.time() if now is None else now
+        cur = await conn.execute(
+            "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
+            " next_attempt_at, user_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _row(kind, Queued(mail, user_id, expires_at), now),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    @staticmethod
+    async def enqueue_many(
+        conn: aiosqlite.Connection, kind: str, mails: Sequence[Queued], now: float
+    ) -> None:
+        """Queue several mails in one statement inside the caller's transaction; see
+        :meth:`enqueue`."""
+        await conn.executemany(
+            "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
+            " next_attempt_at, user_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_row(kind, q, now) for q in mails],
+        )
+
+    async def recover(self) -> int:
+        """At start: release claims a previous run left behind (it died mid-send) and
+        make every pending mail due now, since a restart often follows a fix to the
+        relay settings. Returns how many mails were mid-send."""
+        now = time.time()
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE outbox SET claimed_until = NULL "
+                "WHERE status = 'pending' AND claimed_until IS NOT NULL"
+            )
+            interrupted = cur.rowcount
+            await conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? "
+                "WHERE status = 'pending' AND next_attempt_at > ?",
+                (now, now),
+            )
+        return interrupted
+
+    async def claim_due(
+        self, limit: int, lease: float, held: Collection[int] = ()
+    ) -> list[OutgoingMail]:
+        """Claim up to ``limit`` due mails for ``lease`` seconds, counting the attempt.
+
+        ``held`` are ids this process already has in hand; they are never claimed
+        twice even if their lease ran out during a slow send."""
+        now = time.time()
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                "SELECT id, kind, sender, recipient, message, attempts, created_at, expires_at, "
+                "user_id FROM outbox "
+                "WHERE status = 'pending' AND next_attempt_at <= ? "
+                "AND (claimed_until IS NULL OR claimed_until < ?) "
+                "ORDER BY next_attempt_at, id LIMIT ?",
+                (now, now, limit + len(held)),
+            ) as cur:
+                rows = [r for r in await cur.fetchall() if r["id"] not in held][:limit]
+            if rows:
+                await conn.executemany(
+                    "UPDATE outbox SET claimed_until = ?, attempts = attempts + 1 WHERE id = ?",
+                    [(now + lease, r["id"]) for r in rows],
+                )
+        return [
+            OutgoingMail(
+                id=r["id"],
+                kind=r["kind"],
+                sender=r["sender"],
+                recipient=r["recipient"],
+                message=r["message"],
+                attempts=r["attempts"] + 1,
+                created_at=r["created_at"],
+                expires_at=r["expires_at"],
+                user_id=r["user_id"],
+            )
+            for r in rows
+        ]
+
+    async def next_due_at(self) -> float | None:
+        """When the earliest unclaimed pending mail is due; None when there is none."""
+        row = await self.db.fetchone(
+            "SELECT MIN(next_attempt_at) AS due FROM outbox "
+            "WHERE status = 'pending' AND claimed_until IS NULL"
+        )
+        if row is None or row["due"] is None:
+            return None
+        return float(row["due"])
+
+    async def mark_sent(self, mails: Sequence[OutgoingMail]) -> None:
+        """Record that the relay accepted ``mails``, with their audit rows, in one
+        transaction."""
+        if not mails:
+            return
+        marks = ", ".join("?" * len(mails))
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, claimed_until = NULL, "
+                f"last_error = NULL, message = ? WHERE id IN ({marks})",
+                # The body held a live reset link; once delivered there is no reason to
+                # keep it.
+                (time.time(), b"", *(m.id for m in mails)),
+            )
+            await AuditLog.record_many(
+                conn, [("mail_sent", m.audit_outcome, m.user_id, None, None) for m in mails]
+            )
+
+    async def mark_failed(
+        self, mail: OutgoingMail, error: str, why: str, *, keep_last_error: bool = False
+    ) -> None:
+        """Failed for good with ``error``, audited as ``mail_failed`` with the short
+        ``why`` (rejected, gave_up, expired). ``keep_last_error`` appends the error
+        recorded by the previous attempt."""
+        if keep_last_error:
+            text = "substr(? || COALESCE(' (last error: ' || last_error || ')', ''), 1, 500)"
+        else:
+            text = "substr(?, 1, 500)"
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                f"UPDATE outbox SET status = 'failed', claimed_until = NULL, last_error = {text} "
+                "WHERE id = ?",
+                (error, mail.id),
+            )
+            await AuditLog.record(
+                conn, "mail_failed", f"{mail.audit_outcome} {why}", user_id=mail.user_id
+            )
+
+    async def schedule_retry(self, mail_id: int, at: float, error: str) -> None:
+        await self.db.execute(
+            "UPDATE outbox SET next_attempt_at = ?, last_error = ?, claimed_until = NULL "
+            "WHERE id = ?",
+            (at, error[:500], mail_id),
+        )
+
+    async def release(self, mail_ids: Collection[int]) -> None:
+        """Give back claims that were never attempted (shutdown); attempts are refunded."""
+        if not mail_ids:
+            return
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                "UPDATE outbox SET claimed_until = NULL, attempts = attempts - 1 "
+                "WHERE id = ? AND status = 'pending'",
+                [(i,) for i in mail_ids],
+            )
+
+    async def counts(self) -> dict[str, int]:
+        """Mails per status; always has the keys pending, failed and sent."""
+        rows = await self.db.fetchall("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+        out = {"pending": 0, "sent": 0, "failed": 0}
+        out.update({r["status"]: int(r["n"]) for r in rows})
+        return out
+
+    async def list(self, include_sent: bool = False) -> list[OutboxEntry]:
+        """Pending and failed mail (and sent, if asked), oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT id, kind, recipient, subject, status, attempts, created_at, "
+            "next_attempt_at, last_error, sent_at FROM outbox "
+            "WHERE status IN ('pending', 'failed') OR (? AND status = 'sent') ORDER BY id",
+            (int(include_sent),),
+        )
+        return [_entry(r) for r in rows]
+
+    async def get(self, mail_id: int) -> OutboxEntry | None:
+        row = await self.db.fetchone(
+            "SELECT id, kind, recipient, subject, status, attempts, created_at, "
+            "next_attempt_at, last_error, sent_at FROM outbox WHERE id = ?",
+            (mail_id,),
+        )
+        return None if row is None else _entry(row)
+
+    async def retry(self, mail_id: int | None) -> int:
+        """Put one failed mail (or all, with None) back in the queue, due now and with
+        a fresh ``max_age``; returns how many. Sent and pending mail are left alone."""
+        now = time.time()
+        if mail_id is None:
+            return await self.db.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, "
+                "attempts = 0 WHERE status = 'failed'",
+                (now, now),
+            )
+        return await self.db.execute(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, "
+            "attempts = 0 WHERE status = 'failed' AND id = ?",
+            (now, now, mail_id),
+        )
+
+
+def _row(kind: str, q: Queued, now: float) -> tuple[object, ...]:
+    m = q.mail
+    user_id = None if q.user_id is None else str(q.user_id)
+    return (kind, m.sender, m.recipient, m.subject, m.data, now, now, user_id, q.expires_at)
+
+
+def _entry(r: Row) -> OutboxEntry:
+    return OutboxEntry(
+        id=r["id"],
+        kind=r["kind"],
+        recipient=r["recipient"],
+        subject=r["subject"],
+        status=r["status"],
+        attempts=r["attempts"],
+        created_at=r["created_at"],
+        next_attempt_at=r["next_attempt_at"],
+        last_error=r["last_error"],
+        sent_at=r["sent_at"],
+    )
