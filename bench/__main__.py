@@ -455,25 +455,26 @@ def bench_hashing() -> None:
 # --- report -------------------------------------------------------------------------------
 
 
-def report(as_json: bool) -> None:
+def report(as_json: bool, save: str | None = None) -> None:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    ).stdout.strip()
+    data = json.dumps(
+        {
+            "commit": commit,
+            "date": time.strftime("%Y-%m-%d"),
+            "figures": [f.as_dict() for f in FIGURES],
+        },
+        indent=2,
+    )
+    if save:
+        Path(save).write_text(data + "\n", encoding="utf-8")
     if as_json:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        ).stdout.strip()
-        print(
-            json.dumps(
-                {
-                    "commit": commit,
-                    "date": time.strftime("%Y-%m-%d"),
-                    "figures": [f.as_dict() for f in FIGURES],
-                },
-                indent=2,
-            )
-        )
+        print(data)
         return
     print(f"\n{'figure':<52} {'median':>10} {'min–max':>19} {'baseline':>10} {'ratio':>6}  target")
     for f in FIGURES:
@@ -495,6 +496,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--only", default="1,2,3,4,6", help="comma-separated figure numbers")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep its logs and databases")
+    p.add_argument("--save", metavar="FILE", help="also write the figures as JSON to FILE")
     args = p.parse_args()
     only = {int(x) for x in args.only.split(",")}
     runs = 1 if args.quick else 3
@@ -516,7 +518,7 @@ def main() -> None:
             if number in only:
                 log(title)
                 step(work)
-    report(args.json)
+    report(args.json, args.save)
 
 
 if __name__ == "__main__":
