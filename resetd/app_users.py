@@ -19,7 +19,7 @@ from pathlib import Path
 import aiosqlite
 
 from .config import ConfigError, UsersConfig
-from .db import Row
+from .db import Database, Row
 from .users import User, normalize
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ class SqliteAppUsers:
     def __init__(self, cfg: UsersConfig, conn: aiosqlite.Connection) -> None:
         self.cfg = cfg
         self.conn = conn
-        self._write_lock = asyncio.Lock()
+        # Serialised BEGIN IMMEDIATE … COMMIT on the app's file, as for resetd's own.
+        self._db = Database(conn, cfg.path)
         c = cfg
         self._select = (
             f"SELECT {_q(c.id_column)} AS id, {_q(c.username_column)} AS username, "
@@ -162,20 +163,13 @@ class SqliteAppUsers:
         returns True, or rolls back (un-consuming the token) when this fails.
         """
         c = self.cfg
-        async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = await self.conn.execute(
-                    f"UPDATE {_q(c.table)} SET {_q(c.password_hash_column)} = ? "
-                    f"WHERE {_q(c.id_column)} = ? AND {_q(c.password_hash_column)} = ?",
-                    (new_hash, user_id, old_hash),
-                )
-                changed = cur.rowcount == 1
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
-            await self.conn.execute("COMMIT")
-            return changed
+        async with self._db.transaction() as conn:
+            cur = await conn.execute(
+                f"UPDATE {_q(c.table)} SET {_q(c.password_hash_column)} = ? "
+                f"WHERE {_q(c.id_column)} = ? AND {_q(c.password_hash_column)} = ?",
+                (new_hash, user_id, old_hash),
+            )
+            return cur.rowcount == 1
 
 
 def _norm(value: object) -> str | None:
