@@ -13,12 +13,16 @@ import binascii
 import gzip
 import hashlib
 import hmac
+import os
 import secrets
 import string
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import bcrypt
 from argon2 import PasswordHasher
@@ -31,6 +35,21 @@ _COMMON_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
 
 
 HASH_FORMATS = ("argon2", "werkzeug", "bcrypt")
+
+# Hashing is memory-hard and CPU-bound (and releases the GIL). Running as many at
+# once as there are cores starves the event loop of CPU, so one core is always
+# left to it: on 2 cores one hash at a time (~25/s), and the rest queue — which
+# also slows password guessing down.
+_POOL = ThreadPoolExecutor(
+    max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="resetd-hash"
+)
+_T = TypeVar("_T")
+
+
+async def _in_pool(fn: Callable[..., _T], *args: Any) -> _T:
+    return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
+
+
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores the rest; we refuse rather than truncate
 
 
@@ -67,7 +86,7 @@ class Hasher:
         return self._ph.hash(password)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self.hash_sync, password)
+        return await _in_pool(self.hash_sync, password)
 
     def verify_sync(self, stored: str, password: str) -> bool:
         if stored.startswith(("scrypt:", "pbkdf2:")):
@@ -88,9 +107,9 @@ class Hasher:
     async def verify(self, stored: str | None, password: str) -> bool:
         """Constant-work check; ``stored=None`` (no such user) burns a dummy verify."""
         if stored is None:
-            await asyncio.to_thread(self.verify_sync, self._dummy, password)
+            await _in_pool(self.verify_sync, self._dummy, password)
             return False
-        return await asyncio.to_thread(self.verify_sync, stored, password)
+        return await _in_pool(self.verify_sync, stored, password)
 
     def needs_rehash(self, stored: str) -> bool:
         if self.format == "werkzeug":
