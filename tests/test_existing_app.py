@@ -215,3 +215,26 @@ def test_wrong_mapping_is_a_clear_startup_error(
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_password_changed_by_the_app_signs_out_resetds_sessions(
+    aiohttp_client: Any, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    from .conftest import sign_in
+
+    app_db = tmp_path / "app.db"
+    make_app_db(app_db, "werkzeug")
+    cfg = make_config(users={"store": "sqlite", "path": str(app_db)}, dev_inbox={"enabled": False})
+    client = await aiohttp_client(create_app(cfg))
+    assert (await sign_in(client, "susan", GOOD_PASSWORD)).status == 303
+    assert (await client.get("/", allow_redirects=False)).status == 200
+    engine = create_engine(f"sqlite:///{app_db}")
+    try:
+        with Session(engine) as session:
+            user = session.scalars(select(AppUser).where(AppUser.username == "susan")).one()
+            user.password_hash = generate_password_hash("changed inside the app itself")
+            session.commit()
+    finally:
+        engine.dispose()
+    resp = await client.get("/", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/login"

@@ -220,3 +220,19 @@ async def test_audit_trail_records_the_flow_without_secrets(
     assert result.returncode == 0
     assert "password_reset" in result.stdout and "reset_requested" in result.stdout
     assert token not in result.stdout
+
+
+async def test_changed_argon2_parameters_rehash_on_the_next_login(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    weak = make_config(dev_inbox={"enabled": False})  # the tests' cheap parameters: t=1
+    client = await aiohttp_client(create_app(weak))
+    user = await add_user(client.app)
+    assert ",t=1," in user.password_hash
+    await client.close()
+    stronger = make_config(dev_inbox={"enabled": False}, passwords={"argon2_time_cost": 3})
+    client = await aiohttp_client(create_app(stronger))
+    assert (await sign_in(client, "susan", GOOD_PASSWORD)).status == 303
+    upgraded = await client.app[keys.users].get(user.id)
+    assert upgraded is not None and ",t=3," in upgraded.password_hash
+    assert await client.app[keys.hasher].verify(upgraded.password_hash, GOOD_PASSWORD)
