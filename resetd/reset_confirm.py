@@ -117,6 +117,8 @@ async def _form(
         status=status,
     )
     resp.headers["Cache-Control"] = "no-store"
+    if action != "/reset_password":  # the form posts back to the token's own URL
+        resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
 
 
