@@ -93,6 +93,18 @@ def stored_hash(path: Path, username: str) -> str:
         engine.dispose()
 
 
+def change_password_in_app(path: Path, username: str, password: str) -> None:
+    """What the app's own "change password" page does."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with Session(engine) as session:
+            user = session.scalars(select(AppUser).where(AppUser.username == username)).one()
+            user.password_hash = generate_password_hash(password)
+            session.commit()
+    finally:
+        engine.dispose()
+
+
 def schema(path: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
@@ -162,14 +174,7 @@ async def test_password_changed_by_the_app_kills_an_outstanding_link(
     client = await aiohttp_client(create_app(cfg))
     token = await mailed_token(client, relay)
     # The app changes the password itself (its own "change password" page).
-    engine = create_engine(f"sqlite:///{app_db}")
-    try:
-        with Session(engine) as session:
-            user = session.scalars(select(AppUser).where(AppUser.username == "susan")).one()
-            user.password_hash = generate_password_hash("changed inside the app itself")
-            session.commit()
-    finally:
-        engine.dispose()
+    change_password_in_app(app_db, "susan", "changed inside the app itself")
     await assert_rejected(client, token)
     assert (await set_new_password(client, token)).status == 400
 
@@ -228,13 +233,6 @@ async def test_password_changed_by_the_app_signs_out_resetds_sessions(
     client = await aiohttp_client(create_app(cfg))
     assert (await sign_in(client, "susan", GOOD_PASSWORD)).status == 303
     assert (await client.get("/", allow_redirects=False)).status == 200
-    engine = create_engine(f"sqlite:///{app_db}")
-    try:
-        with Session(engine) as session:
-            user = session.scalars(select(AppUser).where(AppUser.username == "susan")).one()
-            user.password_hash = generate_password_hash("changed inside the app itself")
-            session.commit()
-    finally:
-        engine.dispose()
+    change_password_in_app(app_db, "susan", "changed inside the app itself")
     resp = await client.get("/", allow_redirects=False)
     assert resp.status == 302 and resp.headers["Location"] == "/login"
