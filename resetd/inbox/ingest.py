@@ -18,7 +18,6 @@ import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from ..db import PRAGMAS
 from .parse import Address
 from .schema import Stored, dump_addresses
 from .summary import Summary
@@ -76,52 +75,37 @@ def stored(first_id: int, batch: Sequence[Prepared]) -> list[Stored]:
     ]  # fmt: skip
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """The connection batches are written through (usable from a worker thread)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    for pragma in PRAGMAS:
-        conn.execute(pragma)
-    return conn
-
-
 def store_batch(
     conn: sqlite3.Connection, batch: Sequence[Prepared], max_messages: int
 ) -> tuple[int, int]:
-    """Insert ``batch`` in one transaction, then prune to ``max_messages``.
-
-    Blocking (call it in a worker thread). Returns the first ID assigned
+    """Insert ``batch``, then prune to ``max_messages`` — inside the transaction a
+    :class:`~resetd.db.BatchWriter` opens around it, in its thread. Returns the first ID assigned
     (the batch has consecutive IDs, oldest first) and how many old messages
     were pruned.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-        first_id = (int(found[0]) if found else 0) + 1
-        ids = range(first_id, first_id + len(batch))
-        conn.executemany(
-            "INSERT INTO messages (id, created, message_id, from_name, from_addr, to_json, "
-            "cc_json, bcc_json, reply_to_json, subject, sent_at, size, attachments, snippet, "
-            "mail_from, rcpt_json, problem) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(mid, *p.row) for mid, p in zip(ids, batch, strict=True)],
-        )
-        conn.executemany(
-            "INSERT INTO message_raw (id, raw) VALUES (?, ?)",
-            [(mid, p.incoming.raw) for mid, p in zip(ids, batch, strict=True)],
-        )
-        conn.executemany(
-            "INSERT INTO message_text (id, text) VALUES (?, ?)",
-            [(mid, p.text) for mid, p in zip(ids, batch, strict=True)],
-        )
-        conn.executemany(
-            "INSERT INTO addresses (message, kind, address) VALUES (?, ?, ?)",
-            [(mid, *a) for mid, p in zip(ids, batch, strict=True) for a in p.addresses],
-        )
-        pruned = _prune(conn, max_messages)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    first_id = (int(found[0]) if found else 0) + 1
+    ids = range(first_id, first_id + len(batch))
+    conn.executemany(
+        "INSERT INTO messages (id, created, message_id, from_name, from_addr, to_json, "
+        "cc_json, bcc_json, reply_to_json, subject, sent_at, size, attachments, snippet, "
+        "mail_from, rcpt_json, problem) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(mid, *p.row) for mid, p in zip(ids, batch, strict=True)],
+    )
+    conn.executemany(
+        "INSERT INTO message_raw (id, raw) VALUES (?, ?)",
+        [(mid, p.incoming.raw) for mid, p in zip(ids, batch, strict=True)],
+    )
+    conn.executemany(
+        "INSERT INTO message_text (id, text) VALUES (?, ?)",
+        [(mid, p.text) for mid, p in zip(ids, batch, strict=True)],
+    )
+    conn.executemany(
+        "INSERT INTO addresses (message, kind, address) VALUES (?, ?, ?)",
+        [(mid, *a) for mid, p in zip(ids, batch, strict=True) for a in p.addresses],
+    )
+    pruned = _prune(conn, max_messages)
     return first_id, pruned
 
 

@@ -13,8 +13,9 @@ import asyncio
 import logging
 import sqlite3
 
+from ..db import BatchWriter
 from .events import InboxEvents
-from .ingest import Incoming, Prepared, connect, prepare, store_batch, stored
+from .ingest import Incoming, Prepared, prepare, store_batch, stored
 from .store import InboxStore
 from .summary import summarize
 
@@ -37,10 +38,10 @@ class InboxWriter:
         self.batch_size = batch_size
         self._queue: asyncio.Queue[Prepared | None] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._writer: BatchWriter | None = None
 
     async def start(self) -> None:
-        self._conn = connect(self.store.db.path)
+        self._writer = BatchWriter(self.store.db.path)
         self._task = asyncio.create_task(self._run(), name="inbox-writer")
 
     async def submit(self, item: Incoming) -> None:
@@ -66,9 +67,9 @@ class InboxWriter:
         await self._queue.put(None)
         await self._task
         self._task = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
 
     async def _run(self) -> None:
         while True:
@@ -93,11 +94,9 @@ class InboxWriter:
                 return
 
     async def _write(self, batch: list[Prepared]) -> None:
-        assert self._conn is not None, "InboxWriter.start() was not called"
+        assert self._writer is not None, "InboxWriter.start() was not called"
         try:
-            first_id, pruned = await asyncio.to_thread(
-                store_batch, self._conn, batch, self.store.max_messages
-            )
+            first_id, pruned = await self._writer.run(store_batch, batch, self.store.max_messages)
         except (sqlite3.Error, OSError):
             log.exception("could not store %d captured message(s)", len(batch))
             return
