@@ -20,29 +20,20 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
+def user_add(
+    cfg: str, email: str, username: str, password: str = PASSWORD
+) -> subprocess.CompletedProcess[str]:
+    """``resetd user add … --password-stdin`` as a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "resetd", "user", "add", "--email", email,
+         "--username", username, "--password-stdin", "--config", cfg],
+        input=password, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
 def test_user_add_then_list(tmp_path: Path) -> None:
     cfg = str(config_file(tmp_path))
-    add = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "resetd",
-            "user",
-            "add",
-            "--email",
-            "susan@example.com",
-            "--username",
-            "susan",
-            "--password-stdin",
-            "--config",
-            cfg,
-        ],
-        input=PASSWORD,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    add = user_add(cfg, "susan@example.com", "susan")
     assert add.returncode == 0, add.stderr
     assert "susan" in add.stdout
     listed = run_cli("user", "list", "--config", cfg, cwd=tmp_path)
@@ -52,61 +43,17 @@ def test_user_add_then_list(tmp_path: Path) -> None:
 
 def test_duplicate_email_or_username_exits_1_with_a_clear_message(tmp_path: Path) -> None:
     cfg = str(config_file(tmp_path))
-
-    def add(email: str, username: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "resetd",
-                "user",
-                "add",
-                "--email",
-                email,
-                "--username",
-                username,
-                "--password-stdin",
-                "--config",
-                cfg,
-            ],
-            input=PASSWORD,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    assert add("susan@example.com", "susan").returncode == 0
-    dup_email = add("SUSAN@example.com", "other")
+    assert user_add(cfg, "susan@example.com", "susan").returncode == 0
+    dup_email = user_add(cfg, "SUSAN@example.com", "other")
     assert dup_email.returncode == 1
     assert "already exists" in dup_email.stderr and "email" in dup_email.stderr
-    dup_user = add("other@example.com", "Susan")
+    dup_user = user_add(cfg, "other@example.com", "Susan")
     assert dup_user.returncode == 1
     assert "username" in dup_user.stderr
     assert "Traceback" not in dup_email.stderr + dup_user.stderr
 
 
 def test_weak_password_is_refused(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "resetd",
-            "user",
-            "add",
-            "--email",
-            "a@example.com",
-            "--username",
-            "a",
-            "--password-stdin",
-            "--config",
-            str(config_file(tmp_path)),
-        ],
-        input="short\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = user_add(str(config_file(tmp_path)), "a@example.com", "a", "short\n")
     assert result.returncode == 1
     assert "at least 15 characters" in result.stderr

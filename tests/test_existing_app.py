@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from resetd.app import create_app
 
-from .conftest import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, set_new_password
+from .conftest import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, set_new_password, sign_in
 from .relays import Relay
 from .test_config import run_cli
 from .test_tokens import assert_rejected, mailed_token
@@ -105,6 +105,18 @@ def change_password_in_app(path: Path, username: str, password: str) -> None:
         engine.dispose()
 
 
+async def signed_in_over_app_store(
+    aiohttp_client: Any, make_config: ConfigFactory, tmp_path: Path
+) -> tuple[Path, Any]:
+    """An app database with Werkzeug hashes, resetd over it, susan signed in."""
+    app_db = tmp_path / "app.db"
+    make_app_db(app_db, "werkzeug")
+    cfg = make_config(users={"store": "sqlite", "path": str(app_db)}, dev_inbox={"enabled": False})
+    client = await aiohttp_client(create_app(cfg))
+    assert (await sign_in(client, "susan", GOOD_PASSWORD)).status == 303
+    return app_db, client
+
+
 def schema(path: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
@@ -182,13 +194,7 @@ async def test_password_changed_by_the_app_kills_an_outstanding_link(
 async def test_sign_in_with_an_app_hash_works_through_resetds_pages(
     aiohttp_client: Any, make_config: ConfigFactory, tmp_path: Path
 ) -> None:
-    from .conftest import sign_in
-
-    app_db = tmp_path / "app.db"
-    make_app_db(app_db, "werkzeug")
-    cfg = make_config(users={"store": "sqlite", "path": str(app_db)}, dev_inbox={"enabled": False})
-    client = await aiohttp_client(create_app(cfg))
-    assert (await sign_in(client, "susan", GOOD_PASSWORD)).status == 303
+    app_db, _ = await signed_in_over_app_store(aiohttp_client, make_config, tmp_path)
     assert check_password_hash(stored_hash(app_db, "susan"), GOOD_PASSWORD)
 
 
@@ -225,13 +231,7 @@ def test_wrong_mapping_is_a_clear_startup_error(
 async def test_password_changed_by_the_app_signs_out_resetds_sessions(
     aiohttp_client: Any, make_config: ConfigFactory, tmp_path: Path
 ) -> None:
-    from .conftest import sign_in
-
-    app_db = tmp_path / "app.db"
-    make_app_db(app_db, "werkzeug")
-    cfg = make_config(users={"store": "sqlite", "path": str(app_db)}, dev_inbox={"enabled": False})
-    client = await aiohttp_client(create_app(cfg))
-    assert (await sign_in(client, "susan", GOOD_PASSWORD)).status == 303
+    app_db, client = await signed_in_over_app_store(aiohttp_client, make_config, tmp_path)
     assert (await client.get("/", allow_redirects=False)).status == 200
     change_password_in_app(app_db, "susan", "changed inside the app itself")
     resp = await client.get("/", allow_redirects=False)
