@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, syntax
 
 from ..config import DevInboxConfig
 from .ingest import Incoming
+from .smtp_data import STREAM_LIMIT, read_data_section
 from .writer import InboxWriter
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,42 @@ def accept_any_login(
 
 
 class SinkSMTP(SMTP):
-    """aiosmtpd's SMTP, counting refusals and remembering its open connections."""
+    """aiosmtpd's SMTP, counting refusals and remembering its open connections.
+
+    DATA is read in bulk (:mod:`.smtp_data`) rather than aiosmtpd's line at a
+    time. aiosmtpd sizes its stream buffer from ``line_length_limit``; only our
+    DATA reader used that for lines, so here it is the buffer's size. Command
+    lines are still held to aiosmtpd's ``command_size_limit`` after reading.
+    """
+
+    line_length_limit = STREAM_LIMIT
 
     def __init__(self, handler: SinkHandler, *, connections: set[SinkSMTP], **kw: Any) -> None:
         super().__init__(handler, **kw)
         self._stats = handler.stats
         self._connections = connections
+
+    _idle_deadline = 0.0
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd's idle timeout, moved forward without a new timer per command.
+
+        aiosmtpd cancels and schedules a timer for every command; here the
+        deadline moves and the one timer, when it fires early, re-arms itself.
+        """
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._timeout_cb)
+
+    def _timeout_cb(self) -> None:
+        if self._idle_deadline > self.loop.time():
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._timeout_cb)
+            return
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._connections.add(self)
@@ -90,6 +121,38 @@ class SinkSMTP(SMTP):
         if status[:3] in ("552", b"552"):
             self._stats.rejected += 1
         await super().push(status)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA command with the section read by :func:`read_data_section`."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        envelope = self.envelope
+        assert envelope is not None  # aiosmtpd makes one per transaction
+        if not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            section = await read_data_section(self._reader, self.data_size_limit)
+        except asyncio.CancelledError:
+            # The connection went away during DATA (aiosmtpd cancels on EOF).
+            self._writer.close()
+            raise
+        if section.too_long or section.too_much:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            if section.too_long:
+                await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            else:
+                await self.push("552 Error: Too much mail data")
+            return
+        envelope.content = envelope.original_content = section.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's MAIL/RCPT address parsing, with a fast path for plain addresses.
