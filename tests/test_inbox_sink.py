@@ -209,6 +209,25 @@ async def test_retention_keeps_the_newest_and_says_so(
     assert "keeping the newest 3; 2 pruned" in page
 
 
+async def test_retention_counts_messages_not_ids_after_deletes(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    client = await aiohttp_client(create_app(make_config(dev_inbox={"max_messages": 3})))
+    for n in range(3):
+        await send_smtplib(client.app, make_message(f"m{n}"))
+    listing = await api_json(client, f"{API}/messages")
+    middle = listing["messages"][1]["ID"]
+    resp = await client.delete(f"{API}/messages", json={"IDs": [middle]})
+    assert resp.status == 200
+    # Two messages over a span of three IDs: the next one fits without pruning.
+    await send_smtplib(client.app, make_message("m3"))
+    listing = await api_json(client, f"{API}/messages")
+    assert [m["Subject"] for m in listing["messages"]] == ["m3", "m2", "m0"]
+    await send_smtplib(client.app, make_message("m4"))
+    listing = await api_json(client, f"{API}/messages")
+    assert [m["Subject"] for m in listing["messages"]] == ["m4", "m3", "m2"]
+
+
 async def test_messages_survive_a_restart(aiohttp_client: Any, make_config: ConfigFactory) -> None:
     config = make_config()
     first = await aiohttp_client(create_app(config))

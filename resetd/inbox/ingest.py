@@ -105,11 +105,14 @@ def store_batch(
         "INSERT INTO addresses (message, kind, address) VALUES (?, ?, ?)",
         [(mid, *a) for mid, p in zip(ids, batch, strict=True) for a in p.addresses],
     )
-    pruned = _prune(conn, max_messages)
+    pruned = _prune(conn, first_id + len(batch) - 1, max_messages)
     return first_id, pruned
 
 
-def _prune(conn: sqlite3.Connection, max_messages: int) -> int:
+def _prune(conn: sqlite3.Connection, last_id: int, max_messages: int) -> int:
+    oldest = conn.execute("SELECT MIN(id) FROM messages").fetchone()[0]
+    if oldest is None or last_id - oldest < max_messages:
+        return 0  # IDs only grow, so fewer IDs in use than the limit means fewer rows
     cutoff = conn.execute(
         "SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?", (max_messages,)
     ).fetchone()

@@ -66,6 +66,8 @@ def parse_bytes(raw: bytes) -> Message:
 
 def fix_8bit(value: str) -> str:
     """Header text as parsed from bytes keeps raw UTF-8 as surrogates; undo that."""
+    if value.isascii():
+        return value
     try:
         return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:

@@ -118,6 +118,8 @@ def rfc3339(ts: float) -> str:
 
 
 def dump_addresses(addrs: Sequence[Address]) -> str:
+    if not addrs:
+        return "[]"  # most Cc, Bcc and Reply-To lists, without the encoder
     return json.dumps([a.as_json() for a in addrs], ensure_ascii=False)
 
 

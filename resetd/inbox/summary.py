@@ -11,8 +11,7 @@ fields through the same :func:`fill_summary`, so they give the same summary.
 from __future__ import annotations
 
 import email.utils
-import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import Message
 from functools import partial
@@ -34,7 +33,6 @@ from .parse import (
 
 SNIPPET_LENGTH = 250
 SEARCH_TEXT_LIMIT = 64 * 1024
-_WS = re.compile(r"\s+")
 
 
 @dataclass
@@ -104,17 +102,19 @@ def fill_summary(summary: Summary, found: quick.Headers, leaves: Iterable[quick.
     summary.reply_to = addresses(found, "reply-to")
     summary.subject = header(found, "subject")
     summary.date = _date(header(found, "date"))
-    text, html = "", ""
+    text = ""
+    html: Callable[[], str] | None = None  # decoded only when there is no text
     for content_type, body, decoded in leaves:
         if body:
             if content_type == "text/plain" and not text:
                 text = decoded()
-            elif content_type == "text/html" and not html:
-                html = decoded()
+            elif content_type == "text/html" and html is None:
+                html = decoded
         else:
             summary.attachments += 1
-    body_text = text if text.strip() else html_to_text(html)
-    summary.snippet = _WS.sub(" ", body_text[: SNIPPET_LENGTH * 4]).strip()[:SNIPPET_LENGTH]
+    body_text = text if text.strip() else html_to_text(html() if html else "")
+    # str.split() splits on what ``\s`` matches, and several times faster.
+    summary.snippet = " ".join(body_text[: SNIPPET_LENGTH * 4].split())[:SNIPPET_LENGTH]
     summary.search_text = body_text[:SEARCH_TEXT_LIMIT]
 
 

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # Larger messages are summarised in a worker thread rather than on the loop.
 LOOP_SUMMARY_LIMIT = 256 * 1024
+# Least time between the starts of two batch writes (seconds).
+PACE = 0.05
 
 
 class InboxWriter:
@@ -72,8 +74,17 @@ class InboxWriter:
             self._writer = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_write = -PACE
         while True:
             first = await self._queue.get()
+            # Under a stream of mail, gather for up to PACE after the previous
+            # write began: a transaction per handful of messages cost twice the
+            # CPU per message of one per few dozen. A lone message waits for nothing.
+            wait = last_write + PACE - loop.time()
+            if wait > 0 and first is not None and self._queue.qsize() < self.batch_size:
+                await asyncio.sleep(wait)
+            last_write = loop.time()
             batch: list[Prepared] = []
             stopping = first is None
             if first is not None:
