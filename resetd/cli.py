@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import os
@@ -116,6 +117,10 @@ async def serve(cfg: Config) -> int:
         break
     counts = await app[keys.outbox_store].counts()
     print(_banner(app, cfg, port, counts), flush=True)
+    # Everything built so far (modules, templates, the app) lives as long as
+    # the process; a full collection walked all of it, stalling the loop for
+    # 30-40 ms every few seconds under load. Frozen, they are never walked.
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
