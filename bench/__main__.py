@@ -48,6 +48,7 @@ class Figure:
     target: str = ""
     ok: bool | None = None
     note: str = ""
+    digits: int = 1  # decimals printed in the table
 
     @property
     def median(self) -> float:
@@ -78,8 +79,8 @@ class Figure:
 FIGURES: list[Figure] = []
 
 
-def fig(name: str, unit: str, target: str = "") -> Figure:
-    f = Figure(name, unit, target=target)
+def fig(name: str, unit: str, target: str = "", digits: int = 1) -> Figure:
+    f = Figure(name, unit, target=target, digits=digits)
     FIGURES.append(f)
     return f
 
@@ -296,7 +297,7 @@ async def _api(base: str, path: str) -> Any:
 
 def bench_ingest(runs: int, count: int, work: Path) -> None:
     rate = fig("3. dev-inbox SMTP ingest (stored)", "msg/s", "≥ 0.6× bare aiosmtpd")
-    cpu = fig("3. server CPU per stored message", "ms", "≤ 0.75 ms")
+    cpu = fig("3. server CPU per stored message", "ms", "≤ 0.75 ms", digits=2)
     lag_max = fig("5. loop delay max during 3", "ms")
     lag_p99 = fig("5. loop delay p99 during 3", "ms", "< 5 ms")
     bodies = build_mails(count)
@@ -480,12 +481,13 @@ def report(as_json: bool, save: str | None = None) -> None:
     for f in FIGURES:
         if not f.runs:
             continue
-        base = f"{statistics.median(f.baseline):10.1f}" if f.baseline else " " * 10
+        d = f.digits
+        base = f"{statistics.median(f.baseline):10.{d}f}" if f.baseline else " " * 10
         ratio = f"{f.ratio:5.2f}×" if f.ratio is not None else " " * 6
         mark = {True: "✓", False: "✗", None: ""}[f.ok]
-        spread = f"{min(f.runs):.1f}–{max(f.runs):.1f}" if f.runs else "-"
+        spread = f"{min(f.runs):.{d}f}–{max(f.runs):.{d}f}" if f.runs else "-"
         print(
-            f"{f.name + ' (' + f.unit + ')':<52} {f.median:10.1f} {spread:>19} {base} {ratio}  "
+            f"{f.name + ' (' + f.unit + ')':<52} {f.median:10.{d}f} {spread:>19} {base} {ratio}  "
             f"{f.target} {mark}{('  ' + f.note) if f.note else ''}"
         )
 
