@@ -100,15 +100,23 @@ def bench_requests(runs: int, seconds: int, work: Path) -> None:
     lag_p99 = fig("5. loop delay p99 during 1", "ms", "< 5 ms")
     known = 200
     for i in range(runs):
-        bare_port = free_port()
-        with process([sys.executable, "-m", "bench.bare_app", str(bare_port)], bare_port, cwd=ROOT):
+        d = work / f"req{i}"
+        d.mkdir()
+        bare_port, bare_stats = free_port(), d / "bare-loop.json"
+        with process(
+            [sys.executable, "-m", "bench.bare_app", str(bare_port)],
+            bare_port,
+            env={"RESETD_LOOP_STATS": str(bare_stats)},
+            cwd=ROOT,
+        ):
             base = post_load(f"http://127.0.0.1:{bare_port}", 0, 64, seconds)
         rps.baseline.append(base.rps)
         p50.baseline.append(base.p50_ms)
         p99.baseline.append(base.p99_ms)
+        bare_loop = json.loads(bare_stats.read_text())
+        lag_max.baseline.append(bare_loop["max_ms"])
+        lag_p99.baseline.append(bare_loop["p99_ms"])
 
-        d = work / f"req{i}"
-        d.mkdir()
         http_port, sink_smtp, sink_http = free_port(), free_port(), free_port()
         cfg = write_config(d, http_port, sink_smtp, inbox=False)
         init_db(cfg, d)
