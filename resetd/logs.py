@@ -29,12 +29,15 @@ def install_redaction() -> None:
     if not any(isinstance(f, RedactTokens) for f in access.filters):
         access.addFilter(RedactTokens())
     # aiosqlite's DEBUG lines carry statement parameters (outgoing mail) and
-    # aiosmtpd's ("mail.log") every DATA line of captured mail: links included.
-    # Never below INFO, and never more talkative than the root logger (aiosmtpd
-    # logs several INFO lines per captured message).
-    level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
-    for noisy in ("aiosqlite", "mail.log"):
-        logging.getLogger(noisy).setLevel(level)
+    # aiosmtpd's ("mail.log") the commands of captured mail: never below INFO,
+    # and never more talkative than the root logger.
+    root = logging.getLogger().getEffectiveLevel()
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root))
+    # aiosmtpd logs about a dozen INFO lines per captured message; the inbox
+    # logs one of its own (resetd.inbox.writer), so aiosmtpd's show only when
+    # debugging.
+    smtp_level = logging.INFO if root <= logging.DEBUG else logging.WARNING
+    logging.getLogger("mail.log").setLevel(smtp_level)
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import smtplib
 import subprocess
 import sys
 import time
@@ -13,7 +14,9 @@ from pathlib import Path
 from .relays import free_port
 
 
-def test_serve_prints_its_urls_serves_the_inbox_and_stops_on_sigint(tmp_path: Path) -> None:
+def test_serve_prints_its_urls_serves_the_inbox_logs_a_line_per_mail_and_stops_on_sigint(
+    tmp_path: Path,
+) -> None:
     http_port, smtp_port = free_port(), free_port()
     cfg = tmp_path / "resetd.toml"
     cfg.write_text(
@@ -44,8 +47,15 @@ def test_serve_prints_its_urls_serves_the_inbox_and_stops_on_sigint(tmp_path: Pa
         for path in ("/login", "/reset_password_request", "/dev/inbox"):
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=10) as r:
                 assert r.status == 200
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+            smtp.sendmail("a@example.com", ["b@example.com"], b"Subject: Hello\r\n\r\nbody\r\n")
+        time.sleep(0.5)  # stored within the inbox writer's 100 ms
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+        log = proc.stdout.read() if proc.stdout else ""
+        # One readable line per captured mail; none of aiosmtpd's per-command chatter.
+        assert "dev inbox: captured #1 'Hello' from a@example.com to b@example.com" in log
+        assert "mail.log" not in log
     finally:
         if proc.poll() is None:
             proc.kill()

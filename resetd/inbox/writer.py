@@ -112,9 +112,33 @@ class InboxWriter:
         except (sqlite3.Error, OSError):
             log.exception("could not store %d captured message(s)", len(batch))
             return
+        if log.isEnabledFor(logging.INFO):
+            _log_captured(first_id, batch)
         if not self.events.listening:
             return
         for message in stored(first_id, batch):
             self.events.publish("new", message.as_json())
         total, unread = await self.store.counts()
         self.events.publish("stats", {"total": total, "unread": unread, "pruned": pruned})
+
+
+# A batch larger than this is logged as one line, not a line per message.
+LOG_EACH_UP_TO = 5
+
+
+def _log_captured(first_id: int, batch: list[Prepared]) -> None:
+    last_id = first_id + len(batch) - 1
+    if len(batch) > LOG_EACH_UP_TO:
+        log.info("dev inbox: captured %d messages (#%d-#%d)", len(batch), first_id, last_id)
+        return
+    for n, p in enumerate(batch):
+        rcpts = p.incoming.rcpt_tos
+        to = ", ".join(rcpts[:3]) + (f" and {len(rcpts) - 3} more" if len(rcpts) > 3 else "")
+        # %r: quoted, with any control characters in the subject escaped.
+        log.info(
+            "dev inbox: captured #%d %r from %s to %s",
+            first_id + n,
+            p.summary.subject,
+            p.incoming.mail_from or "<>",
+            to,
+        )
