@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from .db import Database
+from .db import Database, insert_rows_async
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,10 @@ class AuditLog:
     ) -> None:
         """(event, outcome, user_id, client_ip, user_agent) rows, in one statement."""
         now = time.time()
-        await conn.executemany(
-            "INSERT INTO audit (at, event, user_id, client_ip, user_agent, outcome)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+        await insert_rows_async(
+            conn,
+            "audit",
+            ("at", "event", "user_id", "client_ip", "user_agent", "outcome"),
             [
                 (now, ev, None if uid is None else str(uid), ip, (ua or "")[:300], outcome)
                 for ev, outcome, uid, ip, ua in events

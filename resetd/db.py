@@ -115,6 +115,52 @@ MIGRATIONS: list[str] = [
 T = TypeVar("T")
 
 
+# SQLite's bound-parameter limit in builds before 3.32 (newer ones allow more).
+MAX_PARAMS = 999
+
+
+def multi_row_inserts(
+    table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+) -> list[tuple[str, list[object]]]:
+    """``INSERT INTO table (columns) VALUES (…), (…), …`` statements for ``rows``.
+
+    ``executemany`` steps once per row, and sqlite3 releases the GIL around every
+    step: a worker thread then has to win the GIL back from the event loop once per
+    row. Under a busy loop that convoy made a batch of 6,000 captured messages take
+    120 s instead of 4.6 s (and 5x the CPU). One statement per up to
+    MAX_PARAMS values steps once.
+    """
+    if not rows:
+        return []
+    per_row = "(" + ", ".join("?" * len(columns)) + ")"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    step = max(1, MAX_PARAMS // len(columns))
+    out: list[tuple[str, list[object]]] = []
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        out.append((head + ", ".join([per_row] * len(chunk)), [v for r in chunk for v in r]))
+    return out
+
+
+def insert_rows(
+    conn: sqlite3.Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+) -> None:
+    """:func:`multi_row_inserts`, run on a sqlite3 connection (a BatchWriter's thread)."""
+    for sql, params in multi_row_inserts(table, columns, rows):
+        conn.execute(sql, params)
+
+
+async def insert_rows_async(
+    conn: aiosqlite.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+) -> None:
+    """:func:`multi_row_inserts`, run on an aiosqlite connection."""
+    for sql, params in multi_row_inserts(table, columns, rows):
+        await conn.execute(sql, params)
+
+
 class BatchWriter:
     """A plain sqlite3 connection on a thread of its own, for hot write paths.
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import aiosqlite
 
 from .audit import AuditLog
-from .db import Database, Row
+from .db import Database, Row, insert_rows_async
 from .mail_compose import ComposedMail
 
 
@@ -96,11 +96,7 @@ class OutboxStore:
     ) -> None:
         """Queue several mails in one statement inside the caller's transaction; see
         :meth:`enqueue`."""
-        await conn.executemany(
-            "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
-            " next_attempt_at, user_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_row(kind, q, now) for q in mails],
-        )
+        await insert_rows_async(conn, "outbox", OUTBOX_COLUMNS, [_row(kind, q, now) for q in mails])
 
     async def recover(self) -> int:
         """At start: release claims a previous run left behind (it died mid-send) and
@@ -139,9 +135,11 @@ class OutboxStore:
             ) as cur:
                 rows = [r for r in await cur.fetchall() if r["id"] not in held][:limit]
             if rows:
-                await conn.executemany(
-                    "UPDATE outbox SET claimed_until = ?, attempts = attempts + 1 WHERE id = ?",
-                    [(now + lease, r["id"]) for r in rows],
+                marks = ", ".join("?" * len(rows))
+                await conn.execute(
+                    "UPDATE outbox SET claimed_until = ?, attempts = attempts + 1 "
+                    f"WHERE id IN ({marks})",
+                    (now + lease, *(r["id"] for r in rows)),
                 )
         return [
             OutgoingMail(
@@ -218,10 +216,11 @@ class OutboxStore:
         if not mail_ids:
             return
         async with self.db.transaction() as conn:
-            await conn.executemany(
+            marks = ", ".join("?" * len(mail_ids))
+            await conn.execute(
                 "UPDATE outbox SET claimed_until = NULL, attempts = attempts - 1 "
-                "WHERE id = ? AND status = 'pending'",
-                [(i,) for i in mail_ids],
+                f"WHERE id IN ({marks}) AND status = 'pending'",
+                tuple(mail_ids),
             )
 
     async def counts(self) -> dict[str, int]:
@@ -264,6 +263,12 @@ class OutboxStore:
             "attempts = 0 WHERE status = 'failed' AND id = ?",
             (now, now, mail_id),
         )
+
+
+OUTBOX_COLUMNS = (
+    "kind", "sender", "recipient", "subject", "message", "created_at", "next_attempt_at",
+    "user_id", "expires_at",
+)  # fmt: skip
 
 
 def _row(kind: str, q: Queued, now: float) -> tuple[object, ...]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from .db import Database
+from .db import Database, insert_rows
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,10 @@ class RequestQueue:
         conn: sqlite3.Connection, rows: list[tuple[str, str, str, bool]], now: float
     ) -> None:
         """Queue (email_norm, client_ip, user_agent, limited) rows (BatchWriter thread)."""
-        conn.executemany(
-            "INSERT INTO reset_requests (email_norm, client_ip, user_agent, created_at, limited)"
-            " VALUES (?, ?, ?, ?, ?)",
+        insert_rows(
+            conn,
+            "reset_requests",
+            ("email_norm", "client_ip", "user_agent", "created_at", "limited"),
             [(e, ip, ua, now, int(limited)) for e, ip, ua, limited in rows],
         )
 

@@ -28,7 +28,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .db import Database
+from .db import Database, insert_rows_async
 
 AUDIENCE = "resetd:reset_password"
 MAX_TOKEN_LENGTH = 1024
@@ -147,8 +147,10 @@ class TokenLedger:
 
     @staticmethod
     async def record_many(conn: aiosqlite.Connection, many: Sequence[Claims]) -> None:
-        await conn.executemany(
-            "INSERT INTO reset_tokens (jti, user_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+        await insert_rows_async(
+            conn,
+            "reset_tokens",
+            ("jti", "user_id", "issued_at", "expires_at"),
             [(c.jti, str(c.user_id), c.issued_at, c.expires_at) for c in many],
         )
 

@@ -18,9 +18,16 @@ import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from ..db import insert_rows
 from .parse import Address
 from .schema import Stored, dump_addresses
 from .summary import Summary
+
+MESSAGE_COLUMNS = (
+    "id", "created", "message_id", "from_name", "from_addr", "to_json", "cc_json", "bcc_json",
+    "reply_to_json", "subject", "sent_at", "size", "attachments", "snippet", "mail_from",
+    "rcpt_json", "problem",
+)  # fmt: skip
 
 
 class Incoming(NamedTuple):
@@ -86,24 +93,15 @@ def store_batch(
     found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
     first_id = (int(found[0]) if found else 0) + 1
     ids = range(first_id, first_id + len(batch))
-    conn.executemany(
-        "INSERT INTO messages (id, created, message_id, from_name, from_addr, to_json, "
-        "cc_json, bcc_json, reply_to_json, subject, sent_at, size, attachments, snippet, "
-        "mail_from, rcpt_json, problem) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(mid, *p.row) for mid, p in zip(ids, batch, strict=True)],
-    )
-    conn.executemany(
-        "INSERT INTO message_raw (id, raw) VALUES (?, ?)",
-        [(mid, p.incoming.raw) for mid, p in zip(ids, batch, strict=True)],
-    )
-    conn.executemany(
-        "INSERT INTO message_text (id, text) VALUES (?, ?)",
-        [(mid, p.text) for mid, p in zip(ids, batch, strict=True)],
-    )
-    conn.executemany(
-        "INSERT INTO addresses (message, kind, address) VALUES (?, ?, ?)",
-        [(mid, *a) for mid, p in zip(ids, batch, strict=True) for a in p.addresses],
+    pairs = list(zip(ids, batch, strict=True))
+    insert_rows(conn, "messages", MESSAGE_COLUMNS, [(mid, *p.row) for mid, p in pairs])
+    insert_rows(conn, "message_raw", ("id", "raw"), [(mid, p.incoming.raw) for mid, p in pairs])
+    insert_rows(conn, "message_text", ("id", "text"), [(mid, p.text) for mid, p in pairs])
+    insert_rows(
+        conn,
+        "addresses",
+        ("message", "kind", "address"),
+        [(mid, *a) for mid, p in pairs for a in p.addresses],
     )
     pruned = _prune(conn, first_id + len(batch) - 1, max_messages)
     return first_id, pruned
