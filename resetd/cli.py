@@ -222,10 +222,19 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
 async def _outbox_retry(cfg: Config, mail_id: int | None) -> int:
     async def run(db: Database) -> int:
         store = OutboxStore(db)
-        n = await store.retry(mail_id)
-        if n:
-            print(f"{n} mail(s) queued again; a running resetd sends them within a second")
+        queued, expired = await store.retry(mail_id)
+        if queued:
+            print(f"{queued} mail(s) queued again; a running resetd sends them within a second")
+        if expired:
+            print(
+                f"{expired} reset mail(s) left failed: their links have expired, so the "
+                "users have to ask for a new link",
+                file=sys.stderr if not queued else sys.stdout,
+            )
+        if queued:
             return 0
+        if expired:
+            return 1
         if mail_id is None:
             print("resetd: nothing to retry: no failed mail", file=sys.stderr)
             return 1

@@ -248,21 +248,26 @@ class OutboxStore:
         )
         return None if row is None else _entry(row)
 
-    async def retry(self, mail_id: int | None) -> int:
+    async def retry(self, mail_id: int | None) -> tuple[int, int]:
         """Put one failed mail (or all, with None) back in the queue, due now and with
-        a fresh ``max_age``; returns how many. Sent and pending mail are left alone."""
+        a fresh ``max_age``. A reset mail whose link has expired stays failed: sent
+        now, it would only carry a dead link. Returns (queued again, left as expired).
+        Sent and pending mail are left alone."""
         now = time.time()
-        if mail_id is None:
-            return await self.db.execute(
+        which = "status = 'failed'" + ("" if mail_id is None else " AND id = ?")
+        args: tuple[object, ...] = () if mail_id is None else (mail_id,)
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
                 "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, "
-                "attempts = 0 WHERE status = 'failed'",
-                (now, now),
+                f"attempts = 0 WHERE {which} AND (expires_at IS NULL OR expires_at > ?)",
+                (now, now, *args, now),
             )
-        return await self.db.execute(
-            "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, "
-            "attempts = 0 WHERE status = 'failed' AND id = ?",
-            (now, now, mail_id),
-        )
+            queued = cur.rowcount
+            async with conn.execute(
+                f"SELECT COUNT(*) FROM outbox WHERE {which} AND expires_at <= ?", (*args, now)
+            ) as found:
+                row = await found.fetchone()
+        return queued, int(row[0]) if row else 0
 
 
 OUTBOX_COLUMNS = (

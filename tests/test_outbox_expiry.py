@@ -23,7 +23,8 @@ from resetd.mail_compose import ComposedMail
 from resetd.outbox import OutboxWorker
 from resetd.outbox_store import OutboxStore
 
-from .conftest import ConfigFactory, add_user, eventually, request_reset, token_in
+from .conftest import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
+from .processes import run_cli, write_config
 from .relays import Relay
 
 FAST = {"retry_base": 0.1, "backoff_cap": 0.3, "timeout": 2.0, "max_age": 3600}
@@ -125,3 +126,41 @@ async def test_reset_mail_whose_link_died_in_the_queue_is_never_sent(
         assert [m.rcpt_tos for m in relay.received] == [["bob@example.com"]]
     finally:
         await worker.stop()
+
+
+async def test_cli_retry_leaves_a_reset_mail_with_a_dead_link_failed_and_says_why(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    relay = Relay(envelope=lambda cmd, addr: "550 5.1.1 No such user" if cmd == "RCPT" else None)
+    port = await relay.start()
+    cfg: Config = make_config(mail={"port": port, **FAST})
+    store = OutboxStore(db)
+    dead = await queue(db, "reset", "susan@example.com", time.time() - 1)
+    notice = await queue(db, "password_changed", "bob@example.com", None)
+    worker = OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", port))
+    await worker.start()
+    try:
+
+        async def both_failed() -> bool:
+            return (await store.counts())["failed"] == 2
+
+        await eventually(both_failed)
+    finally:
+        await worker.stop()
+        await relay.stop()
+    config = write_config(
+        tmp_path / "cli.toml",
+        {"server": {"secret_key": TEST_SECRET}, "database": {"path": db.path}},
+    )
+
+    code, _, err = await run_cli("outbox", "retry", str(dead), "--config", str(config))
+    assert code == 1
+    assert "1 reset mail(s) left failed: their links have expired" in err
+    assert (await row(db, dead))["status"] == "failed"
+
+    code, out, err = await run_cli("outbox", "retry", "--all-failed", "--config", str(config))
+    assert code == 0, err
+    assert "1 mail(s) queued again" in out
+    assert "1 reset mail(s) left failed" in out
+    assert (await row(db, dead))["status"] == "failed"
+    assert (await row(db, notice))["status"] == "pending"
