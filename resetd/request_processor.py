@@ -1,24 +1,27 @@
 """Step 1½, in the background: queued request → account? → token + mail in the outbox.
 
-For each batch, one transaction claims the queued requests, looks the
-addresses up, mints a token (recorded in the ledger) and renders a mail for
-each known, in-limit address, puts those mails in the outbox and writes the
-audit trail. A crash before the commit leaves the requests queued; after it,
-the mails are in the outbox: never neither.
+For each batch of queued requests the addresses are looked up and, for each
+known, in-limit address, a token minted and a mail rendered; then one
+transaction claims the requests, records the tokens in the ledger, puts the
+mails in the outbox and writes the audit trail. A crash before that commit
+leaves the requests queued; after it, the mails are in the outbox: never
+neither.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
+from typing import NamedTuple
 
 from aiohttp import web
 
 from . import keys
 from .audit import AuditLog
 from .outbox_store import OutboxStore, Queued
-from .request_queue import RequestQueue
+from .request_queue import QueuedRequest, RequestQueue
 from .tokens import Claims, TokenLedger
 from .users import fingerprint
 
@@ -67,49 +70,63 @@ class RequestProcessor:
                 await asyncio.sleep(1)
 
     async def process_batch(self) -> int:
-        """Turn up to BATCH queued requests into mail; returns how many were claimed."""
+        """Turn up to BATCH queued requests into mail; returns how many were pending.
+
+        The lookups, tokens and mails are made first, outside any transaction; one
+        transaction in the database's writer thread then claims the requests and
+        records the tokens, the mails and the audit rows of those it claimed. A
+        request another instance claimed meanwhile is skipped, and the token
+        minted for it, never recorded in the ledger, is worthless.
+        """
         app = self.app
         cfg = app[keys.config]
         codec, composer = app[keys.codec], app[keys.composer]
-        queued = 0
-        async with app[keys.db].transaction() as conn:
-            claimed = await RequestQueue.claim(conn, self.BATCH)
-            if not claimed:
-                return 0
-            wanted = sorted({r.email_norm for r in claimed if r.email_norm and not r.limited})
-            accounts = await app[keys.users].find_many_by_email(wanted)
-            events = []
-            minted: list[Claims] = []
-            mails: list[Queued] = []
-            for req in claimed:
-                user = None if req.limited else accounts.get(req.email_norm)
-                if req.limited:
-                    outcome = "rate_limited"
-                elif user is None:
-                    outcome = "unknown_address"
-                else:
-                    token, claims = codec.mint(user.id, fingerprint(user))
-                    minted.append(claims)
-                    mail = composer.reset_mail(
-                        user.username, user.email, token, cfg.reset.token_ttl
-                    )
-                    # Undelivered when the token expires, the mail is pointless: fail it then.
-                    mails.append(Queued(mail, user.id, float(claims.expires_at)))
-                    outcome = "mail_queued"
-                events.append(
-                    (
-                        "reset_requested",
-                        outcome,
-                        user.id if user else None,
-                        req.client_ip,
-                        req.user_agent,
-                    )
-                )
-            if mails:
-                await TokenLedger.record_many(conn, minted)
-                await OutboxStore.enqueue_many(conn, "reset", mails, time.time())
-                queued = len(mails)
-            await AuditLog.record_many(conn, events)
-        if queued:
+        pending = await self.queue.pending(self.BATCH)
+        if not pending:
+            return 0
+        wanted = sorted({r.email_norm for r in pending if r.email_norm and not r.limited})
+        accounts = await app[keys.users].find_many_by_email(wanted)
+        outcomes: list[Outcome] = []
+        for req in pending:
+            user = None if req.limited else accounts.get(req.email_norm)
+            if req.limited or user is None:
+                why = "rate_limited" if req.limited else "unknown_address"
+                outcomes.append(Outcome(req, why, None, None, None))
+                continue
+            token, claims = codec.mint(user.id, fingerprint(user))
+            mail = composer.reset_mail(user.username, user.email, token, cfg.reset.token_ttl)
+            # Undelivered when the token expires, the mail is pointless: fail it then.
+            queued = Queued(mail, user.id, float(claims.expires_at))
+            outcomes.append(Outcome(req, "mail_queued", user.id, claims, queued))
+        queued_mails = await app[keys.db].writer.run(_record, outcomes, time.time())
+        if queued_mails:
             app[keys.outbox_worker].wake()
-        return len(claimed)
+        return len(pending)
+
+
+class Outcome(NamedTuple):
+    """What one queued request came to, before it is claimed and recorded."""
+
+    request: QueuedRequest
+    outcome: str  # mail_queued, unknown_address or rate_limited
+    user_id: int | str | None
+    claims: Claims | None
+    mail: Queued | None
+
+
+def _record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int:
+    """Claim the requests and record what came of those claimed, in one transaction
+    (in the database's writer thread); returns how many mails were queued."""
+    claimed = RequestQueue.claim(conn, [o.request.id for o in outcomes], now)
+    mine = [o for o in outcomes if o.request.id in claimed]
+    TokenLedger.record_many(conn, [o.claims for o in mine if o.claims is not None])
+    mails = [o.mail for o in mine if o.mail is not None]
+    OutboxStore.enqueue_many(conn, "reset", mails, now)
+    AuditLog.record_many(
+        conn,
+        [
+            ("reset_requested", o.outcome, o.user_id, o.request.client_ip, o.request.user_agent)
+            for o in mine
+        ],
+    )
+    return len(mails)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from dataclasses import dataclass
-
-import aiosqlite
 
 from .db import Database, insert_rows
 
@@ -36,21 +33,29 @@ class RequestQueue:
             [(e, ip, ua, now, int(limited)) for e, ip, ua, limited in rows],
         )
 
-    @staticmethod
-    async def claim(conn: aiosqlite.Connection, limit: int) -> list[QueuedRequest]:
-        """Mark up to ``limit`` pending requests done, in the caller's transaction (the
-        one that also queues their mail), and return them. Another instance's
-        transaction can never claim the same rows."""
-        async with conn.execute(
-            "UPDATE reset_requests SET done_at = ? WHERE id IN ("
-            " SELECT id FROM reset_requests WHERE done_at IS NULL ORDER BY id LIMIT ?)"
-            " RETURNING id, email_norm, client_ip, user_agent, limited",
-            (time.time(), limit),
-        ) as cur:
-            rows = await cur.fetchall()
-        return sorted(
-            (QueuedRequest(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows), key=lambda q: q.id
+    async def pending(self, limit: int) -> list[QueuedRequest]:
+        """The oldest ``limit`` requests not yet done (a read; claiming is separate)."""
+        rows = await self.db.fetchall(
+            "SELECT id, email_norm, client_ip, user_agent, limited FROM reset_requests"
+            " WHERE done_at IS NULL ORDER BY id LIMIT ?",
+            (limit,),
         )
+        return [QueuedRequest(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    @staticmethod
+    def claim(conn: sqlite3.Connection, ids: list[int], now: float) -> set[int]:
+        """Mark the requests ``ids`` done, in the caller's transaction (the one that
+        also queues their mail, in a BatchWriter thread); returns those this call
+        marked. Any another instance claimed first are not among them."""
+        if not ids:
+            return set()
+        marks = ", ".join("?" * len(ids))
+        rows = conn.execute(
+            f"UPDATE reset_requests SET done_at = ? WHERE id IN ({marks}) AND done_at IS NULL"
+            " RETURNING id",
+            (now, *ids),
+        ).fetchall()
+        return {int(r[0]) for r in rows}
 
     async def has_pending(self) -> bool:
         row = await self.db.fetchone("SELECT 1 FROM reset_requests WHERE done_at IS NULL LIMIT 1")

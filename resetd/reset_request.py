@@ -100,9 +100,9 @@ class Intake:
         self._writer: BatchWriter | None = None
 
     async def start(self) -> None:
-        # A connection (and thread) of its own: one hand-off per batch, and queuing
-        # never waits behind the mailer's or the outbox's statements.
-        self._writer = BatchWriter(self.app[keys.config].database.path)
+        # The database's writer thread: one hand-off per batch, queued behind the
+        # other hot writes instead of contending with them inside SQLite.
+        self._writer = self.app[keys.db].writer
         self._task = asyncio.create_task(self._run(), name="reset-request-intake")
 
     async def stop(self) -> None:
@@ -112,8 +112,6 @@ class Intake:
         for _, fut in self._pending:
             if not fut.done():
                 fut.set_exception(web.HTTPServiceUnavailable())
-        if self._writer is not None:
-            await self._writer.close()
 
     async def submit(self, submission: Submission) -> int | None:
         """Queue durably; returns None, or Retry-After seconds when the IP is over its limit."""

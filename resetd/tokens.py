@@ -17,6 +17,7 @@ key-confusion and claim-stripping tokens are all refused.
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .db import Database, insert_rows_async
+from .db import Database, insert_rows
 
 AUDIENCE = "resetd:reset_password"
 MAX_TOKEN_LENGTH = 1024
@@ -146,8 +147,9 @@ class TokenLedger:
         )
 
     @staticmethod
-    async def record_many(conn: aiosqlite.Connection, many: Sequence[Claims]) -> None:
-        await insert_rows_async(
+    def record_many(conn: sqlite3.Connection, many: Sequence[Claims]) -> None:
+        """Inside the caller's transaction in a :class:`~resetd.db.BatchWriter` thread."""
+        insert_rows(
             conn,
             "reset_tokens",
             ("jti", "user_id", "issued_at", "expires_at"),

@@ -5,9 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import aiosqlite
-
-from resetd.db import MAX_PARAMS, insert_rows, insert_rows_async, multi_row_inserts
+from resetd.db import MAX_PARAMS, insert_rows, multi_row_inserts
 
 ROWS = [(n, f"name {n}", n * 0.5) for n in range(1000)]
 
@@ -26,11 +24,3 @@ def test_every_row_arrives_in_order(tmp_path: Path) -> None:
     insert_rows(conn, "t", ("a", "b", "c"), ROWS)
     assert conn.execute("SELECT a, b, c FROM t ORDER BY a").fetchall() == ROWS
     conn.close()
-
-
-async def test_every_row_arrives_through_aiosqlite(tmp_path: Path) -> None:
-    async with aiosqlite.connect(tmp_path / "t.db") as conn:
-        await conn.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c REAL)")
-        await insert_rows_async(conn, "t", ("a", "b", "c"), ROWS)
-        async with conn.execute("SELECT a, b, c FROM t ORDER BY a") as cur:
-            assert [tuple(r) for r in await cur.fetchall()] == ROWS

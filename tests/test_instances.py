@@ -1,0 +1,46 @@
+"""Two resetd instances on one database, as behind a load balancer: every request
+is mailed exactly once, whichever instance took it and whichever processed it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from resetd import keys
+from resetd.app import create_app
+
+from .conftest import ConfigFactory, add_user, eventually, request_reset
+from .relays import Relay
+
+
+async def test_two_instances_on_one_database_mail_each_request_once(
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay
+) -> None:
+    cfg = make_config(dev_inbox={"enabled": False}, mail={"port": relay.port})
+    first = await aiohttp_client(create_app(cfg))
+    second = await aiohttp_client(create_app(cfg))
+    emails = [f"user{n}@example.com" for n in range(40)]
+    for n, email in enumerate(emails):
+        await add_user(first.app, f"user{n}", email)
+    # One request each first, so each client has its session (and CSRF token).
+    clients = [first, second]
+    for n, email in enumerate(emails[:2]):
+        assert (await request_reset(clients[n % 2], email)).status == 303
+    answers = await asyncio.gather(
+        *(request_reset(clients[n % 2], email) for n, email in enumerate(emails[2:]))
+    )
+    assert {r.status for r in answers} == {303}
+
+    await relay.wait_for(len(emails))
+    await asyncio.sleep(0.5)  # time for a duplicate to show up, if there were one
+    assert sorted(r for m in relay.received for r in m.rcpt_tos) == sorted(emails)
+
+    async def all_sent() -> bool:
+        counts = await first.app[keys.outbox_store].counts()
+        return counts == {"pending": 0, "failed": 0, "sent": len(emails)}
+
+    assert await eventually(all_sent)
+    rows = await first.app[keys.db].fetchall(
+        "SELECT COUNT(*) AS n FROM audit WHERE event = 'reset_requested'"
+    )
+    assert rows[0]["n"] == len(emails)
