@@ -97,7 +97,7 @@ def wrk_each_once(base: str, count: int, seconds: float) -> subprocess.Popen[byt
         fh.write(LUA_EACH_ONCE.format(count=count, csrf=csrf, cookie=cookie.replace('"', '\\"')))
         script = fh.name
     return subprocess.Popen(
-        ["wrk", "-t1", "-c16", f"-d{max(1, int(seconds))}s", "-s", script, base],
+        ["wrk", "-t1", "-c64", f"-d{max(1, int(seconds))}s", "-s", script, base],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
