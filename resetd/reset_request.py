@@ -38,6 +38,7 @@ SENT_MESSAGE = (
 )
 MAX_EMAIL_LENGTH = 254
 MAX_BATCH = 256
+IN_FLIGHT = 2
 
 
 async def request_page(request: web.Request) -> web.StreamResponse:
@@ -97,6 +98,7 @@ class Intake:
         self._pending: list[tuple[Submission, asyncio.Future[int | None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._commits: set[asyncio.Task[None]] = set()
         self._writer: BatchWriter | None = None
 
     async def start(self) -> None:
@@ -109,6 +111,7 @@ class Intake:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._commits, return_exceptions=True)
         for _, fut in self._pending:
             if not fut.done():
                 fut.set_exception(web.HTTPServiceUnavailable())
@@ -121,28 +124,47 @@ class Intake:
         return await fut
 
     async def _run(self) -> None:
+        # Up to IN_FLIGHT batches at once: the next one waits in the writer thread's
+        # queue, not for the loop to notice the previous commit, so the thread starts
+        # it the moment the previous one ends.
+        slots = asyncio.Semaphore(IN_FLIGHT)
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                await slots.acquire()
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                try:
-                    verdicts = await self._write([s for s, _ in batch])
-                except asyncio.CancelledError:
-                    self._pending = batch + self._pending
-                    raise
-                except (
-                    Exception
-                ) as exc:  # the database is unwell: fail these requests, not the loop
-                    log.exception("reset requests: could not queue %d request(s)", len(batch))
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, fut), verdict in zip(batch, verdicts, strict=True):
-                    if not fut.done():
-                        fut.set_result(verdict)
-                self.app[keys.request_processor].wake()
+                if not batch:
+                    slots.release()
+                    break
+                task = asyncio.create_task(self._commit(batch, slots))
+                self._commits.add(task)
+                task.add_done_callback(self._commits.discard)
+
+    async def _commit(
+        self,
+        batch: list[tuple[Submission, asyncio.Future[int | None]]],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        try:
+            verdicts = await self._write([s for s, _ in batch])
+        except asyncio.CancelledError:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(web.HTTPServiceUnavailable())
+            raise
+        except Exception as exc:  # the database is unwell: fail these requests, not the loop
+            log.exception("reset requests: could not queue %d request(s)", len(batch))
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        finally:
+            slots.release()
+        for (_, fut), verdict in zip(batch, verdicts, strict=True):
+            if not fut.done():
+                fut.set_result(verdict)
+        self.app[keys.request_processor].wake()
 
     async def _write(self, batch: list[Submission]) -> list[int | None]:
         assert self._writer is not None
