@@ -33,7 +33,9 @@ class InboxWriter:
         store: InboxStore,
         events: InboxEvents,
         batch_size: int = 500,
-        queue_size: int = 5000,
+        # Backpressure: a full queue makes the SMTP handler wait. A second of mail at
+        # full speed; more only held memory that Python does not give back.
+        queue_size: int = 1000,
     ) -> None:
         self.store = store
         self.events = events
