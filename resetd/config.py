@@ -340,10 +340,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"[dev_inbox] max_message_size: expected >= 1024 bytes, got {d.max_message_size}"
         )
-    if d.starttls and d.path == ":memory:":
-        raise ConfigError(
-            "[dev_inbox] starttls: needs a file [dev_inbox] path (the certificate goes beside it)"
-        )
+    for section, path in (("database", cfg.database.path), ("dev_inbox", d.path)):
+        if path in ("", ":memory:"):
+            # An in-memory database exists for one connection only, and each
+            # database is written from a thread of its own beside the app's reads.
+            raise ConfigError(f"[{section}] path: expected a file, got {path!r}")
 
 
 def check_serve_safety(cfg: Config) -> None:

@@ -280,6 +280,10 @@ async def test_starttls_with_a_certificate_made_on_first_start(
     assert smtp_address(again.app) and cert.read_bytes() == first
 
 
-def test_starttls_needs_a_database_file(make_config: ConfigFactory) -> None:
-    with pytest.raises(ConfigError, match=r"^\[dev_inbox\] starttls: needs a file"):
-        make_config(dev_inbox={"starttls": True, "path": ":memory:"})
+@pytest.mark.parametrize("section", ["database", "dev_inbox"])
+def test_an_in_memory_database_is_refused_with_the_key_named(
+    make_config: ConfigFactory, section: str
+) -> None:
+    # Each database is opened from two connections; ":memory:" would be two databases.
+    with pytest.raises(ConfigError, match=rf"^\[{section}\] path: expected a file, got ':memory:'"):
+        make_config(**{section: {"path": ":memory:"}})
