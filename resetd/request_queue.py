@@ -57,10 +57,6 @@ class RequestQueue:
         ).fetchall()
         return {int(r[0]) for r in rows}
 
-    async def has_pending(self) -> bool:
-        row = await self.db.fetchone("SELECT 1 FROM reset_requests WHERE done_at IS NULL LIMIT 1")
-        return row is not None
-
     async def purge(self, older_than: float) -> int:
         return await self.db.execute(
             "DELETE FROM reset_requests WHERE done_at IS NOT NULL AND done_at < ?", (older_than,)
