@@ -35,7 +35,13 @@ from typing import Protocol
 
 from .config import MailConfig
 from .outbox_store import OutboxStore, OutgoingMail
-from .relay import PermanentFailure, RelayAddress, SmtpConnection, TemporaryFailure
+from .relay import (
+    PermanentFailure,
+    RelayAddress,
+    SessionRefused,
+    SmtpConnection,
+    TemporaryFailure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +270,10 @@ class OutboxWorker:
             self.failed += 1
             await self.store.mark_failed(mail, error, "rejected")
             self._log_attempt(logging.WARNING, mail, started, "failed", error=error)
+        except SessionRefused as exc:
+            # A settings problem (credentials, TLS) that no retry of ours fixes:
+            # loud, but the mail stays queued for when it is fixed.
+            await self._retry_later(mail, redact(str(exc)), started, level=logging.ERROR)
         except TemporaryFailure as exc:
             await self._retry_later(mail, redact(str(exc)), started)
         except Exception as exc:  # a bug, not the relay: keep the mail, back off, say so
@@ -310,7 +320,9 @@ class OutboxWorker:
                 await asyncio.sleep(pause)
         await self.store.mark_sent(batch)
 
-    async def _retry_later(self, mail: OutgoingMail, error: str, started: float = 0.0) -> None:
+    async def _retry_later(
+        self, mail: OutgoingMail, error: str, started: float = 0.0, level: int = logging.INFO
+    ) -> None:
         now = time.time()
         if self._aborting:
             # Our shutdown cut it, not the relay: due again as soon as we are back.
@@ -334,7 +346,7 @@ class OutboxWorker:
         if mail.expires_at is not None:
             at = min(at, mail.expires_at)  # due when its link dies, to be failed then
         await self.store.schedule_retry(mail.id, at, error)
-        self._log_attempt(logging.INFO, mail, started, "retry", error=error, retry_in=at - now)
+        self._log_attempt(level, mail, started, "retry", error=error, retry_in=at - now)
 
     async def _expire(self, mail: OutgoingMail, started: float, error: str | None) -> None:
         """The link in ``mail`` is dead: sending it now would only confuse its reader.

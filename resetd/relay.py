@@ -41,20 +41,27 @@ class TemporaryFailure(Exception):
     """Try again later (connection trouble, timeout, 4xx)."""
 
 
+class SessionRefused(TemporaryFailure):
+    """The relay refused the session itself (a 5xx to the greeting, EHLO, STARTTLS or
+    AUTH, such as 535 for wrong credentials). That says nothing about the mail: it
+    stays queued until the settings or the relay are fixed, or ``max_age`` ends."""
+
+
 def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {exc.message}".strip()
 
 
-def classify(exc: Exception) -> PermanentFailure | TemporaryFailure:
-    """Map an aiosmtplib/socket error from opening a session to a Permanent- or
-    TemporaryFailure whose text is the server's reply when there was one."""
+def classify(exc: Exception) -> TemporaryFailure:
+    """Map an aiosmtplib/socket error from opening a session to a TemporaryFailure
+    whose text is the server's reply when there was one. Nothing that goes wrong
+    before MAIL FROM fails the mail: a refused session is a SessionRefused."""
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
         return TemporaryFailure(f"timeout: {exc}" if str(exc) else "timeout")
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
         return TemporaryFailure(f"disconnected: {exc}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         if 500 <= exc.code < 600:
-            return PermanentFailure(_reply(exc))
+            return SessionRefused(_reply(exc))
         return TemporaryFailure(_reply(exc))
     return TemporaryFailure(f"{type(exc).__name__}: {exc}")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 ACCEPT = "250 OK"
 DROP = "drop"
@@ -56,6 +56,7 @@ class Relay:
     smtputf8: bool = False
     tls_context: ssl.SSLContext | None = None
     implicit_tls: bool = False  # TLS from the first byte rather than STARTTLS
+    refuse_auth: bool = False  # offer AUTH (without TLS) and answer every login 535
     chunks: list[bytes] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
@@ -66,6 +67,10 @@ class Relay:
     port: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     transports: set[Any] = field(default_factory=set)
+
+    def authenticate(self, *args: Any) -> AuthResult:
+        # handled=False: aiosmtpd answers 235 or 535 itself.
+        return AuthResult(success=not self.refuse_auth, handled=False)
 
     async def handle_EHLO(
         self,
@@ -169,6 +174,8 @@ class Relay:
                 enable_SMTPUTF8=self.smtputf8,
                 tls_context=starttls,
                 require_starttls=starttls is not None,
+                authenticator=relay.authenticate,
+                auth_require_tls=False,
             ),
             "127.0.0.1",
             port,

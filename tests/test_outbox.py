@@ -399,3 +399,39 @@ async def test_stop_interrupts_a_send_that_outlives_the_grace_period(
     finally:
         await relay.stop()
         await db.close()
+
+
+async def test_wrong_relay_password_keeps_mail_queued_loudly_until_fixed(
+    aiohttp_client: Any, make_config: ConfigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="resetd.outbox")
+    relay = Relay(refuse_auth=True)
+    port = await relay.start()
+    try:
+        client = await start_app(
+            aiohttp_client, make_config, port, username="app", password="wrong-password"
+        )
+        await add_user(client.app)
+        await request_reset(client, "susan@example.com")
+
+        async def refused_twice() -> OutboxEntry | None:
+            found = await entries(client)
+            return found[0] if found and found[0].attempts >= 2 else None
+
+        entry = await eventually(refused_twice)
+        assert entry.status == "pending"  # a refused session says nothing about the mail
+        assert entry.last_error is not None and entry.last_error.startswith("535")
+        refusals = [r for r in caplog.records if "result=retry" in r.getMessage()]
+        assert refusals and all(r.levelno == logging.ERROR for r in refusals)
+        assert "wrong-password" not in caplog.text
+
+        relay.refuse_auth = False  # the operator fixes the relay's side
+        [mail] = await relay.wait_for(1)
+        assert mail.rcpt_tos == ["susan@example.com"]
+
+        async def sent() -> bool:
+            return [e.status for e in await entries(client)] == ["sent"]
+
+        assert await eventually(sent)
+    finally:
+        await relay.stop()
