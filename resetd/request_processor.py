@@ -27,6 +27,8 @@ from .users import fingerprint
 
 log = logging.getLogger(__name__)
 
+YIELD_EVERY = 16  # mails rendered between two turns of the event loop
+
 
 class RequestProcessor:
     BATCH = 128
@@ -87,12 +89,18 @@ class RequestProcessor:
         wanted = sorted({r.email_norm for r in pending if r.email_norm and not r.limited})
         accounts = await app[keys.users].find_many_by_email(wanted)
         outcomes: list[Outcome] = []
+        minted = 0
         for req in pending:
             user = None if req.limited else accounts.get(req.email_norm)
             if req.limited or user is None:
                 why = "rate_limited" if req.limited else "unknown_address"
                 outcomes.append(Outcome(req, why, None, None, None))
                 continue
+            minted += 1
+            if minted % YIELD_EVERY == 0:
+                # A token and a mail cost ~0.15 ms of loop time; a batch of known
+                # addresses would otherwise hold the loop for ~20 ms.
+                await asyncio.sleep(0)
             token, claims = codec.mint(user.id, fingerprint(user))
             mail = composer.reset_mail(user.username, user.email, token, cfg.reset.token_ttl)
             # Undelivered when the token expires, the mail is pointless: fail it then.
