@@ -236,3 +236,45 @@ async def test_password_changed_by_the_app_signs_out_resetds_sessions(
     change_password_in_app(app_db, "susan", "changed inside the app itself")
     resp = await client.get("/", allow_redirects=False)
     assert resp.status == 302 and resp.headers["Location"] == "/login"
+
+
+STORED_EMAILS = [
+    "Plain@Example.COM",  # ASCII: matched by SQLite's own lower(trim())
+    "  padded@example.com ",
+    "Straße@example.com",  # non-ASCII: through resetd's normalize() in SQL
+    "ｆｕｌｌｗｉｄｔｈ@example.com",
+    "tab\t@example.com",  # whitespace outside printable ASCII
+    "dotless\u0131@example.com",
+]
+
+
+async def test_lookup_by_email_matches_resetds_normalisation_for_every_stored_form(
+    tmp_path: Path,
+) -> None:
+    from resetd.app_users import SqliteAppUsers
+    from resetd.config import UsersConfig
+    from resetd.users import normalize
+
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE user (id INTEGER PRIMARY KEY, username TEXT, email TEXT, password_hash TEXT)"
+    )
+    conn.executemany(
+        "INSERT INTO user (username, email, password_hash) VALUES (?, ?, 'x')",
+        [(f"u{n}", email) for n, email in enumerate(STORED_EMAILS)],
+    )
+    conn.commit()
+    conn.close()
+    store = await SqliteAppUsers.open(UsersConfig(store="sqlite", path=str(path)))
+    try:
+        keys = [normalize(e) for e in STORED_EMAILS]
+        found = await store.find_many_by_email([*keys, "nobody@example.com"])
+        assert {k: u.email for k, u in found.items()} == dict(zip(keys, STORED_EMAILS))
+        for key, email in zip(keys, STORED_EMAILS, strict=True):
+            user = await store.find_by_email(key)
+            assert user is not None and user.email == email
+        assert await store.find_by_email("strasse@example.com") is not None  # ß folds to ss
+        assert await store.find_by_email("plain@example.co") is None
+    finally:
+        await store.close()
