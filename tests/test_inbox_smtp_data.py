@@ -18,6 +18,7 @@ from resetd.inbox.smtp_data import STREAM_LIMIT
 from tests.inbox_helpers import api_json, make_message, smtp_address
 
 API = "/dev/inbox/api/v1"
+ENVELOPE = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
 
 
 class Dialog:
@@ -41,6 +42,11 @@ class Dialog:
             assert line, "connection closed"
             if line[3:4] != b"-":
                 return int(line[:3])
+
+    async def begin(self) -> None:
+        """Send ENVELOPE and expect it accepted, up to DATA's 354."""
+        await self.send(ENVELOPE)
+        assert [await self.reply() for _ in range(3)] == [250, 250, 354]
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -81,8 +87,7 @@ async def test_a_message_sent_one_byte_at_a_time_is_stored_byte_for_byte(
     client: TestClient[Any, Any],
 ) -> None:
     dialog = await Dialog.open(client)
-    await dialog.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
-    assert [await dialog.reply() for _ in range(3)] == [250, 250, 354]
+    await dialog.begin()
     for byte in stuffed(ODD_LINES):
         await dialog.send(bytes([byte]))
         await asyncio.sleep(0)  # let the sink read each byte on its own
@@ -95,12 +100,10 @@ async def test_commands_pipelined_behind_the_end_marker_are_answered(
     client: TestClient[Any, Any],
 ) -> None:
     dialog = await Dialog.open(client)
-    envelope = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
-    await dialog.send(envelope)
-    assert [await dialog.reply() for _ in range(3)] == [250, 250, 354]
+    await dialog.begin()
     first = b"Subject: first\r\n\r\nbody one\r\n"
     # The end of one message and the whole next envelope in a single write.
-    await dialog.send(stuffed(first) + envelope)
+    await dialog.send(stuffed(first) + ENVELOPE)
     assert [await dialog.reply() for _ in range(4)] == [250, 250, 250, 354]
     second = b"Subject: second\r\n\r\nbody two\r\n"
     await dialog.send(stuffed(second) + b"QUIT\r\n")
@@ -114,8 +117,7 @@ async def test_commands_pipelined_behind_the_end_marker_are_answered(
 
 async def test_an_empty_message_is_accepted_and_shown(client: TestClient[Any, Any]) -> None:
     dialog = await Dialog.open(client)
-    await dialog.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
-    assert [await dialog.reply() for _ in range(3)] == [250, 250, 354]
+    await dialog.begin()
     await dialog.send(b".\r\n")
     assert await dialog.reply() == 250
     await dialog.close()
@@ -128,14 +130,11 @@ async def test_a_line_over_the_smtp_limit_gets_500_and_the_session_carries_on(
     client: TestClient[Any, Any],
 ) -> None:
     dialog = await Dialog.open(client)
-    envelope = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
-    await dialog.send(envelope)
-    assert [await dialog.reply() for _ in range(3)] == [250, 250, 354]
+    await dialog.begin()
     too_long = b"Subject: long\r\n\r\n" + b"x" * 999 + b"\r\n" + b"y" * 1000 + b"\r\n"
     await dialog.send(stuffed(too_long))
     assert await dialog.reply() == 500
-    await dialog.send(envelope)
-    assert [await dialog.reply() for _ in range(3)] == [250, 250, 354]
+    await dialog.begin()
     fine = b"Subject: fine\r\n\r\n" + b"x" * 999 + b"\r\n"  # 1001 bytes with its CRLF
     await dialog.send(stuffed(fine))
     assert await dialog.reply() == 250
