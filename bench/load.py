@@ -36,31 +36,40 @@ async def session_for(base: str) -> tuple[str, str]:
     return cookie, match.group(1) if match else "x"
 
 
-LUA = """
-local known = {known}
-local unknown_total = 1000000
-local counter = 0
+# Both scripts POST the reset form with the session's cookie and CSRF token.
+_LUA_FORM = """
 local csrf = "{csrf}"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Cookie"] = "{cookie}"
-request = function()
-  counter = counter + 1
-  local email
-  if counter % 10 == 0 and known > 0 then
-    email = "user" .. (counter % known) .. "%40example.com"
-  else
-    email = "nobody" .. (counter % unknown_total) .. "%40example.com"
-  end
+local function post(email)
   local body = "csrf_token=" .. csrf .. "&email=" .. email
   return wrk.format(nil, "/reset_password_request", nil, body)
 end
 """
 
+LUA = (
+    _LUA_FORM
+    + """
+local known = {known}
+local unknown_total = 1000000
+local counter = 0
+request = function()
+  counter = counter + 1
+  if counter % 10 == 0 and known > 0 then
+    return post("user" .. (counter % known) .. "%40example.com")
+  end
+  return post("nobody" .. (counter % unknown_total) .. "%40example.com")
+end
+"""
+)
+
 
 # Figure 2: user0 … user{n-1} once each, in order; the thread stops once all n are
 # answered (the few requests already in flight by then ask for unknown addresses).
-LUA_EACH_ONCE = """
+LUA_EACH_ONCE = (
+    _LUA_FORM
+    + """
 local n = {count}
 -- wrk calls request() once while setting up, before any request is sent.
 local counter = -2
@@ -71,22 +80,15 @@ response = function(status, headers, body)
     wrk.thread:stop()
   end
 end
-local csrf = "{csrf}"
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Cookie"] = "{cookie}"
 request = function()
   counter = counter + 1
-  local email
   if counter < n then
-    email = "user" .. counter .. "%40example.com"
-  else
-    email = "nobody" .. counter .. "%40example.com"
+    return post("user" .. counter .. "%40example.com")
   end
-  local body = "csrf_token=" .. csrf .. "&email=" .. email
-  return wrk.format(nil, "/reset_password_request", nil, body)
+  return post("nobody" .. counter .. "%40example.com")
 end
 """
+)
 
 
 def wrk_each_once(base: str, count: int, seconds: float) -> subprocess.Popen[bytes]:
