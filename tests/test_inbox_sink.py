@@ -89,6 +89,12 @@ async def _send_raw(
     await client.app[ikeys.writer].flush()
 
 
+async def _subjects(client: TestClient[Any, Any]) -> list[str]:
+    """Subjects in the inbox, newest first."""
+    listing = await api_json(client, f"{API}/messages")
+    return [m["Subject"] for m in listing["messages"]]
+
+
 @pytest.mark.parametrize("name", list(CORPUS))
 async def test_odd_message_is_stored_and_every_view_answers(
     client: TestClient[Any, Any], name: str
@@ -203,8 +209,7 @@ async def test_retention_keeps_the_newest_and_says_so(
     client = await aiohttp_client(create_app(make_config(dev_inbox={"max_messages": 3})))
     for n in range(5):
         await send_smtplib(client.app, make_message(f"m{n}"))
-    listing = await api_json(client, f"{API}/messages")
-    assert [m["Subject"] for m in listing["messages"]] == ["m4", "m3", "m2"]
+    assert await _subjects(client) == ["m4", "m3", "m2"]
     page = await (await client.get("/dev/inbox")).text()
     assert "keeping the newest 3; 2 pruned" in page
 
@@ -221,11 +226,9 @@ async def test_retention_counts_messages_not_ids_after_deletes(
     assert resp.status == 200
     # Two messages over a span of three IDs: the next one fits without pruning.
     await send_smtplib(client.app, make_message("m3"))
-    listing = await api_json(client, f"{API}/messages")
-    assert [m["Subject"] for m in listing["messages"]] == ["m3", "m2", "m0"]
+    assert await _subjects(client) == ["m3", "m2", "m0"]
     await send_smtplib(client.app, make_message("m4"))
-    listing = await api_json(client, f"{API}/messages")
-    assert [m["Subject"] for m in listing["messages"]] == ["m4", "m3", "m2"]
+    assert await _subjects(client) == ["m4", "m3", "m2"]
 
 
 async def test_messages_survive_a_restart(aiohttp_client: Any, make_config: ConfigFactory) -> None:
@@ -234,8 +237,7 @@ async def test_messages_survive_a_restart(aiohttp_client: Any, make_config: Conf
     await send_smtplib(first.app, make_message("Before restart"))
     await first.close()
     second = await aiohttp_client(create_app(config))
-    listing = await api_json(second, f"{API}/messages")
-    assert [m["Subject"] for m in listing["messages"]] == ["Before restart"]
+    assert await _subjects(second) == ["Before restart"]
     await send_smtplib(second.app, make_message("After restart"))
     ids = [m["ID"] for m in (await api_json(second, f"{API}/messages"))["messages"]]
     assert len(set(ids)) == 2
@@ -272,7 +274,7 @@ async def test_starttls_with_a_certificate_made_on_first_start(
 
     assert (await asyncio.to_thread(send_stdlib)).startswith("TLS")
     await send_smtplib(client.app, make_message("In clear"))  # TLS is offered, not required
-    subjects = [m["Subject"] for m in (await api_json(client, f"{API}/messages"))["messages"]]
+    subjects = await _subjects(client)
     assert subjects == ["In clear", "Over smtplib TLS", "Over aiosmtplib TLS"]
     first = cert.read_bytes()
     await client.close()
