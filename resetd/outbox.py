@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .config import MailConfig
+from .handoff import Handoff
 from .outbox_store import OutboxStore, OutgoingMail
 from .relay import (
     PermanentFailure,
@@ -116,7 +117,7 @@ class OutboxWorker:
         # mail this process holds is never claimed twice, however slow the relay.
         self.lease = 6 * cfg.timeout + 60
         self._wake = asyncio.Event()
-        self._queue: asyncio.Queue[OutgoingMail | None] = asyncio.Queue()
+        self._queue: Handoff[OutgoingMail | None] = Handoff()
         self._held: set[int] = set()  # claimed by this process: queued, sending or accepted
         self._accepted: list[OutgoingMail] = []  # accepted by the relay, not yet marked sent
         self._accepted_ready = asyncio.Event()

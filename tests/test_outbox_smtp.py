@@ -322,3 +322,39 @@ async def test_worker_delivers_a_burst_once_each_with_refusals_and_drops(
         await worker.stop()
         await relay.stop()
         await db.close()
+
+
+async def test_a_trickle_of_mail_keeps_to_one_warm_connection_and_a_burst_opens_more(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    relay = Relay(pipelining=True)
+    port = await relay.start()
+    db = await Database.open(str(tmp_path / "outbox.db"))
+    cfg: Config = make_config(mail={"port": port, "pool_size": 4})
+    store = OutboxStore(db)
+    worker = OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", port))
+    await worker.start()
+    try:
+        for i in range(6):
+            await enqueue(db, [f"one{i}@example.com"])
+            worker.wake()
+
+            async def sent(n: int = i + 1) -> bool:
+                return (await store.counts())["sent"] == n
+
+            await eventually(sent)
+        # Each mail went to the sender that had just finished: one session, reused.
+        assert relay.connections == 1
+
+        await enqueue(db, [f"burst{i}@example.com" for i in range(200)])
+        worker.wake()
+
+        async def all_sent() -> bool:
+            return (await store.counts())["sent"] == 206
+
+        await eventually(all_sent, timeout=30)
+        assert relay.max_open == 4
+    finally:
+        await worker.stop()
+        await relay.stop()
+        await db.close()
