@@ -111,7 +111,6 @@ path = "{workdir / "resetd.db"}"
 [mail]
 server = "127.0.0.1"
 port = {relay_port}
-pool_size = 4
 [limits]
 requests_per_ip = 100000000
 mails_per_address = 100000000

@@ -54,7 +54,7 @@ class MailConfig:
     username: str = ""
     password: str = ""
     sender: str = "resetd <no-reply@localhost>"
-    pool_size: int = 4
+    pool_size: int = 8
     timeout: float = 10.0
     max_age: int = 86400
     backoff_cap: float = 300.0
