@@ -27,7 +27,7 @@ from .users import fingerprint
 
 log = logging.getLogger(__name__)
 
-YIELD_EVERY = 16  # mails rendered between two turns of the event loop
+YIELD_EVERY = 4  # mails rendered between two turns of the event loop
 
 
 class RequestProcessor:
