@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -37,6 +38,8 @@ from .procs import (
     seed_users,
     write_config,
 )
+
+CORES = len(os.sched_getaffinity(0))
 
 
 @dataclass
@@ -238,6 +241,13 @@ async def _request_resets(base: str, count: int, concurrency: int) -> float:
 def bench_delivery(runs: int, count: int, work: Path) -> None:
     mails = fig("2. reset mails delivered end to end", "mails/s", "≥ 1,000/s, zero loss")
     ack = fig("2. the requests themselves", "req/s")
+    # Where the CPU goes, per mail delivered: the machine's two cores are shared by
+    # resetd (HTTP request, token, mail, SMTP client, SQLite), the counting sink
+    # and wrk. The ceiling is what the cores allow at that cost.
+    cpu_resetd = fig("2. CPU per mail: resetd, request included", "ms", digits=2)
+    cpu_sink = fig("2. CPU per mail: the counting sink", "ms", digits=2)
+    cpu_wrk = fig("2. CPU per mail: the load generator", "ms", digits=2)
+    ceiling = fig("2. what the cores allow at that CPU", "mails/s")
     for i in range(runs):
         d = work / f"mail{i}"
         d.mkdir()
@@ -260,8 +270,10 @@ def bench_delivery(runs: int, count: int, work: Path) -> None:
                 env={"RESETD_LOG_LEVEL": "WARNING"},
                 cwd=d,
                 log=d / "serve.log",
-            ):
+            ) as server:
                 base = f"http://127.0.0.1:{http_port}"
+                sink_before = asyncio.run(_sink_stats(sink_http))["cpu_s"]
+                server_before = cpu_seconds(server.pid)
                 loader = wrk_each_once(base, count, 90) if shutil.which("wrk") else None
                 started = time.perf_counter()
                 if loader is None:
@@ -273,19 +285,30 @@ def bench_delivery(runs: int, count: int, work: Path) -> None:
                         break
                     time.sleep(0.02)
                 elapsed = time.perf_counter() - started
+                server_cpu = cpu_seconds(server.pid) - server_before
+                loader_cpu = 0.0
                 if loader is not None:
+                    loader_cpu = cpu_seconds(loader.pid)
                     loader.terminate()
                     loader.wait(timeout=10)
                     req_s = float("nan")  # wrk kept posting unknown addresses meanwhile
         lost, dup = count - got["count"] + got["duplicates"], got["duplicates"]
         mails.runs.append(got["count"] / elapsed)
+        per_mail = [
+            x / max(1, got["count"]) * 1000 for x in (server_cpu, got["cpu_s"] - sink_before)
+        ]
+        cpu_resetd.runs.append(per_mail[0])
+        cpu_sink.runs.append(per_mail[1])
+        cpu_wrk.runs.append(loader_cpu / max(1, got["count"]) * 1000)
+        ceiling.runs.append(CORES * 1000 / (per_mail[0] + per_mail[1] + cpu_wrk.runs[-1]))
         if req_s == req_s:  # measured only with the asyncio client
             ack.runs.append(count / req_s)
         if lost or dup:
             mails.note = f"run {i + 1}: {lost} lost, {dup} duplicated"
         log(
             f"run {i + 1}: {count} mails end to end in {elapsed:.2f} s; "
-            f"bare SMTP {count / took:.0f}/s"
+            f"bare SMTP {count / took:.0f}/s; CPU per mail: resetd {per_mail[0]:.2f} ms, "
+            f"sink {per_mail[1]:.2f} ms"
         )
     mails.ok = mails.median >= 1000 and not mails.note
 
