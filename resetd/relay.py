@@ -16,6 +16,9 @@ waits for each of MAIL, RCPT, DATA and the end of data in turn; its reply reader
 cannot take several replies at once, so it cannot pipeline. :class:`_Session`
 sends MAIL, RCPT and DATA in one write when the relay advertises PIPELINING
 (RFC 2920), one at a time when it does not, and applies the same reply rules.
+With PIPELINING, the envelope of the mail that follows can also ride behind a
+mail's data, in the same write (RFC 2920 lets message content open a group):
+one round trip per mail instead of two.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ def _path(address: str) -> bytes:
 
 
 Reply = tuple[int, str]
+Outgoing = tuple[str, str, bytes]  # sender, recipient, payload (from data_payload)
 _MAX_REPLY = 64 * 1024  # bytes of one reply; a relay sending more is broken
 
 
@@ -123,6 +127,9 @@ class _Session(asyncio.Protocol):
         self._replies: deque[Reply] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._lost: str | None = None
+        # The next mail's MAIL and RCPT, written behind the last mail's data; its
+        # three replies are still to be read by that mail's transaction.
+        self._ahead: bytes | None = None
         transport.set_protocol(self)
 
     @property
@@ -196,9 +203,8 @@ class _Session(asyncio.Protocol):
                 self._waiter = None
         return self._replies.popleft()
 
-    async def transaction(self, sender: str, recipient: str, payload: bytes) -> None:
-        """One mail: returns once the relay accepted it, raises Permanent- or
-        TemporaryFailure otherwise. ``payload`` comes from :func:`data_payload`."""
+    def _envelope(self, sender: str, recipient: str, payload: bytes) -> tuple[bytes, bytes]:
+        """The MAIL and RCPT commands for one mail on this session."""
         options = b""
         if not (sender + recipient).isascii():
             if not self.smtputf8:
@@ -207,9 +213,34 @@ class _Session(asyncio.Protocol):
         if self.size:
             options += b" SIZE=%d" % (len(payload) - 3)
         mail = b"MAIL FROM:" + _path(sender) + options + b"\r\n"
-        rcpt = b"RCPT TO:" + _path(recipient) + b"\r\n"
+        return mail, b"RCPT TO:" + _path(recipient) + b"\r\n"
+
+    def expects(self, sender: str, recipient: str, payload: bytes) -> bool:
+        """Whether this mail can go next: no envelope was written ahead, or this
+        mail's was. The relay would read any other mail as message content."""
+        if self._ahead is None:
+            return True
+        try:
+            return self._ahead == b"".join(self._envelope(sender, recipient, payload))
+        except (PermanentFailure, TemporaryFailure):
+            return False
+
+    async def transaction(
+        self, sender: str, recipient: str, payload: bytes, then: Outgoing | None = None
+    ) -> None:
+        """One mail: returns once the relay accepted it, raises Permanent- or
+        TemporaryFailure otherwise. ``payload`` comes from :func:`data_payload`.
+
+        With PIPELINING, the envelope of ``then`` (the mail this session sends
+        next) is written behind this mail's data; its transaction must follow."""
+        mail, rcpt = self._envelope(sender, recipient, payload)
+        if self._ahead is not None and self._ahead != mail + rcpt:
+            raise TemporaryFailure("internal error: another mail's envelope is pending")
         self.in_sync = False
-        if self.pipelining:
+        if self._ahead is not None:  # written behind the previous mail's data
+            self._ahead = None
+            replies = [await self.reply(), await self.reply(), await self.reply()]
+        elif self.pipelining:
             self.write(mail + rcpt + b"DATA\r\n")
             replies = [await self.reply(), await self.reply(), await self.reply()]
         else:
@@ -220,7 +251,12 @@ class _Session(asyncio.Protocol):
                     replies.append(await self._command(b"DATA\r\n"))
         refusal = _first_refusal(replies)
         if refusal is None:
-            self.write(payload)
+            ahead = self._envelope_ahead(then)
+            if ahead is None:
+                self.write(payload)
+            else:
+                self.write(payload + ahead + b"DATA\r\n")
+                self._ahead = ahead
             code, text = await self.reply()
             self.in_sync = True
             if code != 250:
@@ -240,6 +276,14 @@ class _Session(asyncio.Protocol):
             self.in_sync = code_rset == 250
         raise failure(code, text)
 
+    def _envelope_ahead(self, then: Outgoing | None) -> bytes | None:
+        if then is None or not self.pipelining:
+            return None
+        try:
+            return b"".join(self._envelope(*then))
+        except (PermanentFailure, TemporaryFailure):
+            return None  # that mail goes on its own, and is refused on its own
+
     async def _command(self, line: bytes) -> Reply:
         self.write(line)
         return await self.reply()
@@ -247,7 +291,9 @@ class _Session(asyncio.Protocol):
     async def quit(self, within: float) -> None:
         """QUIT (waiting ``within`` seconds at most for the reply) and close."""
         with contextlib.suppress(TemporaryFailure):
-            if self.usable:
+            # With an envelope written ahead the relay may be reading message
+            # content, and QUIT would start a mail; closing discards it instead.
+            if self.usable and self._ahead is None:
                 self.write(b"QUIT\r\n")
                 await self.reply(within)
         self.transport.close()
@@ -314,13 +360,26 @@ class SmtpConnection:
         self.pipelining = session.pipelining
         return session
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> None:
+    async def send(
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        then: tuple[str, str, bytes] | None = None,
+    ) -> None:
         """Deliver one message; returns once the relay accepted it.
 
         Raises PermanentFailure or TemporaryFailure (and nothing else from SMTP or
-        the network)."""
+        the network).
+
+        ``then`` is the (sender, recipient, message) this connection sends next:
+        when the relay pipelines, its envelope goes out behind this message's
+        data. Sending another message next costs a new session."""
         payload = data_payload(message)
         session = self._session
+        if session is not None and not session.expects(sender, recipient, payload):
+            self.abort()  # the relay is waiting for another mail's content
+            session = None
         if session is None or not session.usable:
             self.abort()
             try:
@@ -328,8 +387,9 @@ class SmtpConnection:
             except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
                 # OSError covers refused connections, TLS errors and TimeoutError.
                 raise classify(exc) from exc
+        following = None if then is None else (then[0], then[1], data_payload(then[2]))
         try:
-            await session.transaction(sender, recipient, payload)
+            await session.transaction(sender, recipient, payload, following)
         finally:
             if not session.usable:  # a timeout or drop: the session's state is unknown
                 self.abort()

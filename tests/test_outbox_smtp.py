@@ -160,6 +160,91 @@ async def test_drop_mid_data_is_temporary_and_reconnects(
     assert relay.connections == 2
 
 
+# -- the next envelope behind the data ----------------------------------------------
+
+
+def out(to: str) -> tuple[str, str, bytes]:
+    return SENDER, to, mail(to)
+
+
+def ahead_reads(relay: Relay) -> int:
+    """Reads that held one mail's end of data and the next mail's envelope."""
+    return sum(b"\r\n.\r\nMAIL FROM:" in c for c in relay.chunks)
+
+
+def rcpts(relay: Relay) -> list[list[str]]:
+    return [r.rcpt_tos for r in relay.received]
+
+
+async def test_the_next_envelope_rides_behind_the_data_only_when_pipelining(
+    relay: Relay, conn: SmtpConnection, pipelining: bool
+) -> None:
+    to = [f"user{i}@x.test" for i in range(4)]
+    for i, addr in enumerate(to):
+        await conn.send(*out(addr), then=out(to[i + 1]) if i + 1 < len(to) else None)
+    assert rcpts(relay) == [[a] for a in to]
+    assert ahead_reads(relay) == (3 if pipelining else 0)
+    assert sum(c.count(b"MAIL FROM:") for c in relay.chunks) == 4  # each envelope once
+    assert relay.connections == 1
+
+
+async def test_an_envelope_refused_ahead_fails_only_its_own_mail(
+    relay: Relay, conn: SmtpConnection
+) -> None:
+    relay.envelope = lambda cmd, addr: "550 5.1.1 No such user" if addr == "gone@x.test" else None
+    await conn.send(*out("a@x.test"), then=out("gone@x.test"))
+    with pytest.raises(PermanentFailure, match=r"^550 5\.1\.1 No such user$"):
+        await conn.send(*out("gone@x.test"), then=out("b@x.test"))
+    await conn.send(*out("b@x.test"))
+    assert rcpts(relay) == [["a@x.test"], ["b@x.test"]]
+    assert relay.connections == 1
+
+
+async def test_data_refused_with_an_envelope_ahead_leaves_the_next_mail_unharmed(
+    relay: Relay, conn: SmtpConnection
+) -> None:
+    relay.script = first_n(1, "554 5.7.1 Spam")
+    with pytest.raises(PermanentFailure, match=r"^554 5\.7\.1 Spam$"):
+        await conn.send(*out("a@x.test"), then=out("b@x.test"))
+    await conn.send(*out("b@x.test"))
+    assert rcpts(relay) == [["b@x.test"]]
+    assert relay.connections == 1
+
+
+async def test_a_drop_at_the_end_of_data_loses_the_envelope_ahead_not_its_mail(
+    relay: Relay, conn: SmtpConnection
+) -> None:
+    relay.script = first_n(1, DROP)
+    with pytest.raises(TemporaryFailure, match=r"^disconnected"):
+        await conn.send(*out("a@x.test"), then=out("b@x.test"))
+    await conn.send(*out("b@x.test"))
+    assert rcpts(relay) == [["b@x.test"]]
+    assert relay.connections == 2
+
+
+async def test_sending_another_mail_than_the_one_announced_starts_a_new_session(
+    relay: Relay, conn: SmtpConnection, pipelining: bool
+) -> None:
+    await conn.send(*out("a@x.test"), then=out("b@x.test"))
+    await conn.send(*out("c@x.test"))
+    await conn.close()
+    # b's envelope was abandoned with its session: no empty or mixed-up mail.
+    assert rcpts(relay) == [["a@x.test"], ["c@x.test"]]
+    assert relay.connections == (2 if pipelining else 1)
+
+
+async def test_closing_with_an_envelope_ahead_sends_no_quit_into_the_data(
+    relay: Relay, conn: SmtpConnection, pipelining: bool
+) -> None:
+    await conn.send(*out("a@x.test"), then=out("b@x.test"))
+    await conn.close()
+    await conn.send(*out("c@x.test"))
+    await conn.close()
+    assert rcpts(relay) == [["a@x.test"], ["c@x.test"]]
+    quits = sum(c.count(b"QUIT\r\n") for c in relay.chunks)
+    assert quits == (1 if pipelining else 2)
+
+
 async def test_stalled_reply_times_out(relay: Relay) -> None:
     relay.script, relay.stall_seconds = first_n(1, STALL), 5.0
     conn = SmtpConnection(mail_config(relay.port, timeout=0.5), lambda: ("127.0.0.1", relay.port))
@@ -318,6 +403,7 @@ async def test_worker_delivers_a_burst_once_each_with_refusals_and_drops(
         assert sorted(r for m in relay.received for r in m.rcpt_tos) == sorted(good)
         assert relay.max_open <= 4
         assert relay.pipelined_reads() >= 400
+        assert ahead_reads(relay) > 0  # senders with mail waiting took the next one
     finally:
         await worker.stop()
         await relay.stop()
