@@ -4,7 +4,7 @@ A mail becomes a row in ``outbox`` inside the same transaction as the event
 that caused it, so once that commits nothing can lose it. The worker, owned by
 the app's lifecycle, claims due rows (``claimed_until``), hands them to a
 bounded pool of reused SMTP connections (:mod:`resetd.relay`) and records the
-outcome of every attempt:
+outcome of every attempt (:mod:`resetd.attempts`):
 
 * relay accepted → ``sent`` (never sent again; the body, which holds the link,
   is dropped);
@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import random
-import re
 import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from .attempts import Attempts, expired, redact
 from .config import MailConfig
 from .handoff import Handoff
 from .outbox_store import OutboxStore, OutgoingMail
@@ -45,30 +43,6 @@ from .relay import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def backoff(attempts: int, base: float, cap: float) -> float:
-    """Delay after failed attempt number ``attempts``: base, 2·base, 4·base … up to
-    ``cap``, each scaled by a random 50-100 % so a relay outage does not end in a
-    thundering herd."""
-    delay = min(cap, base * 2.0 ** min(max(0, attempts - 1), 32))
-    return delay * random.uniform(0.5, 1.0)
-
-
-_SECRETS = (
-    re.compile(r"(/reset_password/)[\w.~%-]+"),
-    re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]+"),  # a JWT anywhere in a relay's reply
-)
-
-
-def redact(text: str) -> str:
-    """``text`` without reset links or tokens (relays sometimes quote the message)."""
-    text = _SECRETS[0].sub(r"\1<redacted>", text)
-    return _SECRETS[1].sub("<redacted>", text)
-
-
-def _expired(mail: OutgoingMail) -> bool:
-    return mail.expires_at is not None and time.time() >= mail.expires_at
 
 
 class RelayConnection(Protocol):
@@ -116,6 +90,7 @@ class OutboxWorker:
     ) -> None:
         self.store = store
         self.cfg = cfg
+        self.attempts = Attempts(store, cfg)
         self.connections: list[RelayConnection] = (
             list(connections)
             if connections is not None
@@ -134,14 +109,10 @@ class OutboxWorker:
         self._accepted: list[OutgoingMail] = []  # accepted by the relay, not yet marked sent
         self._accepted_ready = asyncio.Event()
         self._stopping = False
-        self._aborting = False
         self._senders_done = False
         self._dispatcher: asyncio.Task[None] | None = None
         self._recorder: asyncio.Task[None] | None = None
         self._sender_tasks: list[asyncio.Task[None]] = []
-        self.sent = 0
-        self.failed = 0
-        self.retried = 0
 
     def wake(self) -> None:
         """New mail was committed: look now instead of at the next poll."""
@@ -198,7 +169,7 @@ class OutboxWorker:
                 len(busy),
                 self.grace,
             )
-            self._aborting = True
+            self.attempts.aborting = True
             for conn in self.connections:
                 conn.abort()
             _, busy = await asyncio.wait(busy, timeout=2.0)
@@ -280,31 +251,27 @@ class OutboxWorker:
         recorder then marks sent), False when the outcome is already recorded.
         ``then`` is the mail this connection sends next."""
         started = time.monotonic()
-        if _expired(mail):
-            await self._expire(mail, started, None)
+        if expired(mail):
+            await self.attempts.expire(mail, started, None)
             return False
         following = None
-        if then is not None and not _expired(then):
+        if then is not None and not expired(then):
             following = (then.sender, then.recipient, then.message)
         try:
             await conn.send(mail.sender, mail.recipient, mail.message, following)
         except PermanentFailure as exc:
-            error = redact(str(exc))
-            self.failed += 1
-            await self.store.mark_failed(mail, error, "rejected")
-            self._log_attempt(logging.WARNING, mail, started, "failed", error=error)
+            await self.attempts.rejected(mail, redact(str(exc)), started)
         except SessionRefused as exc:
             # A settings problem (credentials, TLS) that no retry of ours fixes:
             # loud, but the mail stays queued for when it is fixed.
-            await self._retry_later(mail, redact(str(exc)), started, level=logging.ERROR)
+            await self.attempts.retry_later(mail, redact(str(exc)), started, level=logging.ERROR)
         except TemporaryFailure as exc:
-            await self._retry_later(mail, redact(str(exc)), started)
+            await self.attempts.retry_later(mail, redact(str(exc)), started)
         except Exception as exc:  # a bug, not the relay: keep the mail, back off, say so
             log.exception("outbox: mail=%d: unexpected error while sending", mail.id)
-            await self._retry_later(mail, f"internal error: {type(exc).__name__}", started)
+            await self.attempts.retry_later(mail, f"internal error: {type(exc).__name__}", started)
         else:
-            self.sent += 1
-            self._log_attempt(logging.INFO, mail, started, "sent")
+            self.attempts.accepted(mail, started)
             return True
         return False
 
@@ -342,65 +309,3 @@ class OutboxWorker:
             except sqlite3.OperationalError:  # e.g. locked by another process
                 await asyncio.sleep(pause)
         await self.store.mark_sent(batch)
-
-    async def _retry_later(
-        self, mail: OutgoingMail, error: str, started: float = 0.0, level: int = logging.INFO
-    ) -> None:
-        now = time.time()
-        if self._aborting:
-            # Our shutdown cut it, not the relay: due again as soon as we are back.
-            error = f"interrupted by shutdown ({error})"
-            await self.store.schedule_retry(mail.id, now, error)
-            self._log_attempt(logging.INFO, mail, started, "interrupted", error=error)
-            return
-        if mail.expires_at is not None and now >= mail.expires_at:
-            await self._expire(mail, started, error)
-            return
-        deadline = mail.created_at + self.cfg.max_age
-        if now >= deadline:
-            self.failed += 1
-            error = f"gave up after {mail.attempts} attempts: {error}"
-            await self.store.mark_failed(mail, error, "gave_up")
-            self._log_attempt(logging.WARNING, mail, started, "gave_up", error=error)
-            return
-        self.retried += 1
-        delay = backoff(mail.attempts, self.cfg.retry_base, self.cfg.backoff_cap)
-        at = min(now + delay, deadline)  # one last try at max_age, not after it
-        if mail.expires_at is not None:
-            at = min(at, mail.expires_at)  # due when its link dies, to be failed then
-        await self.store.schedule_retry(mail.id, at, error)
-        self._log_attempt(level, mail, started, "retry", error=error, retry_in=at - now)
-
-    async def _expire(self, mail: OutgoingMail, started: float, error: str | None) -> None:
-        """The link in ``mail`` is dead: sending it now would only confuse its reader.
-        ``error`` is this attempt's; without one, the last recorded error is kept."""
-        self.failed += 1
-        reason = "link expired before delivery"
-        if error is not None:
-            reason += f" (last error: {error})"
-        await self.store.mark_failed(mail, reason, "expired", keep_last_error=error is None)
-        self._log_attempt(logging.WARNING, mail, started, "expired", error=reason)
-
-    def _log_attempt(
-        self,
-        level: int,
-        mail: OutgoingMail,
-        started: float,
-        result: str,
-        *,
-        error: str | None = None,
-        retry_in: float | None = None,
-    ) -> None:
-        """One logfmt line per attempt; the recipient's domain only, never the body."""
-        domain = mail.recipient.rpartition("@")[2] or "-"
-        line = (
-            f"outbox: mail={mail.id} kind={mail.kind} domain={domain} attempt={mail.attempts} "
-            f"result={result}"
-        )
-        if started:
-            line += f" ms={(time.monotonic() - started) * 1000:.0f}"
-        if retry_in is not None:
-            line += f" retry_in={retry_in:.1f}s"
-        if error is not None:
-            line += f" error={json.dumps(error, ensure_ascii=False)}"
-        log.log(level, "%s", line)

@@ -18,9 +18,10 @@ from aiohttp.test_utils import TestClient
 
 from resetd import keys
 from resetd.app import create_app
+from resetd.attempts import backoff, redact
 from resetd.config import Config
 from resetd.db import Database
-from resetd.outbox import OutboxWorker, backoff, redact
+from resetd.outbox import OutboxWorker
 from resetd.outbox_store import OutboxEntry, OutboxStore
 
 from .conftest import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
