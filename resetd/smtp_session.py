@@ -1,0 +1,283 @@
+"""One SMTP session after the handshake: the mail transactions, and what replies mean.
+
+:class:`Session` takes over a connected transport from aiosmtplib
+(:mod:`resetd.relay` opens it) and runs the transactions itself. aiosmtplib's
+``sendmail`` costs about a millisecond of CPU per mail (address parsing, regex
+dot-stuffing, a ``wait_for`` per command) and waits for each of MAIL, RCPT, DATA
+and the end of data in turn; its reply reader cannot take several replies at
+once, so it cannot pipeline. :class:`Session` sends MAIL, RCPT and DATA in one
+write when the relay advertises PIPELINING (RFC 2920), one at a time when it
+does not, and applies the same reply rules. With PIPELINING, the envelope of
+the mail that follows can also ride behind a mail's data, in the same write
+(RFC 2920 lets message content open a group): one round trip per mail instead
+of two.
+
+A mail's outcome is one of two exceptions, or none: :class:`PermanentFailure`
+(a 5xx reply, or a mail that can never be sent) and :class:`TemporaryFailure`
+(a lost connection, a timeout, a 4xx reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections import deque
+
+
+class PermanentFailure(Exception):
+    """The relay refused the mail for good (5xx), or it can never be sent; do not retry."""
+
+
+class TemporaryFailure(Exception):
+    """Try again later (connection trouble, timeout, 4xx)."""
+
+
+class SessionRefused(TemporaryFailure):
+    """The relay refused the session itself (a 5xx to the greeting, EHLO, STARTTLS or
+    AUTH, such as 535 for wrong credentials). That says nothing about the mail: it
+    stays queued until the settings or the relay are fixed, or ``max_age`` ends."""
+
+
+def failure(code: int, text: str) -> PermanentFailure | TemporaryFailure:
+    """A relay's refusal: 5xx is permanent, anything else is worth another try."""
+    reply = f"{code} {text}".strip()
+    return PermanentFailure(reply) if 500 <= code < 600 else TemporaryFailure(reply)
+
+
+# Control characters would let an address inject commands; <, > and spaces have
+# no place in the bare addresses resetd sends to.
+_UNSAFE_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]")
+
+
+def data_payload(message: bytes) -> bytes:
+    """``message`` as it travels after DATA: CRLF line endings, a dot doubled at the
+    start of any line (RFC 5321 §4.5.2), ending with the ``.`` line."""
+    crlf = message.count(b"\r\n")
+    if message.count(b"\r") != crlf or message.count(b"\n") != crlf:
+        message = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    message = message.replace(b"\r\n.", b"\r\n..")
+    if message.startswith(b"."):
+        message = b"." + message
+    return message + b".\r\n"
+
+
+def _path(address: str) -> bytes:
+    if not address or _UNSAFE_ADDRESS.search(address):
+        raise PermanentFailure(f"unsendable address: {address[:80]!r}")
+    return b"<" + address.encode("utf-8") + b">"
+
+
+Reply = tuple[int, str]
+Outgoing = tuple[str, str, bytes]  # sender, recipient, payload (from data_payload)
+_MAX_REPLY = 64 * 1024  # bytes of one reply; a relay sending more is broken
+
+
+class Session(asyncio.Protocol):
+    """An SMTP session after the handshake: writes commands, reads replies in order.
+
+    Replies are parsed as they arrive and queued, so any number of pipelined
+    replies can be read whichever way the bytes were split.
+    """
+
+    def __init__(
+        self, transport: asyncio.Transport, extensions: dict[str, str], timeout: float
+    ) -> None:
+        self.transport = transport
+        self.pipelining = "pipelining" in extensions
+        self.smtputf8 = "smtputf8" in extensions
+        self.size = "size" in extensions
+        self.timeout = timeout
+        self.in_sync = True  # every reply to what was sent has been read
+        self._loop = asyncio.get_running_loop()
+        self._buffer = bytearray()
+        self._lines: list[str] = []
+        self._replies: deque[Reply] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._lost: str | None = None
+        # The next mail's MAIL and RCPT, written behind the last mail's data; its
+        # three replies are still to be read by that mail's transaction.
+        self._ahead: bytes | None = None
+        transport.set_protocol(self)
+
+    @property
+    def usable(self) -> bool:
+        return self._lost is None and self.in_sync and not self.transport.is_closing()
+
+    # -- asyncio.Protocol --------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        start = 0
+        while (end := self._buffer.find(b"\n", start)) != -1:
+            line = bytes(self._buffer[start:end]).rstrip(b"\r")
+            start = end + 1
+            try:
+                code = int(line[:3])
+            except ValueError:
+                self._break(f"malformed reply {line[:80]!r}")
+                return
+            self._lines.append(line[4:].decode("utf-8", "replace").strip())
+            if line[3:4] != b"-":
+                self._replies.append((code, "\n".join(self._lines)))
+                self._lines = []
+        del self._buffer[:start]
+        if len(self._buffer) + sum(map(len, self._lines)) > _MAX_REPLY:
+            self._break("reply too long")
+            return
+        if self._replies and self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(f"disconnected: {exc}" if exc else "disconnected: connection closed")
+
+    def _break(self, why: str) -> None:
+        """Give up on this session: the relay said goodbye or stopped making sense."""
+        self.transport.abort()
+        self._fail(why)
+
+    def _fail(self, why: str) -> None:
+        if self._lost is None:
+            self._lost = why
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(TemporaryFailure(self._lost))
+
+    # -- commands ----------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._lost is not None:
+            raise TemporaryFailure(self._lost)
+        if self.transport.is_closing():
+            raise TemporaryFailure("disconnected: connection closed")
+        self.transport.write(data)
+
+    async def reply(self, within: float | None = None) -> Reply:
+        """The next reply, waiting up to ``within`` seconds (default ``[mail] timeout``);
+        raises TemporaryFailure on timeout or a lost connection."""
+        if not self._replies:
+            if self._lost is not None:
+                raise TemporaryFailure(self._lost)
+            waiter = self._waiter = self._loop.create_future()
+            timer = self._loop.call_later(
+                self.timeout if within is None else within, _expire, waiter
+            )
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return self._replies.popleft()
+
+    def _envelope(self, sender: str, recipient: str, payload: bytes) -> tuple[bytes, bytes]:
+        """The MAIL and RCPT commands for one mail on this session."""
+        options = b""
+        if not (sender + recipient).isascii():
+            if not self.smtputf8:
+                raise TemporaryFailure("the relay does not offer SMTPUTF8 for this address")
+            options += b" SMTPUTF8"
+        if self.size:
+            options += b" SIZE=%d" % (len(payload) - 3)
+        mail = b"MAIL FROM:" + _path(sender) + options + b"\r\n"
+        return mail, b"RCPT TO:" + _path(recipient) + b"\r\n"
+
+    def expects(self, sender: str, recipient: str, payload: bytes) -> bool:
+        """Whether this mail can go next: no envelope was written ahead, or this
+        mail's was. The relay would read any other mail as message content."""
+        if self._ahead is None:
+            return True
+        try:
+            return self._ahead == b"".join(self._envelope(sender, recipient, payload))
+        except (PermanentFailure, TemporaryFailure):
+            return False
+
+    async def transaction(
+        self, sender: str, recipient: str, payload: bytes, then: Outgoing | None = None
+    ) -> None:
+        """One mail: returns once the relay accepted it, raises Permanent- or
+        TemporaryFailure otherwise. ``payload`` comes from :func:`data_payload`.
+
+        With PIPELINING, the envelope of ``then`` (the mail this session sends
+        next) is written behind this mail's data; its transaction must follow."""
+        mail, rcpt = self._envelope(sender, recipient, payload)
+        if self._ahead is not None and self._ahead != mail + rcpt:
+            raise TemporaryFailure("internal error: another mail's envelope is pending")
+        self.in_sync = False
+        if self._ahead is not None:  # written behind the previous mail's data
+            self._ahead = None
+            replies = [await self.reply(), await self.reply(), await self.reply()]
+        elif self.pipelining:
+            self.write(mail + rcpt + b"DATA\r\n")
+            replies = [await self.reply(), await self.reply(), await self.reply()]
+        else:
+            replies = [await self._command(mail)]
+            if replies[0][0] == 250:
+                replies.append(await self._command(rcpt))
+                if replies[1][0] in (250, 251):
+                    replies.append(await self._command(b"DATA\r\n"))
+        refusal = _first_refusal(replies)
+        if refusal is None:
+            ahead = self._envelope_ahead(then)
+            if ahead is None:
+                self.write(payload)
+            else:
+                self.write(payload + ahead + b"DATA\r\n")
+                self._ahead = ahead
+            code, text = await self.reply()
+            self.in_sync = True
+            if code != 250:
+                raise failure(code, text)
+            return
+        code, text = refusal
+        if code == 421:  # the relay is closing this session
+            self._break(f"{code} {text}")
+            raise failure(code, text)
+        # Tidy up for the next mail; if that fails the session is dropped, but the
+        # outcome is still this refusal.
+        with contextlib.suppress(TemporaryFailure):
+            if len(replies) == 3 and replies[2][0] == 354:
+                # A relay that opened DATA with no valid envelope: end the empty message.
+                await self._command(b".\r\n")
+            code_rset, _ = await self._command(b"RSET\r\n")
+            self.in_sync = code_rset == 250
+        raise failure(code, text)
+
+    def _envelope_ahead(self, then: Outgoing | None) -> bytes | None:
+        if then is None or not self.pipelining:
+            return None
+        try:
+            return b"".join(self._envelope(*then))
+        except (PermanentFailure, TemporaryFailure):
+            return None  # that mail goes on its own, and is refused on its own
+
+    async def _command(self, line: bytes) -> Reply:
+        self.write(line)
+        return await self.reply()
+
+    async def quit(self, within: float) -> None:
+        """QUIT (waiting ``within`` seconds at most for the reply) and close."""
+        with contextlib.suppress(TemporaryFailure):
+            # With an envelope written ahead the relay may be reading message
+            # content, and QUIT would start a mail; closing discards it instead.
+            if self.usable and self._ahead is None:
+                self.write(b"QUIT\r\n")
+                await self.reply(within)
+        self.transport.close()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TemporaryFailure("timeout: no reply from the relay"))
+
+
+def _first_refusal(replies: list[Reply]) -> Reply | None:
+    """The reply that stopped the envelope (MAIL, RCPT, DATA), or None if DATA may go."""
+    expected = ((250,), (250, 251), (354,))
+    for (code, text), ok in zip(replies, expected, strict=False):
+        if code not in ok:
+            return code, text
+    return None
