@@ -21,7 +21,9 @@ from typing import TypeVar
 from aiohttp import web
 
 from . import keys
-from .config import Config, ConfigError, check_serve_safety, load_config
+from .config import Config, ConfigError
+from .config_load import load_config
+from .config_rules import check_serve_safety
 from .db import Database
 from .logs import setup_logging
 from .outbox_store import OutboxStore

@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from resetd import keys
 from resetd.app import create_app
-from resetd.config import Config, load_config
+from resetd.config import Config
+from resetd.config_load import load_config
 from resetd.passwords import Hasher
 from resetd.users import User
 

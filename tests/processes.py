@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from resetd.config import TUTORIAL_ENV
+from resetd.config_load import TUTORIAL_ENV
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 BANNER_PORT_RE = re.compile(r"Sign in\s+http://[^ ]+:(\d+)/login")

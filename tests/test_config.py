@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from resetd.config import DEV_SECRET_KEY, ConfigError, check_serve_safety, load_config
+from resetd.config import DEV_SECRET_KEY, ConfigError
+from resetd.config_load import load_config
+from resetd.config_rules import check_serve_safety
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,149 @@
+"""``resetd.toml`` + environment → a checked, frozen :class:`~resetd.config.Config`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .config import SECTIONS, Config, ConfigError
+from .config_rules import validate
+
+# The Flask Mega-Tutorial's variable names, honoured so its .env files work.
+TUTORIAL_ENV = {
+    "SECRET_KEY": ("server", "secret_key"),
+    "MAIL_SERVER": ("mail", "server"),
+    "MAIL_PORT": ("mail", "port"),
+    "MAIL_USE_TLS": ("mail", "use_tls"),
+    "MAIL_USERNAME": ("mail", "username"),
+    "MAIL_PASSWORD": ("mail", "password"),
+}
+
+# RESETD_* variables that steer the process rather than name a config key.
+PROCESS_ENV = {"RESETD_CONFIG", "RESETD_LOG_LEVEL", "RESETD_LOOP_STATS"}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(section: str, key: str, typ: Any, raw: Any, from_env: bool) -> Any:
+    where = f"[{section}] {key}"
+    if typ == "bool" or typ is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_env and isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise ConfigError(f"{where}: expected true or false, got {raw!r}")
+    if typ == "int" or typ is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: expected an integer, got {raw!r}")
+        if isinstance(raw, int):
+            return raw
+        if from_env and isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {raw!r}")
+    if typ == "float" or typ is float:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: expected a number, got {raw!r}")
+        if isinstance(raw, int | float):
+            return float(raw)
+        if from_env and isinstance(raw, str):
+            try:
+                return float(raw.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {raw!r}")
+    if typ == "str" or typ is str:
+        if isinstance(raw, str):
+            return raw
+        raise ConfigError(f"{where}: expected a string, got {raw!r}")
+    if typ == "tuple[str, ...]":
+        if from_env and isinstance(raw, str):
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+            return tuple(raw)
+        raise ConfigError(f"{where}: expected a list of strings, got {raw!r}")
+    raise AssertionError(f"unsupported config type {typ!r}")  # pragma: no cover
+
+
+def _build_section(section: str, values: Mapping[str, tuple[Any, bool]]) -> Any:
+    cls = SECTIONS[section]
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, (raw, from_env) in values.items():
+        if key not in known:
+            choices = ", ".join(sorted(known))
+            raise ConfigError(f"[{section}] {key}: unknown key (known keys: {choices})")
+        kwargs[key] = _coerce(section, key, known[key].type, raw, from_env)
+    return cls(**kwargs)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Read ``path`` (must exist), apply env overrides, validate, return a frozen Config.
+
+    ``overrides`` (section → key → value) is applied last; tests use it instead of
+    writing files. Raises ConfigError with a one-line message.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found (use --config PATH)") from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: config file is not UTF-8 text") from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+
+    values: dict[str, dict[str, tuple[Any, bool]]] = {name: {} for name in SECTIONS}
+    for section, table in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"[{section}]: unknown section (known: {', '.join(sorted(SECTIONS))})"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}]: expected a table")
+        for key, value in table.items():
+            values[section][key] = (value, False)
+
+    for name, (section, key) in TUTORIAL_ENV.items():
+        if name in env:
+            values[section][key] = (env[name], True)
+    for name, value in env.items():
+        if not name.startswith("RESETD_") or name in PROCESS_ENV:
+            continue
+        rest = name[len("RESETD_") :].lower()
+        for section in SECTIONS:
+            if rest.startswith(section + "_"):
+                values[section][rest[len(section) + 1 :]] = (value, True)
+                break
+        else:
+            raise ConfigError(f"{name}: unknown environment override (no such section)")
+
+    for section, table in (overrides or {}).items():
+        for key, value in table.items():
+            values[section][key] = (value, False)
+
+    built = {name: _build_section(name, vals) for name, vals in values.items()}
+    cfg = Config(**built, source=source)
+    validate(cfg)
+    return cfg
