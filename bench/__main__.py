@@ -101,6 +101,8 @@ def bench_requests(runs: int, seconds: int, work: Path) -> None:
     p99 = fig("1. latency p99 @64 conns", "ms", "≤ 2.5× bare aiohttp p99")
     lag_max = fig("5. loop delay max during 1", "ms")
     lag_p99 = fig("5. loop delay p99 during 1", "ms", "< 5 ms")
+    # A late tick is a stall (one long step) or queueing (many short ones).
+    step = fig("5. longest single loop step during 1", "ms")
     known = 200
     for i in range(runs):
         d = work / f"req{i}"
@@ -119,6 +121,7 @@ def bench_requests(runs: int, seconds: int, work: Path) -> None:
         bare_loop = json.loads(bare_stats.read_text())
         lag_max.baseline.append(bare_loop["max_ms"])
         lag_p99.baseline.append(bare_loop["p99_ms"])
+        step.baseline.append(bare_loop["longest_step_ms"])
 
         http_port, sink_smtp, sink_http = free_port(), free_port(), free_port()
         cfg = write_config(d, http_port, sink_smtp, inbox=False)
@@ -149,6 +152,7 @@ def bench_requests(runs: int, seconds: int, work: Path) -> None:
         loop = json.loads(stats.read_text())
         lag_max.runs.append(loop["max_ms"])
         lag_p99.runs.append(loop["p99_ms"])
+        step.runs.append(loop["longest_step_ms"])
         log(f"run {i + 1}: resetd {res.rps:.0f} req/s ({res.tool}), bare {base.rps:.0f} req/s")
     rps.ok = (rps.ratio or 0) >= 0.4
     p99.ok = (p99.ratio or 99) <= 2.5
@@ -331,6 +335,7 @@ def bench_ingest(runs: int, count: int, work: Path) -> None:
     cpu = fig("3. server CPU per stored message", "ms", "≤ 0.75 ms", digits=2)
     lag_max = fig("5. loop delay max during 3", "ms")
     lag_p99 = fig("5. loop delay p99 during 3", "ms", "< 5 ms")
+    step = fig("5. longest single loop step during 3", "ms")
     bodies = build_mails(count)
     for i in range(runs):
         sink_smtp, sink_http = free_port(), free_port()
@@ -376,6 +381,7 @@ def bench_ingest(runs: int, count: int, work: Path) -> None:
         loop = json.loads(stats.read_text())
         lag_max.runs.append(loop["max_ms"])
         lag_p99.runs.append(loop["p99_ms"])
+        step.runs.append(loop["longest_step_ms"])
         log(f"run {i + 1}: inbox {stored / elapsed:.0f} msg/s, bare {count / took:.0f} msg/s")
     rate.ok = (rate.ratio or 0) >= 0.6 and not rate.note
     cpu.ok = cpu.median <= 0.75
