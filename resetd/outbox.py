@@ -105,6 +105,7 @@ class OutboxWorker:
         self.lease = 6 * cfg.timeout + 60
         self._wake = asyncio.Event()
         self._queue: Handoff[OutgoingMail | None] = Handoff()
+        self._given_back = 0  # mails a sender had taken to go next when a stop came
         self._held: set[int] = set()  # claimed by this process: queued, sending or accepted
         self._accepted: list[OutgoingMail] = []  # accepted by the relay, not yet marked sent
         self._accepted_ready = asyncio.Event()
@@ -179,8 +180,11 @@ class OutboxWorker:
         await self._stop_recorder()
         for conn in self.connections:
             await conn.close()
-        if unsent:
-            log.info("outbox: %d claimed mail(s) left pending for the next start", len(unsent))
+        if unsent or self._given_back:
+            log.info(
+                "outbox: %d claimed mail(s) left pending for the next start",
+                len(unsent) + self._given_back,
+            )
 
     async def _stop_recorder(self) -> None:
         """Let the recorder mark what was accepted, then end it."""
@@ -224,7 +228,7 @@ class OutboxWorker:
             # A mail is waiting only while every sender is busy. Taking it now lets
             # its envelope go out behind this mail's data: a round trip saved.
             after: OutgoingMail | Literal[False] | None = False  # False: none taken
-            if conn.pipelining and not self._queue.empty():
+            if conn.pipelining and not self._stopping and not self._queue.empty():
                 after = self._queue.get_nowait()  # None: the worker is stopping
             accepted = False
             try:
@@ -242,7 +246,25 @@ class OutboxWorker:
                 else:
                     self._held.discard(mail.id)
                     self._wake.set()  # room for the dispatcher to claim more
-            mail = await self._queue.get() if after is False else after
+            if after is False:
+                mail = await self._queue.get()
+            elif after is not None and self._stopping:
+                # A stop sends only what is in progress: the mail taken to go next
+                # stays pending, like those still queued (its envelope, written
+                # ahead, dies with the session).
+                await self._give_back(after)
+                mail = await self._queue.get()
+            else:
+                mail = after
+
+    async def _give_back(self, mail: OutgoingMail) -> None:
+        self._given_back += 1
+        try:
+            await self.store.release([mail.id])
+        except sqlite3.Error:  # its claim lapses after the lease, or at the next start
+            log.exception("outbox: mail=%d: could not release its claim", mail.id)
+        finally:
+            self._held.discard(mail.id)
 
     async def _deliver(
         self, conn: RelayConnection, mail: OutgoingMail, then: OutgoingMail | None = None

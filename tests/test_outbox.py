@@ -331,31 +331,85 @@ def worker_for(store: OutboxStore, cfg: Config, port: int, grace: float) -> Outb
     return OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", port), grace=grace)
 
 
+async def warm_up(db: Database, store: OutboxStore, worker: OutboxWorker) -> None:
+    """One mail through the worker, so its connection is open and knows whether
+    the relay pipelines."""
+    await enqueue(db, ["warm@example.com"])
+    worker.wake()
+
+    async def sent() -> bool:
+        return (await store.counts())["sent"] == 1
+
+    await eventually(sent)
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-at-a-time", "pipelining"])
 async def test_stop_lets_the_send_in_progress_finish_and_leaves_the_queue_pending(
-    make_config: ConfigFactory, tmp_path: Path
+    make_config: ConfigFactory, tmp_path: Path, pipelining: bool
 ) -> None:
-    relay = Relay(script=lambda n: SLOW, stall_seconds=0.5)
+    # With pipelining the sender has taken b to go next, its envelope written
+    # behind a's data: b must stay pending too.
+    relay = Relay(
+        pipelining=pipelining, script=lambda n: ACCEPT if n == 1 else SLOW, stall_seconds=0.5
+    )
     port = await relay.start()
     db = await Database.open(str(tmp_path / "outbox.db"))
     try:
         cfg = make_config(mail={"port": port, "pool_size": 1, **FAST})
         store = OutboxStore(db)
-        first, *rest = await enqueue(db, ["a@example.com", "b@example.com", "c@example.com"])
         worker = worker_for(store, cfg, port, grace=5.0)
         await worker.start()
+        await warm_up(db, store, worker)
+        first, *rest = await enqueue(db, ["a@example.com", "b@example.com", "c@example.com"])
+        worker.wake()
 
         async def in_data() -> bool:
-            return relay.attempts == 1
+            return relay.attempts == 2
 
         await eventually(in_data)
         await worker.stop()
-        assert len(relay.received) == 1
+        assert [r.rcpt_tos for r in relay.received] == [["warm@example.com"], ["a@example.com"]]
+        assert relay.connections == 1
         done = await store.get(first)
         assert done is not None and done.status == "sent"
         for mail_id in rest:
             left = await store.get(mail_id)
             assert left is not None
             assert (left.status, left.attempts) == ("pending", 0)  # claimed, never tried
+    finally:
+        await relay.stop()
+        await db.close()
+
+
+async def test_a_stop_that_interrupts_a_send_sends_nothing_after_it(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    relay = Relay(pipelining=True, script=lambda n: STALL if n == 2 else ACCEPT, stall_seconds=30)
+    port = await relay.start()
+    db = await Database.open(str(tmp_path / "outbox.db"))
+    try:
+        cfg = make_config(mail={"port": port, "pool_size": 1, "timeout": 10.0})
+        store = OutboxStore(db)
+        worker = worker_for(store, cfg, port, grace=0.3)
+        await worker.start()
+        await warm_up(db, store, worker)
+        stalled, taken = await enqueue(db, ["a@example.com", "b@example.com"])
+        worker.wake()
+
+        async def in_data() -> bool:
+            return relay.attempts == 2
+
+        await eventually(in_data)
+        await worker.stop()
+        # b was taken to go next; the stop leaves it pending instead of opening a
+        # new session for it after cutting a's.
+        assert relay.connections == 1
+        assert [r.rcpt_tos for r in relay.received] == [["warm@example.com"]]
+        for mail_id in (stalled, taken):
+            left = await store.get(mail_id)
+            assert left is not None and left.status == "pending"
+        b = await store.get(taken)
+        assert b is not None and b.attempts == 0
     finally:
         await relay.stop()
         await db.close()
