@@ -229,6 +229,8 @@ class Session(asyncio.Protocol):
                 self._ahead = ahead
             code, text = await self.reply()
             self.in_sync = True
+            if code == 421:  # closing: an envelope written ahead goes on a new session
+                self._break(f"{code} {text}")
             if code != 250:
                 raise failure(code, text)
             return

@@ -222,6 +222,17 @@ async def test_a_drop_at_the_end_of_data_loses_the_envelope_ahead_not_its_mail(
     assert relay.connections == 2
 
 
+async def test_a_421_at_the_end_of_data_ends_the_session_before_the_mail_ahead(
+    relay: Relay, conn: SmtpConnection
+) -> None:
+    relay.script = first_n(1, "421 4.3.2 Closing")
+    with pytest.raises(TemporaryFailure, match=r"^421 "):
+        await conn.send(*out("a@x.test"), then=out("b@x.test"))
+    await conn.send(*out("b@x.test"))
+    assert rcpts(relay) == [["b@x.test"]]
+    assert relay.connections == 2  # not on the session the relay said it was closing
+
+
 async def test_sending_another_mail_than_the_one_announced_starts_a_new_session(
     relay: Relay, conn: SmtpConnection, pipelining: bool
 ) -> None:
