@@ -28,6 +28,7 @@ from .db import Database
 from .logs import setup_logging
 from .outbox_store import OutboxStore
 from .passwords import Hasher, check_policy
+from .render import warm_templates
 from .users import DuplicateUser, UserStore
 
 log = logging.getLogger("resetd")
@@ -101,6 +102,9 @@ async def serve(cfg: Config) -> int:
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     app = create_app(cfg)
+    # Compiled now, before the loop serves anyone, not by each one's first user.
+    warm_templates(app)
+    app[keys.composer].warm()
     runner = web.AppRunner(app)
     try:
         await runner.setup()  # runs the cleanup contexts' startup halves

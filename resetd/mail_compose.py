@@ -81,6 +81,13 @@ class MailComposer:
         )
         self._msgid_domain = self.sender_addr.rpartition("@")[2] or "localhost"
 
+    def warm(self) -> int:
+        """Compile every mail template now (see :func:`resetd.render.warm_templates`)."""
+        names = self._env.list_templates()
+        for name in names:
+            self._env.get_template(name)
+        return len(names)
+
     def compose(
         self, template: str, subject: str, to_name: str, to_addr: str, **context: Any
     ) -> ComposedMail:
