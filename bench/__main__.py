@@ -59,9 +59,8 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
-        if not self.baseline:
-            return None
-        return self.median / statistics.median(self.baseline)
+        base = statistics.median(self.baseline) if self.baseline else 0.0
+        return self.median / base if base else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
