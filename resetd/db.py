@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -295,3 +295,12 @@ class Database:
         async with self.transaction() as conn:
             cur = await conn.execute(sql, tuple(params))
             return cur.rowcount
+
+
+async def with_database(path: str, fn: Callable[[Database], Awaitable[T]]) -> T:
+    """Open the database at ``path``, run ``fn`` on it, close it (CLI commands)."""
+    db = await Database.open(path)
+    try:
+        return await fn(db)
+    finally:
+        await db.close()
