@@ -27,8 +27,9 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
-from typing import Literal, Protocol
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Protocol
 
 from .attempts import Attempts, expired, redact
 from .config import MailConfig
@@ -49,14 +50,12 @@ class RelayConnection(Protocol):
     """What the worker needs from a connection: :class:`SmtpConnection` in production,
     anything with the same three methods in a unit test."""
 
-    pipelining: bool  # the relay takes commands in groups (RFC 2920)
-
     async def send(
         self,
         sender: str,
         recipient: str,
         message: bytes,
-        then: tuple[str, str, bytes] | None = None,
+        then: Callable[[], tuple[str, str, bytes] | None] | None = None,
     ) -> None: ...
 
     def abort(self) -> None: ...
@@ -225,14 +224,10 @@ class OutboxWorker:
     async def _send_loop(self, conn: RelayConnection) -> None:
         mail = await self._queue.get()
         while mail is not None:
-            # A mail is waiting only while every sender is busy. Taking it now lets
-            # its envelope go out behind this mail's data: a round trip saved.
-            after: OutgoingMail | Literal[False] | None = False  # False: none taken
-            if conn.pipelining and not self._stopping and not self._queue.empty():
-                after = self._queue.get_nowait()  # None: the worker is stopping
+            taken: list[OutgoingMail] = []  # the mail this sender sends next, if any
             accepted = False
             try:
-                accepted = await self._deliver(conn, mail, after or None)
+                accepted = await self._deliver(conn, mail, partial(self._take_next, taken))
             except sqlite3.Error:
                 log.exception(
                     "outbox: mail=%d: could not record the outcome; tried again in %.0f s",
@@ -246,16 +241,28 @@ class OutboxWorker:
                 else:
                     self._held.discard(mail.id)
                     self._wake.set()  # room for the dispatcher to claim more
-            if after is False:
+            if not taken:
                 mail = await self._queue.get()
-            elif after is not None and self._stopping:
+            elif self._stopping:
                 # A stop sends only what is in progress: the mail taken to go next
                 # stays pending, like those still queued (its envelope, written
                 # ahead, dies with the session).
-                await self._give_back(after)
+                await self._give_back(taken[0])
                 mail = await self._queue.get()
             else:
-                mail = after
+                mail = taken[0]
+
+    def _take_next(self, taken: list[OutgoingMail]) -> tuple[str, str, bytes] | None:
+        """Asked by the connection when a mail's data is about to go. A mail waits
+        in the queue only while every sender is busy; taking it now lets its
+        envelope go out behind that data: a round trip saved."""
+        if self._stopping or self._queue.empty():
+            return None
+        nxt = self._queue.get_nowait()
+        if nxt is None:  # not queued before a stop begins, and then nothing is taken
+            return None
+        taken.append(nxt)
+        return None if expired(nxt) else (nxt.sender, nxt.recipient, nxt.message)
 
     async def _give_back(self, mail: OutgoingMail) -> None:
         self._given_back += 1
@@ -267,20 +274,20 @@ class OutboxWorker:
             self._held.discard(mail.id)
 
     async def _deliver(
-        self, conn: RelayConnection, mail: OutgoingMail, then: OutgoingMail | None = None
+        self,
+        conn: RelayConnection,
+        mail: OutgoingMail,
+        then: Callable[[], tuple[str, str, bytes] | None] | None = None,
     ) -> bool:
         """One attempt; returns True when the relay accepted the mail (which the
         recorder then marks sent), False when the outcome is already recorded.
-        ``then`` is the mail this connection sends next."""
+        ``then`` hands the connection the mail it sends next (see SmtpConnection)."""
         started = time.monotonic()
         if expired(mail):
             await self.attempts.expire(mail, started, None)
             return False
-        following = None
-        if then is not None and not expired(then):
-            following = (then.sender, then.recipient, then.message)
         try:
-            await conn.send(mail.sender, mail.recipient, mail.message, following)
+            await conn.send(mail.sender, mail.recipient, mail.message, then)
         except PermanentFailure as exc:
             await self.attempts.rejected(mail, redact(str(exc)), started)
         except SessionRefused as exc:

@@ -21,6 +21,7 @@ import aiosmtplib
 
 from .config import MailConfig
 from .smtp_session import (
+    Outgoing,
     PermanentFailure,
     Session,
     SessionRefused,
@@ -112,16 +113,17 @@ class SmtpConnection:
         sender: str,
         recipient: str,
         message: bytes,
-        then: tuple[str, str, bytes] | None = None,
+        then: Callable[[], tuple[str, str, bytes] | None] | None = None,
     ) -> None:
         """Deliver one message; returns once the relay accepted it.
 
         Raises PermanentFailure or TemporaryFailure (and nothing else from SMTP or
         the network).
 
-        ``then`` is the (sender, recipient, message) this connection sends next:
-        when the relay pipelines, its envelope goes out behind this message's
-        data. Sending another message next costs a new session."""
+        When the relay pipelines and has accepted this message's envelope,
+        ``then()`` may return the (sender, recipient, message) this connection
+        sends next: its envelope goes out behind this message's data. Sending
+        another message next costs a new session."""
         payload = data_payload(message)
         session = self._session
         if session is not None and not session.expects(sender, recipient, payload):
@@ -134,7 +136,11 @@ class SmtpConnection:
             except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
                 # OSError covers refused connections, TLS errors and TimeoutError.
                 raise classify(exc) from exc
-        following = None if then is None else (then[0], then[1], data_payload(then[2]))
+
+        def following() -> Outgoing | None:
+            nxt = then() if then is not None else None
+            return None if nxt is None else (nxt[0], nxt[1], data_payload(nxt[2]))
+
         try:
             await session.transaction(sender, recipient, payload, following)
         finally:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import re
 from collections import deque
+from collections.abc import Callable
 
 
 class PermanentFailure(Exception):
@@ -72,6 +73,8 @@ def _path(address: str) -> bytes:
 
 Reply = tuple[int, str]
 Outgoing = tuple[str, str, bytes]  # sender, recipient, payload (from data_payload)
+# Called when a mail's data is about to go: the mail to send next, if one waits.
+NextMail = Callable[[], Outgoing | None]
 _MAX_REPLY = 64 * 1024  # bytes of one reply; a relay sending more is broken
 
 
@@ -196,13 +199,16 @@ class Session(asyncio.Protocol):
             return False
 
     async def transaction(
-        self, sender: str, recipient: str, payload: bytes, then: Outgoing | None = None
+        self, sender: str, recipient: str, payload: bytes, then: NextMail | None = None
     ) -> None:
         """One mail: returns once the relay accepted it, raises Permanent- or
         TemporaryFailure otherwise. ``payload`` comes from :func:`data_payload`.
 
-        With PIPELINING, the envelope of ``then`` (the mail this session sends
-        next) is written behind this mail's data; its transaction must follow."""
+        With PIPELINING, once the relay has accepted this mail's envelope,
+        ``then()`` is asked for the mail this session sends next; its envelope is
+        written behind this mail's data, and its transaction must follow. Asking
+        only then means no mail is held back while a session opens or an
+        envelope is refused."""
         mail, rcpt = self._envelope(sender, recipient, payload)
         if self._ahead is not None and self._ahead != mail + rcpt:
             raise TemporaryFailure("internal error: another mail's envelope is pending")
@@ -221,7 +227,7 @@ class Session(asyncio.Protocol):
                     replies.append(await self._command(b"DATA\r\n"))
         refusal = _first_refusal(replies)
         if refusal is None:
-            ahead = self._envelope_ahead(then)
+            ahead = self._envelope_ahead(then() if then is not None and self.pipelining else None)
             if ahead is None:
                 self.write(payload)
             else:

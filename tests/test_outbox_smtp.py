@@ -10,7 +10,7 @@ import datetime
 import ipaddress
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,11 @@ def out(to: str) -> tuple[str, str, bytes]:
     return SENDER, to, mail(to)
 
 
+def announce(to: str) -> Callable[[], tuple[str, str, bytes]]:
+    """A ``then`` for SmtpConnection.send: the mail that goes next."""
+    return lambda: out(to)
+
+
 def ahead_reads(relay: Relay) -> int:
     """Reads that held one mail's end of data and the next mail's envelope."""
     return sum(b"\r\n.\r\nMAIL FROM:" in c for c in relay.chunks)
@@ -181,20 +186,39 @@ async def test_the_next_envelope_rides_behind_the_data_only_when_pipelining(
 ) -> None:
     to = [f"user{i}@x.test" for i in range(4)]
     for i, addr in enumerate(to):
-        await conn.send(*out(addr), then=out(to[i + 1]) if i + 1 < len(to) else None)
+        await conn.send(*out(addr), then=announce(to[i + 1]) if i + 1 < len(to) else None)
     assert rcpts(relay) == [[a] for a in to]
     assert ahead_reads(relay) == (3 if pipelining else 0)
     assert sum(c.count(b"MAIL FROM:") for c in relay.chunks) == 4  # each envelope once
     assert relay.connections == 1
 
 
+async def test_the_next_mail_is_asked_for_only_once_an_envelope_is_accepted(
+    relay: Relay, conn: SmtpConnection, pipelining: bool
+) -> None:
+    relay.envelope = lambda cmd, addr: "550 5.1.1 No such user" if addr == "gone@x.test" else None
+    asked: list[str] = []
+
+    def then() -> tuple[str, str, bytes]:
+        asked.append("b@x.test")
+        return out("b@x.test")
+
+    with pytest.raises(PermanentFailure):
+        await conn.send(*out("gone@x.test"), then=then)
+    assert asked == []  # nothing held back for a mail that never got to its data
+    await conn.send(*out("a@x.test"), then=then)
+    assert asked == (["b@x.test"] if pipelining else [])
+    await conn.send(*out("b@x.test"))
+    assert rcpts(relay) == [["a@x.test"], ["b@x.test"]]
+
+
 async def test_an_envelope_refused_ahead_fails_only_its_own_mail(
     relay: Relay, conn: SmtpConnection
 ) -> None:
     relay.envelope = lambda cmd, addr: "550 5.1.1 No such user" if addr == "gone@x.test" else None
-    await conn.send(*out("a@x.test"), then=out("gone@x.test"))
+    await conn.send(*out("a@x.test"), then=announce("gone@x.test"))
     with pytest.raises(PermanentFailure, match=r"^550 5\.1\.1 No such user$"):
-        await conn.send(*out("gone@x.test"), then=out("b@x.test"))
+        await conn.send(*out("gone@x.test"), then=announce("b@x.test"))
     await conn.send(*out("b@x.test"))
     assert rcpts(relay) == [["a@x.test"], ["b@x.test"]]
     assert relay.connections == 1
@@ -205,7 +229,7 @@ async def test_data_refused_with_an_envelope_ahead_leaves_the_next_mail_unharmed
 ) -> None:
     relay.script = first_n(1, "554 5.7.1 Spam")
     with pytest.raises(PermanentFailure, match=r"^554 5\.7\.1 Spam$"):
-        await conn.send(*out("a@x.test"), then=out("b@x.test"))
+        await conn.send(*out("a@x.test"), then=announce("b@x.test"))
     await conn.send(*out("b@x.test"))
     assert rcpts(relay) == [["b@x.test"]]
     assert relay.connections == 1
@@ -216,7 +240,7 @@ async def test_a_drop_at_the_end_of_data_loses_the_envelope_ahead_not_its_mail(
 ) -> None:
     relay.script = first_n(1, DROP)
     with pytest.raises(TemporaryFailure, match=r"^disconnected"):
-        await conn.send(*out("a@x.test"), then=out("b@x.test"))
+        await conn.send(*out("a@x.test"), then=announce("b@x.test"))
     await conn.send(*out("b@x.test"))
     assert rcpts(relay) == [["b@x.test"]]
     assert relay.connections == 2
@@ -227,7 +251,7 @@ async def test_a_421_at_the_end_of_data_ends_the_session_before_the_mail_ahead(
 ) -> None:
     relay.script = first_n(1, "421 4.3.2 Closing")
     with pytest.raises(TemporaryFailure, match=r"^421 "):
-        await conn.send(*out("a@x.test"), then=out("b@x.test"))
+        await conn.send(*out("a@x.test"), then=announce("b@x.test"))
     await conn.send(*out("b@x.test"))
     assert rcpts(relay) == [["b@x.test"]]
     assert relay.connections == 2  # not on the session the relay said it was closing
@@ -236,7 +260,7 @@ async def test_a_421_at_the_end_of_data_ends_the_session_before_the_mail_ahead(
 async def test_sending_another_mail_than_the_one_announced_starts_a_new_session(
     relay: Relay, conn: SmtpConnection, pipelining: bool
 ) -> None:
-    await conn.send(*out("a@x.test"), then=out("b@x.test"))
+    await conn.send(*out("a@x.test"), then=announce("b@x.test"))
     await conn.send(*out("c@x.test"))
     await conn.close()
     # b's envelope was abandoned with its session: no empty or mixed-up mail.
@@ -247,7 +271,7 @@ async def test_sending_another_mail_than_the_one_announced_starts_a_new_session(
 async def test_closing_with_an_envelope_ahead_sends_no_quit_into_the_data(
     relay: Relay, conn: SmtpConnection, pipelining: bool
 ) -> None:
-    await conn.send(*out("a@x.test"), then=out("b@x.test"))
+    await conn.send(*out("a@x.test"), then=announce("b@x.test"))
     await conn.close()
     await conn.send(*out("c@x.test"))
     await conn.close()
