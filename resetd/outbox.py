@@ -154,7 +154,7 @@ class OutboxWorker:
             mail = self._queue.get_nowait()
             if mail is not None:
                 unsent.append(mail.id)
-        await self.store.release(unsent)
+        await self._release(unsent)
         self._held.difference_update(unsent)
         for _ in self._sender_tasks:
             self._queue.put_nowait(None)  # each sender exits after its current mail
@@ -206,6 +206,9 @@ class OutboxWorker:
                 room = self.capacity - len(self._held)
                 if room > 0 and self._queue.qsize() <= self.low_water:
                     claimed = await self.store.claim_due(room, self.lease, self._held)
+                    if self._stopping:  # a stop began during the claim: not ours to send
+                        await self._release([m.id for m in claimed])
+                        break
                     for mail in claimed:
                         self._held.add(mail.id)
                         self._queue.put_nowait(mail)
@@ -224,11 +227,18 @@ class OutboxWorker:
     async def _send_loop(self, conn: RelayConnection) -> None:
         mail = await self._queue.get()
         while mail is not None:
+            if self._stopping:
+                # A stop sends only what is in progress; a mail this sender gets
+                # after it began (the dispatcher may still have been claiming)
+                # stays pending, like those still queued.
+                await self._give_back(mail)
+                mail = await self._queue.get()
+                continue
             taken: list[OutgoingMail] = []  # the mail this sender sends next, if any
             accepted = False
             try:
                 accepted = await self._deliver(conn, mail, partial(self._take_next, taken))
-            except sqlite3.Error:
+            except Exception:  # sqlite3 or aiosqlite: the worker must outlive it
                 log.exception(
                     "outbox: mail=%d: could not record the outcome; tried again in %.0f s",
                     mail.id,
@@ -241,16 +251,9 @@ class OutboxWorker:
                 else:
                     self._held.discard(mail.id)
                     self._wake.set()  # room for the dispatcher to claim more
-            if not taken:
-                mail = await self._queue.get()
-            elif self._stopping:
-                # A stop sends only what is in progress: the mail taken to go next
-                # stays pending, like those still queued (its envelope, written
-                # ahead, dies with the session).
-                await self._give_back(taken[0])
-                mail = await self._queue.get()
-            else:
-                mail = taken[0]
+            # A mail taken to go next is given back at the top if a stop began
+            # meanwhile (its envelope, written ahead, dies with the session).
+            mail = taken[0] if taken else await self._queue.get()
 
     def _take_next(self, taken: list[OutgoingMail]) -> tuple[str, str, bytes] | None:
         """Asked by the connection when a mail's data is about to go. A mail waits
@@ -267,11 +270,16 @@ class OutboxWorker:
     async def _give_back(self, mail: OutgoingMail) -> None:
         self._given_back += 1
         try:
-            await self.store.release([mail.id])
-        except sqlite3.Error:  # its claim lapses after the lease, or at the next start
-            log.exception("outbox: mail=%d: could not release its claim", mail.id)
+            await self._release([mail.id])
         finally:
             self._held.discard(mail.id)
+
+    async def _release(self, ids: list[int]) -> None:
+        """Leave claimed mail pending for the next start (or another instance)."""
+        try:
+            await self.store.release(ids)
+        except Exception:  # the claims lapse after the lease, or at the next start
+            log.exception("outbox: could not release the claim on %d mail(s)", len(ids))
 
     async def _deliver(
         self,

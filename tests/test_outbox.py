@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -411,6 +412,85 @@ async def test_a_stop_that_interrupts_a_send_sends_nothing_after_it(
         b = await store.get(taken)
         assert b is not None and b.attempts == 0
     finally:
+        await relay.stop()
+        await db.close()
+
+
+async def test_a_stop_sends_nothing_claimed_or_queued_while_the_database_was_busy(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    # Another writer (a second instance, `resetd outbox retry`) holds SQLite's
+    # lock while the dispatcher claims: the stop begins mid-claim.
+    relay = Relay(script=lambda n: SLOW if n == 2 else ACCEPT, stall_seconds=0.4)
+    port = await relay.start()
+    path = tmp_path / "outbox.db"
+    db = await Database.open(str(path))
+    other = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        cfg = make_config(mail={"port": port, "pool_size": 1, **FAST})
+        store = OutboxStore(db)
+        worker = worker_for(store, cfg, port, grace=5.0)
+        await worker.start()
+        await warm_up(db, store, worker)
+        in_progress, queued = await enqueue(db, ["a@example.com", "b@example.com"])
+
+        async def in_data() -> bool:
+            return relay.attempts == 2
+
+        worker.wake()
+        await eventually(in_data)
+        [due] = await enqueue(db, ["c@example.com"])
+        other.execute("BEGIN IMMEDIATE")
+        worker.wake()  # the dispatcher's claim now waits for the lock
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(worker.stop())
+        await asyncio.sleep(0.6)  # a's data ends meanwhile; b is in the queue
+        other.execute("COMMIT")
+        await stopping
+        assert [r.rcpt_tos for r in relay.received] == [["warm@example.com"], ["a@example.com"]]
+        for mail_id in (queued, due):
+            left = await store.get(mail_id)
+            assert left is not None and left.status == "pending"
+        sent = await store.get(in_progress)
+        assert sent is not None and sent.status == "sent"
+    finally:
+        other.close()
+        await relay.stop()
+        await db.close()
+
+
+async def test_a_stop_completes_when_the_database_is_locked(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    # Giving the queued mail back fails after SQLite's 5 s busy timeout; the stop
+    # still ends every sender, marks what the relay accepted and closes the session.
+    relay = Relay(script=lambda n: SLOW if n == 2 else ACCEPT, stall_seconds=0.3)
+    port = await relay.start()
+    path = tmp_path / "outbox.db"
+    db = await Database.open(str(path))
+    other = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        cfg = make_config(mail={"port": port, "pool_size": 1, **FAST})
+        store = OutboxStore(db)
+        worker = worker_for(store, cfg, port, grace=8.0)
+        await worker.start()
+        await warm_up(db, store, worker)
+        in_progress, _queued = await enqueue(db, ["a@example.com", "b@example.com"])
+
+        async def in_data() -> bool:
+            return relay.attempts == 2
+
+        worker.wake()
+        await eventually(in_data)
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(5.5, other.execute, "COMMIT")
+        await worker.stop()
+        assert relay.open_connections == 0
+        assert [r.rcpt_tos for r in relay.received] == [["warm@example.com"], ["a@example.com"]]
+        sent = await store.get(in_progress)
+        assert sent is not None and sent.status == "sent"  # never sent twice
+    finally:
+        other.close()
         await relay.stop()
         await db.close()
 
