@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -42,6 +41,7 @@ from .relay import (
     SmtpConnection,
     TemporaryFailure,
 )
+from .sent_recorder import SentRecorder
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,11 @@ class OutboxWorker:
     One dispatcher task claims mail into a local queue (topping it up in one
     claim when it runs low, at most eight mails per connection, so a stop has
     little to give back); one task per connection sends from it; one recorder
-    task marks accepted mail sent, everything accepted while its previous
-    commit ran in one transaction, so the database costs one commit per batch
-    rather than one per mail. A mail stays held by this process until its
-    outcome is recorded.
+    task marks accepted mail sent in batches (:mod:`resetd.sent_recorder`). A
+    mail stays held by this process until its outcome is recorded.
     """
 
     PER_CONNECTION = 8  # mails claimed ahead per connection
-    RECORD_EVERY = 0.005  # seconds between commits of accepted mail
 
     def __init__(
         self,
@@ -106,13 +103,15 @@ class OutboxWorker:
         self._queue: Handoff[OutgoingMail | None] = Handoff()
         self._given_back = 0  # mails a sender had taken to go next when a stop came
         self._held: set[int] = set()  # claimed by this process: queued, sending or accepted
-        self._accepted: list[OutgoingMail] = []  # accepted by the relay, not yet marked sent
-        self._accepted_ready = asyncio.Event()
+        # Accepted by the relay, held until marked sent.
+        self._recorder = SentRecorder(store, self.lease, self._recorded)
         self._stopping = False
-        self._senders_done = False
         self._dispatcher: asyncio.Task[None] | None = None
-        self._recorder: asyncio.Task[None] | None = None
         self._sender_tasks: list[asyncio.Task[None]] = []
+
+    def _recorded(self, batch: list[OutgoingMail]) -> None:
+        self._held.difference_update(m.id for m in batch)
+        self._wake.set()  # room for the dispatcher to claim more
 
     def wake(self) -> None:
         """New mail was committed: look now instead of at the next poll."""
@@ -131,7 +130,7 @@ class OutboxWorker:
         if interrupted:
             log.info("outbox: %d mail(s) were mid-send when the last run ended", interrupted)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="outbox-dispatch")
-        self._recorder = asyncio.create_task(self._record_loop(), name="outbox-recorder")
+        self._recorder.start()
         self._sender_tasks = [
             asyncio.create_task(self._send_loop(c), name=f"outbox-sender-{i}")
             for i, c in enumerate(self.connections)
@@ -176,7 +175,8 @@ class OutboxWorker:
             for task in busy:
                 task.cancel()
             await asyncio.gather(*busy, return_exceptions=True)
-        await self._stop_recorder()
+        # Bounded: marking sent gives up after a few seconds of a locked database.
+        await self._recorder.stop(within=self.grace + 10)
         for conn in self.connections:
             await conn.close()
         if unsent or self._given_back:
@@ -184,18 +184,6 @@ class OutboxWorker:
                 "outbox: %d claimed mail(s) left pending for the next start",
                 len(unsent) + self._given_back,
             )
-
-    async def _stop_recorder(self) -> None:
-        """Let the recorder mark what was accepted, then end it."""
-        self._senders_done = True
-        self._accepted_ready.set()
-        if self._recorder is None:
-            return
-        # Bounded: _mark_sent gives up after a few seconds of a locked database.
-        done, _ = await asyncio.wait([self._recorder], timeout=self.grace + 10)
-        if not done:
-            self._recorder.cancel()
-            await asyncio.gather(self._recorder, return_exceptions=True)
 
     async def _dispatch(self) -> None:
         while not self._stopping:
@@ -246,8 +234,7 @@ class OutboxWorker:
                 )
             finally:
                 if accepted:  # held until the recorder has marked it sent
-                    self._accepted.append(mail)
-                    self._accepted_ready.set()
+                    self._recorder.accepted(mail)
                 else:
                     self._held.discard(mail.id)
                     self._wake.set()  # room for the dispatcher to claim more
@@ -311,38 +298,3 @@ class OutboxWorker:
             self.attempts.accepted(mail, started)
             return True
         return False
-
-    async def _record_loop(self) -> None:
-        while True:
-            if not self._accepted:
-                if self._senders_done:
-                    return
-                await self._accepted_ready.wait()
-                self._accepted_ready.clear()
-                continue
-            if not self._senders_done:
-                # Let a few more arrive: one commit per RECORD_EVERY, not per mail.
-                await asyncio.sleep(self.RECORD_EVERY)
-            batch, self._accepted = self._accepted, []
-            try:
-                await self._mark_sent(batch)
-            except sqlite3.Error:
-                log.exception(
-                    "outbox: could not mark %d accepted mail(s) sent; they are sent again "
-                    "in %.0f s",
-                    len(batch),
-                    self.lease,
-                )
-            finally:
-                self._held.difference_update(m.id for m in batch)
-                self._wake.set()
-
-    async def _mark_sent(self, batch: list[OutgoingMail]) -> None:
-        """Record acceptance, trying hard: a mail left unmarked would be sent twice."""
-        for pause in (0.1, 0.5, 1.0, 2.0):
-            try:
-                await self.store.mark_sent(batch)
-                return
-            except sqlite3.OperationalError:  # e.g. locked by another process
-                await asyncio.sleep(pause)
-        await self.store.mark_sent(batch)
