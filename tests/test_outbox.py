@@ -11,6 +11,9 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +347,47 @@ async def warm_up(db: Database, store: OutboxStore, worker: OutboxWorker) -> Non
     await eventually(sent)
 
 
+@dataclass
+class MidSend:
+    """A worker with one warm connection whose second mail (a@) is in its data
+    on the relay, with the rest of ``recipients`` queued behind it."""
+
+    db: Database
+    store: OutboxStore
+    worker: OutboxWorker
+    ids: list[int]
+
+
+@asynccontextmanager
+async def mid_send(
+    make_config: ConfigFactory,
+    tmp_path: Path,
+    relay: Relay,
+    recipients: list[str],
+    grace: float,
+    **mail: Any,
+) -> AsyncIterator[MidSend]:
+    port = await relay.start()
+    db = await Database.open(str(tmp_path / "outbox.db"))
+    try:
+        cfg = make_config(mail={"port": port, "pool_size": 1, **FAST, **mail})
+        store = OutboxStore(db)
+        worker = worker_for(store, cfg, port, grace=grace)
+        await worker.start()
+        await warm_up(db, store, worker)
+        ids = await enqueue(db, recipients)
+        worker.wake()
+
+        async def in_data() -> bool:
+            return relay.attempts == 2
+
+        await eventually(in_data)
+        yield MidSend(db, store, worker, ids)
+    finally:
+        await relay.stop()
+        await db.close()
+
+
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one-at-a-time", "pipelining"])
 async def test_stop_lets_the_send_in_progress_finish_and_leaves_the_queue_pending(
     make_config: ConfigFactory, tmp_path: Path, pipelining: bool
@@ -353,67 +397,37 @@ async def test_stop_lets_the_send_in_progress_finish_and_leaves_the_queue_pendin
     relay = Relay(
         pipelining=pipelining, script=lambda n: ACCEPT if n == 1 else SLOW, stall_seconds=0.5
     )
-    port = await relay.start()
-    db = await Database.open(str(tmp_path / "outbox.db"))
-    try:
-        cfg = make_config(mail={"port": port, "pool_size": 1, **FAST})
-        store = OutboxStore(db)
-        worker = worker_for(store, cfg, port, grace=5.0)
-        await worker.start()
-        await warm_up(db, store, worker)
-        first, *rest = await enqueue(db, ["a@example.com", "b@example.com", "c@example.com"])
-        worker.wake()
-
-        async def in_data() -> bool:
-            return relay.attempts == 2
-
-        await eventually(in_data)
-        await worker.stop()
+    recipients = ["a@example.com", "b@example.com", "c@example.com"]
+    async with mid_send(make_config, tmp_path, relay, recipients, grace=5.0) as m:
+        first, *rest = m.ids
+        await m.worker.stop()
         assert [r.rcpt_tos for r in relay.received] == [["warm@example.com"], ["a@example.com"]]
         assert relay.connections == 1
-        done = await store.get(first)
+        done = await m.store.get(first)
         assert done is not None and done.status == "sent"
         for mail_id in rest:
-            left = await store.get(mail_id)
+            left = await m.store.get(mail_id)
             assert left is not None
             assert (left.status, left.attempts) == ("pending", 0)  # claimed, never tried
-    finally:
-        await relay.stop()
-        await db.close()
 
 
 async def test_a_stop_that_interrupts_a_send_sends_nothing_after_it(
     make_config: ConfigFactory, tmp_path: Path
 ) -> None:
     relay = Relay(pipelining=True, script=lambda n: STALL if n == 2 else ACCEPT, stall_seconds=30)
-    port = await relay.start()
-    db = await Database.open(str(tmp_path / "outbox.db"))
-    try:
-        cfg = make_config(mail={"port": port, "pool_size": 1, "timeout": 10.0})
-        store = OutboxStore(db)
-        worker = worker_for(store, cfg, port, grace=0.3)
-        await worker.start()
-        await warm_up(db, store, worker)
-        stalled, taken = await enqueue(db, ["a@example.com", "b@example.com"])
-        worker.wake()
-
-        async def in_data() -> bool:
-            return relay.attempts == 2
-
-        await eventually(in_data)
-        await worker.stop()
+    recipients = ["a@example.com", "b@example.com"]
+    async with mid_send(make_config, tmp_path, relay, recipients, grace=0.3, timeout=10.0) as m:
+        stalled, taken = m.ids
+        await m.worker.stop()
         # b was taken to go next; the stop leaves it pending instead of opening a
         # new session for it after cutting a's.
         assert relay.connections == 1
         assert [r.rcpt_tos for r in relay.received] == [["warm@example.com"]]
         for mail_id in (stalled, taken):
-            left = await store.get(mail_id)
+            left = await m.store.get(mail_id)
             assert left is not None and left.status == "pending"
-        b = await store.get(taken)
+        b = await m.store.get(taken)
         assert b is not None and b.attempts == 0
-    finally:
-        await relay.stop()
-        await db.close()
 
 
 async def test_a_stop_sends_nothing_claimed_or_queued_while_the_database_was_busy(
@@ -422,41 +436,27 @@ async def test_a_stop_sends_nothing_claimed_or_queued_while_the_database_was_bus
     # Another writer (a second instance, `resetd outbox retry`) holds SQLite's
     # lock while the dispatcher claims: the stop begins mid-claim.
     relay = Relay(script=lambda n: SLOW if n == 2 else ACCEPT, stall_seconds=0.4)
-    port = await relay.start()
-    path = tmp_path / "outbox.db"
-    db = await Database.open(str(path))
-    other = sqlite3.connect(str(path), isolation_level=None)
-    try:
-        cfg = make_config(mail={"port": port, "pool_size": 1, **FAST})
-        store = OutboxStore(db)
-        worker = worker_for(store, cfg, port, grace=5.0)
-        await worker.start()
-        await warm_up(db, store, worker)
-        in_progress, queued = await enqueue(db, ["a@example.com", "b@example.com"])
-
-        async def in_data() -> bool:
-            return relay.attempts == 2
-
-        worker.wake()
-        await eventually(in_data)
-        [due] = await enqueue(db, ["c@example.com"])
-        other.execute("BEGIN IMMEDIATE")
-        worker.wake()  # the dispatcher's claim now waits for the lock
-        await asyncio.sleep(0.05)
-        stopping = asyncio.create_task(worker.stop())
-        await asyncio.sleep(0.6)  # a's data ends meanwhile; b is in the queue
-        other.execute("COMMIT")
-        await stopping
+    recipients = ["a@example.com", "b@example.com"]
+    async with mid_send(make_config, tmp_path, relay, recipients, grace=5.0) as m:
+        in_progress, queued = m.ids
+        [due] = await enqueue(m.db, ["c@example.com"])
+        other = sqlite3.connect(str(tmp_path / "outbox.db"), isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            m.worker.wake()  # the dispatcher's claim now waits for the lock
+            await asyncio.sleep(0.05)
+            stopping = asyncio.create_task(m.worker.stop())
+            await asyncio.sleep(0.6)  # a's data ends meanwhile; b is in the queue
+            other.execute("COMMIT")
+            await stopping
+        finally:
+            other.close()
         assert [r.rcpt_tos for r in relay.received] == [["warm@example.com"], ["a@example.com"]]
         for mail_id in (queued, due):
-            left = await store.get(mail_id)
+            left = await m.store.get(mail_id)
             assert left is not None and left.status == "pending"
-        sent = await store.get(in_progress)
+        sent = await m.store.get(in_progress)
         assert sent is not None and sent.status == "sent"
-    finally:
-        other.close()
-        await relay.stop()
-        await db.close()
 
 
 async def test_a_stop_completes_when_the_database_is_locked(
@@ -465,34 +465,20 @@ async def test_a_stop_completes_when_the_database_is_locked(
     # Giving the queued mail back fails after SQLite's 5 s busy timeout; the stop
     # still ends every sender, marks what the relay accepted and closes the session.
     relay = Relay(script=lambda n: SLOW if n == 2 else ACCEPT, stall_seconds=0.3)
-    port = await relay.start()
-    path = tmp_path / "outbox.db"
-    db = await Database.open(str(path))
-    other = sqlite3.connect(str(path), isolation_level=None)
-    try:
-        cfg = make_config(mail={"port": port, "pool_size": 1, **FAST})
-        store = OutboxStore(db)
-        worker = worker_for(store, cfg, port, grace=8.0)
-        await worker.start()
-        await warm_up(db, store, worker)
-        in_progress, _queued = await enqueue(db, ["a@example.com", "b@example.com"])
-
-        async def in_data() -> bool:
-            return relay.attempts == 2
-
-        worker.wake()
-        await eventually(in_data)
-        other.execute("BEGIN IMMEDIATE")
-        asyncio.get_running_loop().call_later(5.5, other.execute, "COMMIT")
-        await worker.stop()
+    recipients = ["a@example.com", "b@example.com"]
+    async with mid_send(make_config, tmp_path, relay, recipients, grace=8.0) as m:
+        in_progress, _queued = m.ids
+        other = sqlite3.connect(str(tmp_path / "outbox.db"), isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            asyncio.get_running_loop().call_later(5.5, other.execute, "COMMIT")
+            await m.worker.stop()
+        finally:
+            other.close()
         assert relay.open_connections == 0
         assert [r.rcpt_tos for r in relay.received] == [["warm@example.com"], ["a@example.com"]]
-        sent = await store.get(in_progress)
+        sent = await m.store.get(in_progress)
         assert sent is not None and sent.status == "sent"  # never sent twice
-    finally:
-        other.close()
-        await relay.stop()
-        await db.close()
 
 
 async def test_stop_interrupts_a_send_that_outlives_the_grace_period(
