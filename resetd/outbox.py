@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Protocol
 
@@ -35,6 +35,7 @@ from .config import MailConfig
 from .handoff import Handoff
 from .outbox_store import OutboxStore, OutgoingMail
 from .relay import (
+    NextMessage,
     PermanentFailure,
     RelayAddress,
     SessionRefused,
@@ -55,7 +56,7 @@ class RelayConnection(Protocol):
         sender: str,
         recipient: str,
         message: bytes,
-        then: Callable[[], tuple[str, str, bytes] | None] | None = None,
+        then: NextMessage | None = None,
     ) -> None: ...
 
     def abort(self) -> None: ...
@@ -272,7 +273,7 @@ class OutboxWorker:
         self,
         conn: RelayConnection,
         mail: OutgoingMail,
-        then: Callable[[], tuple[str, str, bytes] | None] | None = None,
+        then: NextMessage | None = None,
     ) -> bool:
         """One attempt; returns True when the relay accepted the mail (which the
         recorder then marks sent), False when the outcome is already recorded.

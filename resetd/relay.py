@@ -30,6 +30,7 @@ from .smtp_session import (
 )
 
 __all__ = [
+    "NextMessage",
     "PermanentFailure",
     "RelayAddress",
     "SessionRefused",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 RelayAddress = Callable[[], tuple[str, int]]
+# Asked when a message's data is about to go: (sender, recipient, message) of the
+# one this connection sends next, or None.
+NextMessage = Callable[[], tuple[str, str, bytes] | None]
 
 
 def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
@@ -113,7 +117,7 @@ class SmtpConnection:
         sender: str,
         recipient: str,
         message: bytes,
-        then: Callable[[], tuple[str, str, bytes] | None] | None = None,
+        then: NextMessage | None = None,
     ) -> None:
         """Deliver one message; returns once the relay accepted it.
 
