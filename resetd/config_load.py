@@ -38,27 +38,9 @@ def _coerce(section: str, key: str, typ: Any, raw: Any, from_env: bool) -> Any:
             return raw.strip().lower() in _TRUE
         raise ConfigError(f"{where}: expected true or false, got {raw!r}")
     if typ == "int" or typ is int:
-        if isinstance(raw, bool):
-            raise ConfigError(f"{where}: expected an integer, got {raw!r}")
-        if isinstance(raw, int):
-            return raw
-        if from_env and isinstance(raw, str):
-            try:
-                return int(raw.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected an integer, got {raw!r}")
+        return _number(where, raw, from_env, int, (int,), "an integer")
     if typ == "float" or typ is float:
-        if isinstance(raw, bool):
-            raise ConfigError(f"{where}: expected a number, got {raw!r}")
-        if isinstance(raw, int | float):
-            return float(raw)
-        if from_env and isinstance(raw, str):
-            try:
-                return float(raw.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {raw!r}")
+        return _number(where, raw, from_env, float, (int, float), "a number")
     if typ == "str" or typ is str:
         if isinstance(raw, str):
             return raw
@@ -70,6 +52,27 @@ def _coerce(section: str, key: str, typ: Any, raw: Any, from_env: bool) -> Any:
             return tuple(raw)
         raise ConfigError(f"{where}: expected a list of strings, got {raw!r}")
     raise AssertionError(f"unsupported config type {typ!r}")  # pragma: no cover
+
+
+def _number(
+    where: str,
+    raw: Any,
+    from_env: bool,
+    convert: type[int] | type[float],
+    accepted: tuple[type[int] | type[float], ...],
+    what: str,
+) -> int | float:
+    """An integer or a number: from TOML as is (never a boolean), from the
+    environment parsed from its text."""
+    if not isinstance(raw, bool):
+        if isinstance(raw, accepted):
+            return convert(raw)
+        if from_env and isinstance(raw, str):
+            try:
+                return convert(raw.strip())
+            except ValueError:
+                pass
+    raise ConfigError(f"{where}: expected {what}, got {raw!r}")
 
 
 def _build_section(section: str, values: Mapping[str, tuple[Any, bool]]) -> Any:
