@@ -8,9 +8,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from .config import DEV_SECRET_KEY, Config, ConfigError, LimitsConfig
+from .errors import UnsendableAddress
+from .mail_headers import check_address
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -22,6 +25,21 @@ def is_local_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _check_sender(sender: str) -> None:
+    """``[mail] sender`` goes into the From header and the envelope: no control
+    characters (a line break would add headers to every mail), and an address
+    the outbox can send from."""
+    if not sender.isprintable():
+        raise ConfigError(f"[mail] sender: control characters are not allowed, got {sender!r}")
+    addr = parseaddr(sender)[1]
+    if "@" not in sender or not addr:
+        raise ConfigError(f"[mail] sender: expected an address, got {sender!r}")
+    try:
+        check_address(addr)
+    except UnsendableAddress as exc:
+        raise ConfigError(f"[mail] sender: {exc}, got {sender!r}") from None
 
 
 def validate(cfg: Config) -> None:
@@ -64,8 +82,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"[mail] retry_base: expected a positive number up to backoff_cap, got {m.retry_base}"
         )
-    if "@" not in m.sender:
-        raise ConfigError(f"[mail] sender: expected an address, got {m.sender!r}")
+    _check_sender(m.sender)
     if cfg.reset.token_ttl < 30 or cfg.reset.token_ttl > 86400:
         raise ConfigError(
             f"[reset] token_ttl: expected 30-86400 seconds, got {cfg.reset.token_ttl}"

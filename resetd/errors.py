@@ -9,3 +9,9 @@ class FormError(Exception):
 
 class CsrfFailure(Exception):
     """The form's CSRF token is missing or wrong."""
+
+
+class UnsendableAddress(ValueError):
+    """A stored address resetd cannot put in an envelope or a header (see
+    :func:`resetd.mail_headers.check_address`); the message says why, never the
+    address."""
