@@ -7,6 +7,11 @@ token was bound to. Everything else resetd needs (token ledger, limits,
 audit, outbox) stays in resetd's own database. Because tokens and sessions
 are bound to a fingerprint of the *stored* hash, a password the app changes
 itself kills outstanding links and sessions too.
+
+The app's table is not resetd's to tidy: it may hold two spellings of one
+address (its unique index is case-sensitive), which :func:`~resetd.users.pick`
+resolves by what was typed, and bytes that are not valid UTF-8, which must
+not stop every lookup (a row whose address cannot be decoded is skipped).
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import aiosqlite
 
 from .config import ConfigError, UsersConfig
 from .db import Database, Row
-from .users import User, normalize
+from .users import User, normalize, pick
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ class SqliteAppUsers:
             f"{_q(c.email_column)} AS email, {_q(c.password_hash_column)} AS password_hash "
             f"FROM {_q(c.table)}"
         )
+        self._email_key = _norm_sql(c.email_column)
+        self._username_key = _norm_sql(c.username_column)
 
     @classmethod
     async def open(cls, cfg: UsersConfig) -> SqliteAppUsers:
@@ -57,9 +66,19 @@ class SqliteAppUsers:
         conn = await aiosqlite.connect(cfg.path, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
+            # Text that is not valid UTF-8 would make sqlite3 raise on every query
+            # returning it; it comes back with its bad bytes as lone surrogates, and
+            # _user() refuses rows whose address or hash holds any.
+            conn.text_factory = partial(str, encoding="utf-8", errors="surrogateescape")
             await conn.execute("PRAGMA busy_timeout=5000")
+            async with conn.execute("PRAGMA encoding") as cur:
+                row = await cur.fetchone()
+            encoding = str(row[0]) if row else "UTF-8"
             # normalize() in SQL: NFKC + case-fold, which SQLite's lower() cannot do.
-            await conn.create_function("resetd_norm", 1, _norm, deterministic=True)
+            # It is given the text's bytes (see _norm_sql): handed text that is not
+            # valid UTF-8, sqlite3 fails the whole statement before calling it.
+            norm = partial(_norm, encoding=encoding.lower())
+            await conn.create_function("resetd_norm", 1, norm, deterministic=True)
             await cls._validate(cfg, conn)
         except BaseException:
             await conn.close()
@@ -99,52 +118,46 @@ class SqliteAppUsers:
     async def close(self) -> None:
         await self.conn.close()
 
-    async def _one(self, where: str, params: tuple[object, ...]) -> User | None:
-        async with self.conn.execute(f"{self._select} WHERE {where} LIMIT 2", params) as cur:
+    async def _all(self, where: str, params: tuple[object, ...]) -> list[User]:
+        async with self.conn.execute(
+            f"{self._select} WHERE {where} LIMIT {MAX_CANDIDATES}", params
+        ) as cur:
             rows = list(await cur.fetchall())
-        if len(rows) != 1:
-            if len(rows) > 1:
-                log.warning(
-                    "users: %d accounts match one normalised key; treating as unknown", len(rows)
-                )
-            return None
-        return _user(rows[0])
+        return [u for u in map(_user, rows) if u is not None]
 
     async def get(self, user_id: int) -> User | None:
-        return await self._one(f"{_q(self.cfg.id_column)} = ?", (user_id,))
+        found = await self._all(f"{_q(self.cfg.id_column)} = ?", (user_id,))
+        return found[0] if len(found) == 1 else None
 
-    async def find_by_email(self, email_norm: str) -> User | None:
-        return await self._one(f"resetd_norm({_q(self.cfg.email_column)}) = ?", (email_norm,))
+    async def find_by_email(self, email_norm: str, typed: str | None = None) -> User | None:
+        """The account for ``email_norm``; among several spellings, the one stored
+        exactly as ``typed`` (see :func:`~resetd.users.pick`)."""
+        found = await self._all(f"{self._email_key} = ?", (email_norm,))
+        return _chosen(found, typed, "address", lambda u: u.email)
 
-    async def find_many_by_email(self, email_norms: list[str]) -> dict[str, User]:
-        """One scan for a batch; an address matching two accounts matches none."""
+    async def find_all_by_email(self, email_norms: list[str]) -> dict[str, list[User]]:
+        """One scan for a batch: normalised address → every account stored under a
+        spelling of it (the caller picks with :func:`~resetd.users.pick`)."""
         if not email_norms:
             return {}
         marks = ", ".join("?" for _ in email_norms)
-        col = _q(self.cfg.email_column)
         async with self.conn.execute(
-            f"{self._select} WHERE resetd_norm({col}) IN ({marks})", email_norms
+            f"{self._select} WHERE {self._email_key} IN ({marks})", email_norms
         ) as cur:
             rows = list(await cur.fetchall())
-        found: dict[str, User] = {}
-        clashes: set[str] = set()
-        for row in rows:
-            user = _user(row)
-            if user is None:
-                continue
-            norm = normalize(user.email)
-            if norm in found:
-                clashes.add(norm)
-            found[norm] = user
-        for norm in clashes:
-            log.warning("users: two accounts share one normalised address; sending to neither")
-            del found[norm]
+        found: dict[str, list[User]] = {}
+        for user in map(_user, rows):
+            if user is not None:
+                found.setdefault(normalize(user.email), []).append(user)
         return found
 
     async def find_by_login(self, login: str) -> User | None:
+        """By username, else by email; each time the exact spelling wins among
+        accounts whose names differ only in case or width."""
         key = normalize(login)
-        user = await self._one(f"resetd_norm({_q(self.cfg.username_column)}) = ?", (key,))
-        return user or await self.find_by_email(key)
+        named = await self._all(f"{self._username_key} = ?", (key,))
+        user = _chosen(named, login, "username", lambda u: u.username)
+        return user or await self.find_by_email(key, login)
 
     async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
         return await self.replace_password_hash(user_id, old_hash, new_hash)
@@ -172,13 +185,55 @@ class SqliteAppUsers:
             return cur.rowcount == 1
 
 
-def _norm(value: object) -> str | None:
-    return normalize(value) if isinstance(value, str) else None
+# Accounts one key may match (two spellings are the realistic case); bounds a scan
+# of a table where many rows share one value.
+MAX_CANDIDATES = 16
+
+
+def _norm_sql(column: str) -> str:
+    """resetd_norm() over the bytes of a text value; other types match nothing."""
+    col = _q(column)
+    return f"resetd_norm(CASE typeof({col}) WHEN 'text' THEN CAST({col} AS BLOB) END)"
+
+
+def _norm(value: object, encoding: str = "utf-8") -> str | None:
+    if not isinstance(value, bytes):
+        return None
+    return normalize(value.decode(encoding, "replace"))
+
+
+def _chosen(
+    found: list[User], typed: str | None, what: str, stored: Callable[[User], str]
+) -> User | None:
+    user = pick(found, typed, stored)
+    if user is None and len(found) > 1:
+        log.warning(
+            "users: %d accounts share one normalised %s and none is stored exactly as "
+            "typed; treating it as unknown",
+            len(found),
+            what,
+        )
+    return user
+
+
+def _valid(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _user(row: Row) -> User | None:
+    """An account from a row, or None when the row cannot be one: a non-integer id,
+    no text hash, or an address or hash holding bytes that are not valid UTF-8."""
     if not isinstance(row["id"], int) or not isinstance(row["password_hash"], str):
         return None
-    return User(
-        row["id"], str(row["username"] or ""), str(row["email"] or ""), row["password_hash"]
-    )
+    email = str(row["email"] or "")
+    if not (_valid(email) and _valid(row["password_hash"])):
+        log.warning("users: account %d: address or hash is not UTF-8; skipped", row["id"])
+        return None
+    username = str(row["username"] or "")
+    if not _valid(username):
+        username = username.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return User(row["id"], username, email, row["password_hash"])

@@ -12,6 +12,7 @@ import getpass
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -21,8 +22,10 @@ from .config_load import load_config
 from .config_rules import check_serve_safety
 from .db import Database, with_database
 from .logs import setup_logging
+from .mail_headers import clean
 from .outbox_store import OutboxStore
 from .passwords import Hasher, check_policy
+from .request_queue import FAILED_KEPT, RequestQueue
 from .serve import serve
 from .users import DuplicateUser, UserStore
 
@@ -100,7 +103,9 @@ async def _user_list(cfg: Config) -> int:
     if not users:
         print("no users (add one with: resetd user add --email E --username U)")
     for u in users:
-        print(f"{u.id:>5}  {u.username:<24} {u.email}")
+        # Cleaned: an account added before usernames were checked may hold
+        # control characters, which would drive the terminal.
+        print(f"{u.id:>5}  {clean(u.username):<24} {clean(u.email)}")
     return 0
 
 
@@ -126,6 +131,12 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
             )
             if e.last_error:
                 print(f"        last error: {e.last_error}")
+        aside = await RequestQueue(db).failed(time.time() - FAILED_KEPT)
+        if aside:
+            print(f"reset requests set aside (no mail made; kept {FAILED_KEPT // 86400} days):")
+        for r in aside:
+            print(f"{r.id:>6}  request  failed={_when(r.done_at)}  created={_when(r.created_at)}")
+            print(f"        reason: {clean(r.failure)}")
         return 0
 
     return await _with_db(cfg, run)

@@ -45,4 +45,10 @@ def client_ip(request: web.Request) -> str:
 
 
 def user_agent(request: web.Request) -> str:
-    return request.headers.get("User-Agent", "")[:300]
+    """The User-Agent header, at most 300 characters, as valid Unicode: aiohttp
+    hands bytes that are not UTF-8 over as lone surrogates, which SQLite refuses,
+    failing every request committed in the same batch."""
+    agent = request.headers.get("User-Agent", "")[:300]
+    if not agent.isascii():
+        agent = agent.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return agent

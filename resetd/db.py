@@ -109,6 +109,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN user_id TEXT;
     """,
+    # 5: what was typed (trimmed), to choose among accounts an app stored under two
+    # spellings of one address; and why a request was set aside instead of mailed.
+    """
+    ALTER TABLE reset_requests ADD COLUMN email TEXT;
+    ALTER TABLE reset_requests ADD COLUMN failure TEXT;
+    CREATE INDEX reset_requests_failed ON reset_requests (done_at) WHERE failure IS NOT NULL;
+    """,
 ]
 
 

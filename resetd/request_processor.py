@@ -6,6 +6,14 @@ transaction claims the requests, records the tokens in the ledger, puts the
 mails in the outbox and writes the audit trail. A crash before that commit
 leaves the requests queued; after it, the mails are in the outbox: never
 neither.
+
+Each request is its own unit of work. One whose mail cannot be made (an
+application's table holding an address no mail can go to, say) or recorded is
+set aside: marked done with its ``failure``, audited as ``reset_requested`` /
+``failed …``, listed by ``resetd outbox``, while the rest of its batch goes on.
+Only a failure of the account lookup itself, which no request can get past
+(the application's database is locked or gone), holds the queue: the batch is
+retried, less and less often, until the store answers again.
 """
 
 from __future__ import annotations
@@ -20,14 +28,16 @@ from aiohttp import web
 
 from . import keys
 from .audit import AuditLog
+from .errors import UnsendableAddress
 from .outbox_store import OutboxStore, Queued
 from .request_queue import QueuedRequest, RequestQueue
 from .tokens import Claims, TokenLedger
-from .users import fingerprint
+from .users import User, fingerprint, pick
 
 log = logging.getLogger(__name__)
 
 YIELD_EVERY = 4  # mails rendered between two turns of the event loop
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between tries of a batch that cannot be read
 
 
 class RequestProcessor:
@@ -52,10 +62,13 @@ class RequestProcessor:
 
     async def _run(self) -> None:
         last_purge = 0.0
+        delay = RETRY_FIRST
         while True:
             try:
                 if await self.process_batch() == self.BATCH:
+                    delay = RETRY_FIRST
                     continue
+                delay = RETRY_FIRST
                 if time.time() - last_purge > 3600:
                     last_purge = time.time()
                     await self.queue.purge(time.time() - 86400)
@@ -68,8 +81,14 @@ class RequestProcessor:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("reset requests: processing error; retrying in 1 s")
-                await asyncio.sleep(1)
+                # Per-request failures never get here (see process_batch): this is
+                # the account store or resetd's database failing for everybody.
+                if delay == RETRY_FIRST:
+                    log.exception("reset requests: processing error; retrying in %.0f s", delay)
+                else:
+                    log.error("reset requests: still failing; retrying in %.0f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
 
     async def process_batch(self) -> int:
         """Turn up to BATCH queued requests into mail; returns how many were pending.
@@ -79,47 +98,117 @@ class RequestProcessor:
         records the tokens, the mails and the audit rows of those it claimed. A
         request another instance claimed meanwhile is skipped, and the token
         minted for it, never recorded in the ledger, is worthless.
+
+        A request whose token or mail raises is set aside (see the module's
+        docstring); so is one whose rows the database refuses, found by
+        recording the batch's outcomes one by one when the whole batch is refused.
+        Raises only when the account lookup or the database fails for everybody.
         """
-        app = self.app
-        cfg = app[keys.config]
-        codec, composer = app[keys.codec], app[keys.composer]
         pending = await self.queue.pending(self.BATCH)
         if not pending:
             return 0
         wanted = sorted({r.email_norm for r in pending if r.email_norm and not r.limited})
-        accounts = await app[keys.users].find_many_by_email(wanted)
+        accounts = await self.app[keys.users].find_all_by_email(wanted)
         outcomes: list[Outcome] = []
         minted = 0
         for req in pending:
-            user = None if req.limited else accounts.get(req.email_norm)
-            if req.limited or user is None:
-                why = "rate_limited" if req.limited else "unknown_address"
-                outcomes.append(Outcome(req, why, None, None, None))
+            candidates = [] if req.limited else accounts.get(req.email_norm, [])
+            user = pick(candidates, req.email, _email)
+            if user is None:
+                outcomes.append(self._no_mail(req, candidates))
                 continue
             minted += 1
             if minted % YIELD_EVERY == 0:
                 # A token and a mail cost ~0.15 ms of loop time; a batch of known
                 # addresses would otherwise hold the loop for ~20 ms.
                 await asyncio.sleep(0)
-            token, claims = codec.mint(user.id, fingerprint(user))
-            mail = composer.reset_mail(user.username, user.email, token, cfg.reset.token_ttl)
-            # Undelivered when the token expires, the mail is pointless: fail it then.
-            queued = Queued(mail, user.id, float(claims.expires_at))
-            outcomes.append(Outcome(req, "mail_queued", user.id, claims, queued))
-        queued_mails = await app[keys.db].writer.run(_record, outcomes, time.time())
+            try:
+                outcomes.append(self._mail(req, user))
+            except Exception as exc:  # anything: one request must never hold the queue
+                outcomes.append(_set_aside(req, user.id, exc))
+        queued_mails = await self._record(outcomes)
         if queued_mails:
-            app[keys.outbox_worker].wake()
+            self.app[keys.outbox_worker].wake()
         return len(pending)
+
+    def _no_mail(self, req: QueuedRequest, candidates: list[User]) -> Outcome:
+        if req.limited:
+            return Outcome(req, "rate_limited", None, None, None)
+        if len(candidates) > 1:
+            # An app's table holds several spellings of the address and none is
+            # exactly what was typed: nobody can tell which account was meant.
+            log.warning(
+                "reset requests: request %d matches %d accounts and none exactly; no mail sent",
+                req.id,
+                len(candidates),
+            )
+            return Outcome(req, "ambiguous_address", None, None, None)
+        return Outcome(req, "unknown_address", None, None, None)
+
+    def _mail(self, req: QueuedRequest, user: User) -> Outcome:
+        """Mint the token and compose the mail for ``user``; raises whatever they do."""
+        ttl = self.app[keys.config].reset.token_ttl
+        token, claims = self.app[keys.codec].mint(user.id, fingerprint(user))
+        mail = self.app[keys.composer].reset_mail(user.username, user.email, token, ttl)
+        # Undelivered when the token expires, the mail is pointless: fail it then.
+        queued = Queued(mail, user.id, float(claims.expires_at))
+        return Outcome(req, "mail_queued", user.id, claims, queued)
+
+    async def _record(self, outcomes: list[Outcome]) -> int:
+        """Record the batch in one transaction; if the database refuses it, each
+        outcome alone, setting aside those it still refuses. Returns how many
+        mails were queued. An OperationalError (locked, full, unreadable) is the
+        database's state, not a request's: it is raised, and the batch retried."""
+        writer = self.app[keys.db].writer
+        try:
+            return await writer.run(_record, outcomes, time.time())
+        except sqlite3.OperationalError:
+            raise
+        except Exception:  # a value or a row the database refuses: find whose
+            log.exception("reset requests: a batch of %d was refused; one by one", len(outcomes))
+        queued = 0
+        for outcome in outcomes:
+            try:
+                queued += await writer.run(_record, [outcome], time.time())
+            except sqlite3.OperationalError:
+                raise
+            except Exception as exc:
+                if outcome.failure is not None:
+                    raise  # even its bare set-aside is refused
+                aside = _set_aside(outcome.request, outcome.user_id, exc)
+                await writer.run(_record, [aside], time.time())
+        return queued
 
 
 class Outcome(NamedTuple):
     """What one queued request came to, before it is claimed and recorded."""
 
     request: QueuedRequest
-    outcome: str  # mail_queued, unknown_address or rate_limited
+    # mail_queued, unknown_address, ambiguous_address, rate_limited, or
+    # "failed <reason>" for a request set aside
+    outcome: str
     user_id: int | str | None
     claims: Claims | None
     mail: Queued | None
+    failure: str | None = None  # why it was set aside, for resetd outbox
+
+
+def _email(user: User) -> str:
+    return user.email
+
+
+def _set_aside(req: QueuedRequest, user_id: int | str | None, exc: BaseException) -> Outcome:
+    """The outcome of a request that cannot be processed: no token, no mail, and
+    the reason (for the audit trail a short one, never the address)."""
+    if isinstance(exc, UnsendableAddress):
+        short, detail = "unsendable_address", str(exc)
+    else:
+        log.error(
+            "reset requests: request %d set aside: %s", req.id, type(exc).__name__, exc_info=exc
+        )
+        short, detail = f"error={type(exc).__name__}", f"{type(exc).__name__}: {exc}"
+    who = "" if user_id is None else f"account {user_id}: "
+    return Outcome(req, f"failed {short}", user_id, None, None, f"{who}{detail}")
 
 
 def _record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int:
@@ -130,6 +219,9 @@ def _record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> in
     TokenLedger.record_many(conn, [o.claims for o in mine if o.claims is not None])
     mails = [o.mail for o in mine if o.mail is not None]
     OutboxStore.enqueue_many(conn, "reset", mails, now)
+    RequestQueue.record_failures(
+        conn, [(o.request.id, o.failure) for o in mine if o.failure is not None]
+    )
     AuditLog.record_many(
         conn,
         [

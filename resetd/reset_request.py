@@ -58,9 +58,11 @@ async def request_page(request: web.Request) -> web.StreamResponse:
         )
     # More than one `email` value (GitLab CVE-2023-7028) or an implausible one is
     # queued like an unknown address: same work, same answer, nothing sent.
-    email_norm = normalize(typed) if typed is not None and len(typed) <= MAX_EMAIL_LENGTH else ""
+    plausible = typed is not None and len(typed) <= MAX_EMAIL_LENGTH
+    email = typed.strip() if typed is not None and plausible else None
+    email_norm = normalize(email) if email is not None else ""
     retry_after = await request.app[keys.intake].submit(
-        Submission(email_norm, client_ip(request), user_agent(request))
+        Submission(email_norm, client_ip(request), user_agent(request), email)
     )
     if retry_after is not None:
         raise web.HTTPTooManyRequests(
@@ -88,6 +90,9 @@ class Submission:
     email_norm: str
     client_ip: str
     user_agent: str
+    # As typed, trimmed: among accounts an app stored under two spellings of one
+    # address, the one stored exactly so gets the mail.
+    email: str | None = None
 
 
 class Intake:
@@ -199,7 +204,7 @@ def _queue_batch(
     RequestQueue.add_many(
         conn,
         [
-            (s.email_norm, s.client_ip, s.user_agent, v is not None)
+            (s.email_norm, s.email, s.client_ip, s.user_agent, v is not None)
             for s, v in zip(admitted, addr_verdicts, strict=True)
         ],
         now,

@@ -3,7 +3,9 @@
 Addresses and usernames are compared in a normalised form (trim, NFKC,
 case-fold) kept in their own UNIQUE columns, so two spellings of one address
 can never be two accounts; mail always goes to the stored ``email``, never to
-what somebody typed.
+what somebody typed. An application's table may hold several spellings
+(``Alice@example.com`` and ``alice@example.com``): :func:`pick` then chooses the
+account whose stored value is exactly what was typed, and none on a true tie.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import hmac
 import time
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,11 +28,11 @@ class AccountStore(Protocol):
 
     async def get(self, user_id: int) -> User | None: ...
 
-    async def find_by_email(self, email_norm: str) -> User | None: ...
+    async def find_by_email(self, email_norm: str, typed: str | None = None) -> User | None: ...
 
     async def find_by_login(self, login: str) -> User | None: ...
 
-    async def find_many_by_email(self, email_norms: list[str]) -> dict[str, User]: ...
+    async def find_all_by_email(self, email_norms: list[str]) -> dict[str, list[User]]: ...
 
     async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool: ...
 
@@ -58,6 +61,26 @@ class User:
 def normalize(value: str) -> str:
     """Trim, NFKC-normalise and case-fold an email address or username."""
     return unicodedata.normalize("NFKC", value.strip()).casefold()
+
+
+def pick(
+    candidates: Sequence[User], typed: str | None, stored: Callable[[User], str]
+) -> User | None:
+    """The one account meant by ``typed`` among those sharing its normalised form.
+
+    One candidate is the account. Among several, the one whose ``stored`` value
+    (its email or username) equals what was typed, both trimmed; None when none
+    or more than one does (a true tie: nobody can tell which account was meant,
+    so nothing is sent and nobody signs in). ``typed`` None (a request queued
+    before resetd kept what was typed) picks only a lone candidate.
+    """
+    if len(candidates) == 1:
+        return candidates[0]
+    if typed is None:
+        return None
+    want = typed.strip()
+    exact = [u for u in candidates if stored(u).strip() == want]
+    return exact[0] if len(exact) == 1 else None
 
 
 def fingerprint(user: User) -> str:
@@ -119,23 +142,25 @@ class UserStore:
             await self.db.fetchone(f"SELECT {_COLUMNS} FROM users WHERE id = ?", (user_id,))
         )
 
-    async def find_by_email(self, email_norm: str) -> User | None:
-        """Look up by an already-normalised address (see :func:`normalize`)."""
+    async def find_by_email(self, email_norm: str, typed: str | None = None) -> User | None:
+        """Look up by an already-normalised address (see :func:`normalize`);
+        ``email_norm`` is UNIQUE here, so ``typed`` never has to choose."""
         return _user(
             await self.db.fetchone(
                 f"SELECT {_COLUMNS} FROM users WHERE email_norm = ?", (email_norm,)
             )
         )
 
-    async def find_many_by_email(self, email_norms: list[str]) -> dict[str, User]:
-        """Normalised address → account, for the addresses that have one."""
+    async def find_all_by_email(self, email_norms: list[str]) -> dict[str, list[User]]:
+        """Normalised address → its account (one at most here, as ``email_norm`` is
+        UNIQUE), for the addresses that have one."""
         if not email_norms:
             return {}
         marks = ", ".join("?" for _ in email_norms)
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS}, email_norm FROM users WHERE email_norm IN ({marks})", email_norms
         )
-        return {r["email_norm"]: u for r in rows if (u := _user(r)) is not None}
+        return {r["email_norm"]: [u] for r in rows if (u := _user(r)) is not None}
 
     async def find_by_login(self, login: str) -> User | None:
         """Username or email, as the login form accepts either."""

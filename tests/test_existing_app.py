@@ -269,8 +269,10 @@ async def test_lookup_by_email_matches_resetds_normalisation_for_every_stored_fo
     store = await SqliteAppUsers.open(UsersConfig(store="sqlite", path=str(path)))
     try:
         keys = [normalize(e) for e in STORED_EMAILS]
-        found = await store.find_many_by_email([*keys, "nobody@example.com"])
-        assert {k: u.email for k, u in found.items()} == dict(zip(keys, STORED_EMAILS, strict=True))
+        found = await store.find_all_by_email([*keys, "nobody@example.com"])
+        assert {k: [u.email for u in us] for k, us in found.items()} == {
+            k: [e] for k, e in zip(keys, STORED_EMAILS, strict=True)
+        }
         for key, email in zip(keys, STORED_EMAILS, strict=True):
             user = await store.find_by_email(key)
             assert user is not None and user.email == email
