@@ -27,7 +27,7 @@ from .outbox_store import OutboxStore
 from .passwords import Hasher, check_policy
 from .request_queue import FAILED_KEPT, RequestQueue
 from .serve import serve
-from .users import DuplicateUser, UserStore
+from .users import DuplicateUser, UserStore, username_problem
 
 log = logging.getLogger("resetd")
 T = TypeVar("T")
@@ -244,8 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if refused is not None:
                 return refused
             if args.user_command == "add":
+                # Checked before the password prompt, so nobody types one for nothing.
+                problem = username_problem(args.username)
+                if problem is not None:
+                    print(f"resetd: --username: {problem}", file=sys.stderr)
+                    return 2
                 password = _read_password(args)
-                return asyncio.run(_user_add(cfg, args.email, args.username, password))
+                return asyncio.run(_user_add(cfg, args.email, args.username.strip(), password))
             return asyncio.run(_user_list(cfg))
         if args.command == "outbox":
             if args.outbox_command == "retry":

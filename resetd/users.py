@@ -50,6 +50,29 @@ class DuplicateUser(Exception):
     """The email or username is already taken; the message says which."""
 
 
+# As the Flask Mega-Tutorial's ``user.username`` column (String(64)); a name this
+# long still fits a mail's To: line and every page.
+MAX_USERNAME = 64
+
+
+def username_problem(username: str) -> str | None:
+    """Why ``username`` cannot be an account's name, or None when it can.
+
+    Printable characters only (``str.isprintable``: no control characters such as
+    CR or LF, which once reached mail headers, no format or separator characters
+    other than the space), 1 to :data:`MAX_USERNAME` characters once trimmed.
+    """
+    name = username.strip()
+    if not name:
+        return "must not be empty"
+    if not name.isprintable():
+        bad = next(c for c in name if not c.isprintable())
+        return f"must not contain control or invisible characters (found U+{ord(bad):04X})"
+    if len(name) > MAX_USERNAME:
+        return f"must be at most {MAX_USERNAME} characters (got {len(name)})"
+    return None
+
+
 @dataclass(frozen=True)
 class User:
     id: int
@@ -114,7 +137,13 @@ class UserStore:
         self.db = db
 
     async def add(self, email: str, username: str, password_hash: str) -> User:
-        """Create an account. Raises DuplicateUser naming the clashing field."""
+        """Create an account. Raises DuplicateUser naming the clashing field, and
+        ValueError when :func:`username_problem` finds one (the username is stored
+        trimmed)."""
+        problem = username_problem(username)
+        if problem is not None:
+            raise ValueError(f"username {problem}")
+        username = username.strip()
         now = time.time()
         email_norm, username_norm = normalize(email), normalize(username)
         async with self.db.transaction() as conn:

@@ -6,6 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from resetd.db import Database
+from resetd.users import UserStore
+
 from .test_config import run_cli
 
 PASSWORD = "correct horse battery staple\n"
@@ -57,3 +62,39 @@ def test_weak_password_is_refused(tmp_path: Path) -> None:
     result = user_add(str(config_file(tmp_path)), "a@example.com", "a", "short\n")
     assert result.returncode == 1
     assert "at least 15 characters" in result.stderr
+
+
+def test_user_add_refuses_control_characters_in_usernames(tmp_path: Path) -> None:
+    cfg = str(config_file(tmp_path))
+    for n, name in enumerate(
+        ["Eve\r\nX-Injected: yes", "Blank\n\nline", "tab\there", "esc\x1b[2J", "line\u2028sep"]
+    ):
+        result = user_add(cfg, f"u{n}@example.com", name)
+        assert result.returncode == 2, (name, result.stderr)
+        assert result.stderr.startswith("resetd: --username: must not contain control")
+        assert "Traceback" not in result.stderr
+    listed = run_cli("user", "list", "--config", cfg, cwd=tmp_path)
+    assert "no users" in listed.stdout
+
+
+def test_user_add_bounds_username_length(tmp_path: Path) -> None:
+    cfg = str(config_file(tmp_path))
+    too_long = user_add(cfg, "a@example.com", "x" * 65)
+    assert too_long.returncode == 2
+    assert "resetd: --username: must be at most 64 characters (got 65)" in too_long.stderr
+    assert user_add(cfg, "b@example.com", "x" * 1200).returncode == 2
+    assert user_add(cfg, "c@example.com", "y" * 64).returncode == 0
+    listed = run_cli("user", "list", "--config", cfg, cwd=tmp_path)
+    assert "y" * 64 in listed.stdout and "x" * 65 not in listed.stdout
+
+
+async def test_the_account_store_itself_refuses_what_user_add_refuses(tmp_path: Path) -> None:
+    db = await Database.open(str(tmp_path / "r.db"))
+    try:
+        store = UserStore(db)
+        for name in ["Eve\r\nX-Injected: yes", "x" * 65, "   "]:
+            with pytest.raises(ValueError, match=r"^username must"):
+                await store.add("eve@example.com", name, "hash")
+        assert (await store.add("eve@example.com", "  eve ", "hash")).username == "eve"
+    finally:
+        await db.close()
