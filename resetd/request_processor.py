@@ -202,6 +202,7 @@ def _set_aside(req: QueuedRequest, user_id: int | str | None, exc: BaseException
     the reason (for the audit trail a short one, never the address)."""
     if isinstance(exc, UnsendableAddress):
         short, detail = "unsendable_address", str(exc)
+        log.warning("reset requests: request %d set aside: account %s: %s", req.id, user_id, exc)
     else:
         log.error(
             "reset requests: request %d set aside: %s", req.id, type(exc).__name__, exc_info=exc

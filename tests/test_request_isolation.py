@@ -78,6 +78,33 @@ async def test_a_request_for_an_internationalised_address_is_mailed_and_holds_up
     assert await set_aside(client) == []
 
 
+async def test_without_smtputf8_at_the_relay_only_the_internationalised_mail_waits(
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay, tmp_path: Path
+) -> None:
+    cfg = make_config(
+        dev_inbox={"enabled": False},
+        mail={"port": relay.port, "retry_base": 0.1, "backoff_cap": 0.5},
+    )
+    client = await aiohttp_client(create_app(cfg))
+    await add_user(client.app, "zoë", "zoë@example.com")
+    await add_user(client.app, "susan", "susan@example.com")
+    await request_reset(client, "zoë@example.com")
+    await request_reset(client, "susan@example.com")
+    [mail] = await relay.wait_for(1)
+    assert mail.rcpt_tos == ["susan@example.com"]
+
+    async def zoe_error() -> str | None:
+        row = await client.app[keys.db].fetchone(
+            "SELECT last_error FROM outbox WHERE recipient = 'zoë@example.com'"
+        )
+        return None if row is None else row[0]
+
+    assert "SMTPUTF8" in await eventually(zoe_error)
+    listing = await outbox_listing(client, tmp_path)
+    assert "to=zoë@example.com" in listing and "SMTPUTF8" in listing
+    assert await set_aside(client) == []
+
+
 async def test_a_non_ascii_domain_goes_out_as_its_a_label_without_smtputf8(
     aiohttp_client: Any, make_config: ConfigFactory, relay: Relay
 ) -> None:
