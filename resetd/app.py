@@ -10,7 +10,8 @@ close.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp_jinja2
 import jinja2
@@ -34,6 +35,7 @@ from .passwords import Hasher
 from .request_processor import RequestProcessor
 from .reset_request import Intake
 from .routes import setup_routes
+from .session_store import SessionStore
 from .sessions import cookie_storage
 from .tokens import TokenCodec, TokenLedger
 from .users import UserStore
@@ -59,6 +61,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.outbox_store] = OutboxStore(db)
     app[keys.limiter] = RateLimiter(db)
     app[keys.audit] = AuditLog(db)
+    app[keys.sessions] = SessionStore(db, cfg.server, app[keys.clock])
     yield
     if app_users is not None:
         await app_users.close()
@@ -96,7 +99,7 @@ async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
     await processor.stop()
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
     install_redaction()
     app = web.Application(
         middlewares=[
@@ -107,6 +110,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=1024 * 1024,
     )
     app[keys.config] = config
+    app[keys.clock] = clock
     app[keys.hasher] = Hasher(config.passwords, config.users.effective_hash_format)
     app[keys.codec] = TokenCodec(
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl

@@ -29,6 +29,12 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     login_url: str = ""
     login_pages: bool = True
+    # Signed-in sessions, enforced on the server (seconds): idle = without a request.
+    session_idle: int = 30 * 60
+    session_max_age: int = 12 * 3600
+    # With "remember me" ticked.
+    session_remember_idle: int = 7 * 86400
+    session_remember_max_age: int = 30 * 86400
 
 
 @dataclass(frozen=True)

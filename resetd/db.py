@@ -109,6 +109,18 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN user_id TEXT;
     """,
+    # 5: signed-in sessions, by the SHA-256 of the id their cookie carries. A cookie
+    # is signed in only while its row exists: signing out deletes it.
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        remember INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions (user_id);
+    """,
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from .passwords import Hasher
     from .request_processor import RequestProcessor
     from .reset_request import Intake
+    from .session_store import SessionStore
     from .tokens import TokenCodec, TokenLedger
     from .users import AccountStore, User
 
@@ -34,6 +36,9 @@ request_processor: web.AppKey[RequestProcessor] = web.AppKey("request_processor"
 intake: web.AppKey[Intake] = web.AppKey("intake")
 limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
 audit: web.AppKey[AuditLog] = web.AppKey("audit")
+sessions: web.AppKey[SessionStore] = web.AppKey("sessions")
+# Wall-clock seconds for session lifetimes (time.time; tests pass a clock they move).
+clock: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
 # The dev inbox (present only when [dev_inbox] enabled = true).
 inbox_store: web.AppKey[InboxStore] = web.AppKey("inbox_store")

@@ -75,6 +75,15 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    user = await current_user(request)
     await sign_out(request)
+    if user is not None:
+        await request.app[keys.audit].add(
+            "logout",
+            "success",
+            user_id=user.id,
+            client_ip=client_ip(request),
+            user_agent=user_agent(request),
+        )
     await flash(request, "You have been signed out.")
     raise web.HTTPSeeOther(location="/login")

@@ -23,6 +23,7 @@ from .clientinfo import client_ip, user_agent
 from .outbox_store import OutboxStore
 from .passwords import check_policy
 from .render import render
+from .session_store import SessionStore
 from .sessions import flash
 from .tokens import Claims, TokenInvalid, TokenState
 from .users import User, fingerprint, same_fingerprint
@@ -161,6 +162,8 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
                 user.id, user.password_hash, new_hash, within=conn
             ):
                 raise _Stale("superseded")
+            # Every session of the old password ends.
+            await SessionStore.end_all(conn, user.id)
             notice = app[keys.composer].changed_mail(
                 user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent
             )
