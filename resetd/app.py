@@ -1,10 +1,10 @@
 """The application factory: ``create_app(config)`` wires every part.
 
 Each long-lived resource has one cleanup context, appended in dependency
-order (database → dev inbox → outbox worker → request processor); aiohttp
-tears them down in reverse, so shutdown mirrors startup: no new work is
-taken, in-flight mail gets its grace period, then the sink and the database
-close.
+order (database → sign-in limits → dev inbox → outbox worker → request
+processor); aiohttp tears them down in reverse, so shutdown mirrors startup:
+no new work is taken, in-flight mail gets its grace period, then the sink and
+the database close.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .audit import AuditLog
 from .config import Config
 from .db import Database
 from .limits import RateLimiter
+from .login_guard import LoginGuard
 from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
 from .mail_compose import MailComposer
@@ -66,6 +67,13 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     if app_users is not None:
         await app_users.close()
     await db.close()
+
+
+async def signin_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The limits in front of sign-in (see resetd/login_guard.py)."""
+    cfg = app[keys.config]
+    app[keys.login_guard] = LoginGuard(cfg.limits, app[keys.db], app[keys.clock])
+    yield
 
 
 def relay_address(app: web.Application) -> tuple[str, int]:
@@ -125,6 +133,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
 
     app.cleanup_ctx.append(loop_monitor_ctx)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(signin_ctx)
     if config.dev_inbox.enabled:
         from .inbox import inbox_ctx
 

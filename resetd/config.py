@@ -70,6 +70,14 @@ class LimitsConfig:
     requests_per_ip: int = 120
     requests_per_ip_window: int = 60
     failed_posts_per_token: int = 5
+    # Failed sign-ins, per normalised identifier typed (known or not) and per client.
+    failed_logins_per_account: int = 10
+    failed_logins_per_account_window: int = 900
+    failed_logins_per_ip: int = 50
+    failed_logins_per_ip_window: int = 900
+    # Password checks under way at once: per client, and in the whole process.
+    logins_in_progress_per_ip: int = 2
+    logins_in_progress: int = 16
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,12 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg.limits, f.name)
         if value < 1:
             raise ConfigError(f"[limits] {f.name}: expected a positive integer, got {value}")
+    for key in ("failed_logins_per_account_window", "failed_logins_per_ip_window"):
+        # Counters are purged two days after their window starts.
+        if getattr(cfg.limits, key) > 86400:
+            raise ConfigError(
+                f"[limits] {key}: expected at most 86400 seconds, got {getattr(cfg.limits, key)}"
+            )
     _check_session_lifetimes(cfg)
     p = cfg.passwords
     if p.min_length < 8:

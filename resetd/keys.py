@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .db import Database
     from .inbox.store import InboxStore
     from .limits import RateLimiter
+    from .login_guard import LoginGuard
     from .mail_compose import MailComposer
     from .outbox import OutboxWorker
     from .outbox_store import OutboxStore
@@ -37,7 +38,9 @@ intake: web.AppKey[Intake] = web.AppKey("intake")
 limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
 audit: web.AppKey[AuditLog] = web.AppKey("audit")
 sessions: web.AppKey[SessionStore] = web.AppKey("sessions")
-# Wall-clock seconds for session lifetimes (time.time; tests pass a clock they move).
+login_guard: web.AppKey[LoginGuard] = web.AppKey("login_guard")
+# Wall-clock seconds for session lifetimes and sign-in limits (time.time; tests
+# pass a clock they move).
 clock: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
 # The dev inbox (present only when [dev_inbox] enabled = true).

@@ -200,3 +200,12 @@ def test_bad_session_lifetimes_are_one_line_naming_the_key(
     with pytest.raises(ConfigError) as info:
         make_config(server=server)
     assert expected in str(info.value)
+
+
+def test_bad_sign_in_limits_are_one_line_naming_the_key(make_config: ConfigFactory) -> None:
+    with pytest.raises(ConfigError, match=r"^\[limits\] logins_in_progress_per_ip: expected"):
+        make_config(limits={"logins_in_progress_per_ip": 0})
+    with pytest.raises(
+        ConfigError, match=r"^\[limits\] failed_logins_per_ip_window: expected at most 86400"
+    ):
+        make_config(limits={"failed_logins_per_ip_window": 90000})
