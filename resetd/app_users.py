@@ -144,7 +144,10 @@ class SqliteAppUsers:
     async def find_by_login(self, login: str) -> User | None:
         key = normalize(login)
         user = await self._one(f"resetd_norm({_q(self.cfg.username_column)}) = ?", (key,))
-        return user or await self.find_by_email(key)
+        # Both scans every time: stopping after a username match made a known
+        # username answer one table scan sooner than anything else.
+        by_email = await self.find_by_email(key)
+        return user or by_email
 
     async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
         return await self.replace_password_hash(user_id, old_hash, new_hash)
