@@ -26,13 +26,14 @@ from .config import Config
 from .db import Database
 from .limits import RateLimiter
 from .login_guard import LoginGuard
+from .login_timing import FailureTiming
 from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
 from .mail_compose import MailComposer
 from .middlewares import csrf_middleware, errors_middleware, security_headers
 from .outbox import OutboxWorker
 from .outbox_store import OutboxStore
-from .passwords import Hasher
+from .passwords import Hasher, hash_kind
 from .request_processor import RequestProcessor
 from .reset_request import Intake
 from .routes import setup_routes
@@ -70,9 +71,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def signin_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The limits in front of sign-in (see resetd/login_guard.py)."""
+    """The limits in front of sign-in, with failure timing measured on the
+    kinds of hash the account store holds (see resetd/login_timing.py)."""
     cfg = app[keys.config]
-    app[keys.login_guard] = LoginGuard(cfg.limits, app[keys.db], app[keys.clock])
+    timing = FailureTiming()
+    if cfg.server.login_pages:
+        samples = await app[keys.users].hash_samples(hash_kind)
+        await timing.calibrate(app[keys.hasher], samples)
+    app[keys.login_guard] = LoginGuard(cfg.limits, app[keys.db], timing, app[keys.clock])
     yield
 
 

@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from .config import LimitsConfig
 from .db import Database
 from .limits import Hit, RateLimiter, Taken, client_bucket
+from .login_timing import FailureTiming
 from .passwords import Hasher
 from .users import normalize
 
@@ -62,7 +63,7 @@ class Attempt:
         self._guard = guard
         self._client = client
         self._taken = taken
-        self._hash: asyncio.Future[bool] | None = None
+        self._hash: asyncio.Future[tuple[bool, str, float]] | None = None
 
     @property
     def filled(self) -> list[str]:
@@ -70,13 +71,21 @@ class Attempt:
         return [n for n, f in zip(("account", "client"), self._taken.filled, strict=True) if f]
 
     async def check(self, hasher: Hasher, stored: str | None, password: str) -> bool:
-        """Check ``password`` against ``stored`` (None: no such account)."""
+        """Check ``password`` against ``stored`` (None: no such account).
+
+        A failure takes as long as a check of the slowest kind of hash held
+        (:mod:`resetd.login_timing`)."""
         assert self._hash is None, "one check per attempt"
-        self._hash = asyncio.ensure_future(hasher.verify(stored, password))
+        self._hash = asyncio.ensure_future(hasher.verify_timed(stored, password))
         # The process-wide place is the hashing queue's: it is freed when the hash
         # is done, even if this request was cancelled meanwhile (a thread cannot be).
         self._hash.add_done_callback(lambda _: self._guard._end_check())
-        return await asyncio.shield(self._hash)
+        ok, kind, took = await asyncio.shield(self._hash)
+        timing = self._guard.timing
+        timing.observe(kind, took)
+        if not ok:
+            await timing.pad(took)
+        return ok
 
     async def succeeded(self) -> None:
         """The password was right: this attempt counts as no failure."""
@@ -97,10 +106,12 @@ class LoginGuard:
         self,
         limits: LimitsConfig,
         db: Database,
+        timing: FailureTiming,
         clock: Callable[[], float],
     ) -> None:
         self.limits = limits
         self.db = db
+        self.timing = timing
         self.clock = clock
         self.in_progress = 0
         self._per_client: Counter[str] = Counter()
@@ -110,7 +121,8 @@ class LoginGuard:
         """Admit one attempt to sign in as ``identifier`` from ``ip``; raises
         :class:`Refused` (before any password is checked) when a limit says no.
 
-        The attempt holds a place of its client until it ends, and a place in
+        The attempt holds a place of its client until it ends (its failure's
+        padding included, which slows a flood down at no cost), and a place in
         the process until its password check is done."""
         lim = self.limits
         client = client_bucket(ip)

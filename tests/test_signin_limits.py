@@ -5,7 +5,11 @@ quick refusals instead of starving real users of the hashing thread."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import statistics
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientResponse
@@ -13,6 +17,7 @@ from aiohttp import ClientResponse
 from resetd import keys
 from resetd.app import create_app
 from resetd.login_guard import THROTTLED
+from resetd.passwords import werkzeug_scrypt_hash
 
 from .conftest import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, set_new_password
 from .relays import Relay
@@ -187,3 +192,62 @@ async def test_a_flood_from_many_clients_is_bounded_by_the_process_wide_limit(
     assert statuses[503] >= 10, statuses
     assert all(r.headers["Retry-After"] == "1" for r in answers if r.status == 503)
     assert client.app[keys.login_guard].in_progress == 0
+
+
+async def failure_time(client: Any, csrf: str, username: str) -> float:
+    started = time.perf_counter()
+    resp = await post_login(client, csrf, username)
+    assert resp.status == 400
+    return time.perf_counter() - started
+
+
+async def test_a_legacy_hash_is_refused_no_slower_than_an_unknown_account(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    # Werkzeug's pbkdf2 default costs ~30x the tests' argon2: the old answer told
+    # "an account with a legacy hash" from "no account" at a glance.
+    legacy = "pbkdf2:sha256:600000$saltsalt$" + "00" * 32
+    cfg = make_config(dev_inbox={"enabled": False})
+    first = await aiohttp_client(create_app(cfg))
+    await first.app[keys.users].add("old@example.com", "olduser", legacy)
+    await first.close()
+    client = await aiohttp_client(create_app(cfg))  # starts with the legacy hash held
+    csrf = await login_csrf(client)
+    old, unknown = [], []
+    for _ in range(4):
+        old.append(await failure_time(client, csrf, "olduser"))
+        unknown.append(await failure_time(client, csrf, "nobody"))
+    # Generous: the point is the gap of a whole pbkdf2 check, not milliseconds.
+    assert statistics.median(unknown) >= 0.8 * statistics.median(old), (old, unknown)
+
+
+async def test_failures_take_alike_whatever_the_format_of_an_apps_hashes(
+    aiohttp_client: Any, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    # A host app's table holding two formats: checking unknown names against a
+    # dummy of the slowest would still tell the faster format's accounts apart.
+    app_db = tmp_path / "app.db"
+    with sqlite3.connect(app_db) as conn:
+        conn.execute(
+            "CREATE TABLE user (id INTEGER PRIMARY KEY, username VARCHAR(64), "
+            "email VARCHAR(120), password_hash VARCHAR(256))"
+        )
+        conn.executemany(
+            "INSERT INTO user (username, email, password_hash) VALUES (?, ?, ?)",
+            [
+                ("legacy", "legacy@example.com", "pbkdf2:sha256:1200000$saltsalt$" + "00" * 32),
+                ("modern", "modern@example.com", werkzeug_scrypt_hash(GOOD_PASSWORD)),
+                ("nohash", "nohash@example.com", None),
+            ],
+        )
+    conn.close()
+    cfg = make_config(dev_inbox={"enabled": False}, users={"store": "sqlite", "path": str(app_db)})
+    client = await aiohttp_client(create_app(cfg))
+    csrf = await login_csrf(client)
+    times: dict[str, list[float]] = {"legacy": [], "modern": [], "nobody": []}
+    for _ in range(4):
+        for name, spent in times.items():
+            spent.append(await failure_time(client, csrf, name))
+    slowest = statistics.median(times["legacy"])
+    assert statistics.median(times["modern"]) >= 0.8 * slowest, times
+    assert statistics.median(times["nobody"]) >= 0.8 * slowest, times
