@@ -17,7 +17,9 @@ from resetd.config import ConfigError
 from resetd.sessions import COOKIE_NAME
 
 from .conftest import GOOD_PASSWORD, ConfigFactory, add_user, csrf_from
+from .relays import Relay
 from .signin_helpers import Clock, login_csrf, post_login
+from .test_tokens import mailed_token
 
 IDLE, MAX_AGE = 30 * 60, 12 * 3600
 REMEMBER_IDLE, REMEMBER_MAX_AGE = 7 * 86400, 30 * 86400
@@ -131,6 +133,20 @@ async def test_remember_me_gives_the_longer_lifetimes_and_a_lasting_cookie(
     assert await home_with(replay, client, cookie) == 200
     clock.advance(REMEMBER_IDLE)
     assert await home_with(replay, client, cookie) == 302
+
+
+async def test_a_remembered_cookie_keeps_lasting_when_it_is_rewritten(
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay
+) -> None:
+    cfg = make_config(dev_inbox={"enabled": False}, mail={"port": relay.port})
+    client = await aiohttp_client(create_app(cfg))
+    await add_user(client.app)
+    await signed_in_cookie(client, remember=True)
+    token = await mailed_token(client, relay)
+    resp = await client.get(f"/reset_password/{token}", allow_redirects=False)
+    assert resp.status == 303  # the token moved into the session: a new cookie
+    assert resp.cookies[COOKIE_NAME]["max-age"] == str(REMEMBER_MAX_AGE)
+    assert (await client.get("/", allow_redirects=False)).status == 200
 
 
 async def test_remembered_sessions_still_end_at_their_absolute_lifetime(
