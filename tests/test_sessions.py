@@ -68,6 +68,9 @@ async def test_a_cookie_saved_before_logout_is_refused_after_it_everywhere(
     assert await home_with(replay, second, saved) == 200
 
     await sign_out(first)
+    assert [e.outcome for e in await first.app[keys.audit].recent() if e.event == "logout"] == [
+        "success"
+    ]
     assert await home_with(replay, first, saved) == 302
     assert await home_with(replay, second, saved) == 302
 

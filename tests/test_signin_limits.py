@@ -54,6 +54,12 @@ async def test_wrong_passwords_for_one_account_get_429_after_the_limit_alike_for
     assert (await post_login(client, csrf, "susan", GOOD_PASSWORD)).status == 429
     # Another spelling of the identifier is the same bucket.
     assert (await post_login(client, csrf, " SUSAN ")).status == 429
+    # The trail shows the 20 failures, and which of them filled a limit; the
+    # refusals after them cost no audit row each.
+    outcomes = Counter(
+        e.outcome for e in await client.app[keys.audit].recent() if e.event == "login"
+    )
+    assert outcomes == {"failed": 18, "failed (account limit reached)": 2}
 
 
 async def test_the_throttle_lifts_when_its_window_ends(
