@@ -6,8 +6,8 @@ Three gates, cheapest first; each answers at once instead of queueing:
    process: past ``[limits] logins_in_progress_per_ip`` → 429. However many
    connections one client opens, it holds that many places in the hashing queue.
 2. **Sign-ins under way in this process**: past ``[limits] logins_in_progress``
-   → 503. The hashing thread's queue is bounded, so a real user waits for a few
-   hashes, never behind a flood.
+   → 503. The hashing thread's queue is bounded, so a real user waits behind at
+   most that many hashes, never behind a whole flood.
 3. **Failed sign-ins** per account identifier and per client, counted in SQLite
    (shared by instances, kept across restarts): a full bucket → 429 with
    Retry-After until its window ends, never longer. The account's bucket is the
