@@ -1,16 +1,17 @@
 """The application factory: ``create_app(config)`` wires every part.
 
 Each long-lived resource has one cleanup context, appended in dependency
-order (database → dev inbox → outbox worker → request processor); aiohttp
-tears them down in reverse, so shutdown mirrors startup: no new work is
-taken, in-flight mail gets its grace period, then the sink and the database
-close.
+order (database → sign-in limits → dev inbox → outbox worker → request
+processor); aiohttp tears them down in reverse, so shutdown mirrors startup:
+no new work is taken, in-flight mail gets its grace period, then the sink and
+the database close.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp_jinja2
 import jinja2
@@ -24,16 +25,19 @@ from .audit import AuditLog
 from .config import Config
 from .db import Database
 from .limits import RateLimiter
+from .login_guard import LoginGuard
+from .login_timing import FailureTiming
 from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
 from .mail_compose import MailComposer
 from .middlewares import csrf_middleware, errors_middleware, security_headers
 from .outbox import OutboxWorker
 from .outbox_store import OutboxStore
-from .passwords import Hasher
+from .passwords import Hasher, hash_kind
 from .request_processor import RequestProcessor
 from .reset_request import Intake
 from .routes import setup_routes
+from .session_store import SessionStore
 from .sessions import cookie_storage
 from .tokens import TokenCodec, TokenLedger
 from .users import UserStore
@@ -59,10 +63,23 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.outbox_store] = OutboxStore(db)
     app[keys.limiter] = RateLimiter(db)
     app[keys.audit] = AuditLog(db)
+    app[keys.sessions] = SessionStore(db, cfg.server, app[keys.clock])
     yield
     if app_users is not None:
         await app_users.close()
     await db.close()
+
+
+async def signin_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The limits in front of sign-in, with failure timing measured on the
+    kinds of hash the account store holds (see resetd/login_timing.py)."""
+    cfg = app[keys.config]
+    timing = FailureTiming()
+    if cfg.server.login_pages:
+        samples = await app[keys.users].hash_samples(hash_kind)
+        await timing.calibrate(app[keys.hasher], samples)
+    app[keys.login_guard] = LoginGuard(cfg.limits, app[keys.db], timing, app[keys.clock])
+    yield
 
 
 def relay_address(app: web.Application) -> tuple[str, int]:
@@ -96,7 +113,7 @@ async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
     await processor.stop()
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
     install_redaction()
     app = web.Application(
         middlewares=[
@@ -107,6 +124,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=1024 * 1024,
     )
     app[keys.config] = config
+    app[keys.clock] = clock
     app[keys.hasher] = Hasher(config.passwords, config.users.effective_hash_format)
     app[keys.codec] = TokenCodec(
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
@@ -121,6 +139,7 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(loop_monitor_ctx)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(signin_ctx)
     if config.dev_inbox.enabled:
         from .inbox import inbox_ctx
 

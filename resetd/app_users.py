@@ -157,7 +157,23 @@ class SqliteAppUsers:
         key = normalize(login)
         named = await self._all(f"{self._username_key} = ?", (key,))
         user = _chosen(named, login, "username", lambda u: u.username)
-        return user or await self.find_by_email(key, login)
+        # Both scans every time: stopping after a username match made a known
+        # username answer one table scan sooner than anything else.
+        by_email = await self.find_by_email(key, login)
+        return user or by_email
+
+    async def hash_samples(self, kind_of: Callable[[str], str], limit: int = 16) -> list[str]:
+        c = self.cfg
+        col = _q(c.password_hash_column)
+        await self.conn.create_function(
+            "resetd_hash_kind", 1, lambda v: kind_of(v) if isinstance(v, str) else None
+        )
+        async with self.conn.execute(
+            f"SELECT MIN({col}) AS h FROM {_q(c.table)} WHERE typeof({col}) = 'text' "
+            f"GROUP BY resetd_hash_kind({col}) LIMIT ?",
+            (limit,),
+        ) as cur:
+            return [str(r["h"]) for r in await cur.fetchall()]
 
     async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
         return await self.replace_password_hash(user_id, old_hash, new_hash)

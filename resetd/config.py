@@ -29,6 +29,12 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     login_url: str = ""
     login_pages: bool = True
+    # Signed-in sessions, enforced on the server (seconds): idle = without a request.
+    session_idle: int = 30 * 60
+    session_max_age: int = 12 * 3600
+    # With "remember me" ticked.
+    session_remember_idle: int = 7 * 86400
+    session_remember_max_age: int = 30 * 86400
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,14 @@ class LimitsConfig:
     requests_per_ip: int = 120
     requests_per_ip_window: int = 60
     failed_posts_per_token: int = 5
+    # Failed sign-ins, per normalised identifier typed (known or not) and per client.
+    failed_logins_per_account: int = 10
+    failed_logins_per_account_window: int = 900
+    failed_logins_per_ip: int = 50
+    failed_logins_per_ip_window: int = 900
+    # Password checks under way at once: per client, and in the whole process.
+    logins_in_progress_per_ip: int = 2
+    logins_in_progress: int = 16
 
 
 @dataclass(frozen=True)

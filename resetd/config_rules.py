@@ -91,6 +91,13 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg.limits, f.name)
         if value < 1:
             raise ConfigError(f"[limits] {f.name}: expected a positive integer, got {value}")
+    for key in ("failed_logins_per_account_window", "failed_logins_per_ip_window"):
+        # Counters are purged two days after their window starts.
+        if getattr(cfg.limits, key) > 86400:
+            raise ConfigError(
+                f"[limits] {key}: expected at most 86400 seconds, got {getattr(cfg.limits, key)}"
+            )
+    _check_session_lifetimes(cfg)
     p = cfg.passwords
     if p.min_length < 8:
         raise ConfigError(f"[passwords] min_length: must be at least 8, got {p.min_length}")
@@ -148,6 +155,31 @@ def validate(cfg: Config) -> None:
             # An in-memory database exists for one connection only, and each
             # database is written from a thread of its own beside the app's reads.
             raise ConfigError(f"[{section}] path: expected a file, got {path!r}")
+
+
+def _check_session_lifetimes(cfg: Config) -> None:
+    s = cfg.server
+    for key in (
+        "session_idle",
+        "session_max_age",
+        "session_remember_idle",
+        "session_remember_max_age",
+    ):
+        value = getattr(s, key)
+        if not 60 <= value <= 366 * 86400:
+            raise ConfigError(f"[server] {key}: expected 60-31622400 seconds, got {value}")
+    pairs = (
+        ("session_idle", "session_max_age"),
+        ("session_remember_idle", "session_remember_max_age"),
+        ("session_idle", "session_remember_idle"),
+        ("session_max_age", "session_remember_max_age"),
+    )
+    for shorter, longer in pairs:
+        if getattr(s, shorter) > getattr(s, longer):
+            raise ConfigError(
+                f"[server] {shorter}: must not exceed [server] {longer} "
+                f"({getattr(s, shorter)} > {getattr(s, longer)})"
+            )
 
 
 def check_serve_safety(cfg: Config) -> None:

@@ -116,6 +116,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE reset_requests ADD COLUMN failure TEXT;
     CREATE INDEX reset_requests_failed ON reset_requests (done_at) WHERE failure IS NOT NULL;
     """,
+    # 6: signed-in sessions, by the SHA-256 of the id their cookie carries. A cookie
+    # is signed in only while its row exists: signing out deletes it.
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        remember INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions (user_id);
+    """,
 ]
 
 

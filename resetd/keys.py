@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -12,12 +13,14 @@ if TYPE_CHECKING:
     from .db import Database
     from .inbox.store import InboxStore
     from .limits import RateLimiter
+    from .login_guard import LoginGuard
     from .mail_compose import MailComposer
     from .outbox import OutboxWorker
     from .outbox_store import OutboxStore
     from .passwords import Hasher
     from .request_processor import RequestProcessor
     from .reset_request import Intake
+    from .session_store import SessionStore
     from .tokens import TokenCodec, TokenLedger
     from .users import AccountStore, User
 
@@ -34,6 +37,11 @@ request_processor: web.AppKey[RequestProcessor] = web.AppKey("request_processor"
 intake: web.AppKey[Intake] = web.AppKey("intake")
 limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
 audit: web.AppKey[AuditLog] = web.AppKey("audit")
+sessions: web.AppKey[SessionStore] = web.AppKey("sessions")
+login_guard: web.AppKey[LoginGuard] = web.AppKey("login_guard")
+# Wall-clock seconds for session lifetimes and sign-in limits (time.time; tests
+# pass a clock they move).
+clock: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
 # The dev inbox (present only when [dev_inbox] enabled = true).
 inbox_store: web.AppKey[InboxStore] = web.AppKey("inbox_store")

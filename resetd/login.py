@@ -1,4 +1,10 @@
-"""Sign in, sign out, and the signed-in user's page."""
+"""Sign in, sign out, and the signed-in user's page.
+
+Every password check at sign-in goes through :mod:`resetd.login_guard`
+(failed sign-ins throttled per account and per client, hashing bounded per
+client and per process, failures timed alike); what a signed-in session is
+lives in :mod:`resetd.sessions`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from aiohttp import web
 
 from . import keys
 from .clientinfo import client_ip, user_agent
+from .login_guard import Refused
 from .render import render
 from .reset_request import SENT_MESSAGE
 from .sessions import current_user, flash, sign_in, sign_out
@@ -47,17 +54,27 @@ async def login(request: web.Request) -> web.StreamResponse:
         return await render(request, "login.html", {**ctx, "errors": errors}, status=400)
     app = request.app
     hasher, users = app[keys.hasher], app[keys.users]
-    user = await users.find_by_login(username[:254])
-    ok = await hasher.verify(user.password_hash if user else None, password[:1024])
-    if user is None or not ok:
-        await app[keys.audit].add(
-            "login",
-            "failed",
-            user_id=user.id if user else None,
-            client_ip=client_ip(request),
-            user_agent=user_agent(request),
-        )
-        return await render(request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400)
+    ip = client_ip(request)
+    try:
+        async with app[keys.login_guard].attempt(ip, username[:254]) as attempt:
+            user = await users.find_by_login(username[:254])
+            ok = await attempt.check(hasher, user.password_hash if user else None, password[:1024])
+            if user is None or not ok:
+                filled = attempt.filled
+                outcome = "failed" + (f" ({' and '.join(filled)} limit reached)" if filled else "")
+                await app[keys.audit].add(
+                    "login",
+                    outcome,
+                    user_id=user.id if user else None,
+                    client_ip=ip,
+                    user_agent=user_agent(request),
+                )
+                return await render(
+                    request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400
+                )
+            await attempt.succeeded()
+    except Refused as refused:
+        return await _refused(request, refused, remember)
     if hasher.needs_rehash(user.password_hash):
         # Parameters changed or a Werkzeug-format hash: upgrade while we know the password.
         new_hash = await hasher.hash(password)
@@ -67,14 +84,36 @@ async def login(request: web.Request) -> web.StreamResponse:
         "login",
         "success",
         user_id=user.id,
-        client_ip=client_ip(request),
+        client_ip=ip,
         user_agent=user_agent(request),
     )
     await sign_in(request, user, remember)
     raise web.HTTPSeeOther(location="/")
 
 
+async def _refused(request: web.Request, refused: Refused, remember: bool) -> web.Response:
+    # The same page whatever was typed (the username is not echoed), so known and
+    # unknown accounts cannot be told apart by it.
+    resp = await render(
+        request,
+        "login.html",
+        {"username": "", "remember_me": remember, "form_error": refused.message},
+        status=refused.status,
+    )
+    resp.headers["Retry-After"] = str(refused.retry_after)
+    return resp
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
+    user = await current_user(request)
     await sign_out(request)
+    if user is not None:
+        await request.app[keys.audit].add(
+            "logout",
+            "success",
+            user_id=user.id,
+            client_ip=client_ip(request),
+            user_agent=user_agent(request),
+        )
     await flash(request, "You have been signed out.")
     raise web.HTTPSeeOther(location="/login")

@@ -16,6 +16,7 @@ import hmac
 import os
 import secrets
 import string
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -111,6 +112,18 @@ class Hasher:
             return False
         return await _in_pool(self.verify_sync, stored, password)
 
+    def _timed_verify(self, stored: str, password: str) -> tuple[bool, float]:
+        started = time.perf_counter()
+        ok = self.verify_sync(stored, password)
+        return ok, time.perf_counter() - started
+
+    async def verify_timed(self, stored: str | None, password: str) -> tuple[bool, str, float]:
+        """:meth:`verify`, also returning the kind of hash checked (see :func:`hash_kind`)
+        and the seconds the check took in its thread (the wait for the thread excluded)."""
+        checked = self._dummy if stored is None else stored
+        ok, took = await _in_pool(self._timed_verify, checked, password)
+        return ok and stored is not None, hash_kind(checked), took
+
     def needs_rehash(self, stored: str) -> bool:
         if self.format == "werkzeug":
             return not stored.startswith("scrypt:")
@@ -122,6 +135,21 @@ class Hasher:
             return self._ph.check_needs_rehash(stored)
         except InvalidHashError:
             return True
+
+
+def hash_kind(stored: str) -> str:
+    """A hash's algorithm and cost parameters, without its salt or digest:
+    ``$argon2id$v=19$m=19456,t=2,p=1``, ``$2b$12``, ``pbkdf2:sha256:600000``.
+
+    Hashes of one kind cost the same to check, whatever the password."""
+    if stored.startswith("$argon2"):
+        parts = stored.split("$", 5)
+        # $argon2id$v=19$m=…,t=…,p=…$salt$digest; the oldest format has no v=.
+        kept = 4 if len(parts) > 2 and parts[2].startswith("v=") else 3
+        return "$".join(parts[:kept])[:80]
+    if stored.startswith("$"):
+        return "$".join(stored.split("$", 3)[:3])[:80]  # bcrypt: $2b$12$…
+    return stored.split("$", 1)[0][:80]  # Werkzeug: method$salt$digest
 
 
 def verify_werkzeug(stored: str, password: str) -> bool:

@@ -20,9 +20,12 @@ from aiohttp_session import get_session
 
 from . import keys
 from .clientinfo import client_ip, user_agent
+from .limits import RateLimiter
+from .login_guard import account_buckets
 from .outbox_store import OutboxStore
 from .passwords import check_policy
 from .render import render
+from .session_store import SessionStore
 from .sessions import flash
 from .tokens import Claims, TokenInvalid, TokenState
 from .users import User, fingerprint, same_fingerprint
@@ -161,6 +164,10 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
                 user.id, user.password_hash, new_hash, within=conn
             ):
                 raise _Stale("superseded")
+            # The account starts afresh: its failed sign-ins are forgotten (whoever
+            # filled them), and every session of the old password ends.
+            await RateLimiter.forget(conn, account_buckets(user.username, user.email))
+            await SessionStore.end_all(conn, user.id)
             notice = app[keys.composer].changed_mail(
                 user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent
             )

@@ -2,9 +2,12 @@
 
 Sessions are aiohttp-session's encrypted cookies (Fernet), keyed from the
 secret by HKDF; nothing lives in process memory, so any instance can serve any
-request. A signed-in session stores the user id and the user's fingerprint
-(password hash + email digest): when either changes, every session of that
-user stops being signed in on its next request.
+request. A signed-in session stores the user id, the user's fingerprint
+(password hash + email digest) and the id of its row in the ``sessions`` table
+(:mod:`resetd.session_store`). It is signed in only while that row is live
+(signing out deletes it; idle and absolute lifetimes end it) and the
+fingerprint matches: a changed password or email ends every session of that
+user on its next request.
 """
 
 from __future__ import annotations
@@ -29,13 +32,34 @@ from .users import User, fingerprint, same_fingerprint
 warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_session")
 
 COOKIE_NAME = "resetd_session"
-REMEMBER_SECONDS = 30 * 24 * 3600
+
+
+class SessionCookies(EncryptedCookieStorage):
+    """The cookie lasts the browser session, or, once "remember me" was ticked,
+    ``[server] session_remember_max_age`` from its latest write.
+
+    aiohttp-session forgets a session's own max_age on the next request, so a
+    remembered cookie rewritten later (a flash, a new CSRF token) used to
+    become a browser-session cookie; the flag rides in the cookie instead. The
+    server enforces the lifetimes either way (:mod:`resetd.session_store`)."""
+
+    def __init__(self, key: bytes, remember_seconds: int, **kwargs: Any) -> None:
+        super().__init__(key, **kwargs)
+        self._remember_seconds = remember_seconds
+
+    async def save_session(
+        self, request: web.Request, response: web.StreamResponse, session: Session
+    ) -> None:
+        if session.get("remember") is True:
+            session.max_age = self._remember_seconds
+        await super().save_session(request, response, session)
 
 
 def cookie_storage(cfg: Config) -> EncryptedCookieStorage:
     key = derive_key(cfg.server.secret_key, b"resetd session v1")  # raw 32 bytes
-    return EncryptedCookieStorage(
+    return SessionCookies(
         key,
+        cfg.server.session_remember_max_age,
         cookie_name=COOKIE_NAME,
         httponly=True,
         samesite="Lax",
@@ -74,35 +98,55 @@ async def pop_flashes(request: web.Request) -> list[tuple[str, str]]:
 
 async def sign_in(request: web.Request, user: User, remember: bool) -> None:
     session = await get_session(request)
+    store = request.app[keys.sessions]
+    previous = session.get("sid")
+    if isinstance(previous, str):  # signing in again, perhaps as someone else
+        await store.end(previous)
     csrf = session.get("csrf")
     session.invalidate()  # a fresh session on privilege change (no fixation)
     session = await get_session(request)
     if csrf:
         session["csrf"] = secrets.token_urlsafe(32)
+    session["sid"] = await store.create(user.id, remember)
     session["uid"] = user.id
     session["fp"] = fingerprint(user)
     if remember:
-        session.max_age = REMEMBER_SECONDS
+        session["remember"] = True
+    request[keys.request_user] = user
 
 
 async def sign_out(request: web.Request) -> None:
+    """End the session on the server (every copy of the cookie) and clear the cookie."""
     session = await get_session(request)
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        await request.app[keys.sessions].end(sid)
     session.invalidate()
+    request[keys.request_user] = None
+
+
+def _forget_user(session: Session) -> None:
+    for key in ("uid", "fp", "sid", "remember"):
+        session.pop(key, None)
 
 
 async def current_user(request: web.Request) -> User | None:
-    """The signed-in user, or None; a stale fingerprint ends the session."""
+    """The signed-in user, or None; an ended session or a stale fingerprint
+    leaves the cookie signed out."""
     cached: Any = request.get(keys.request_user, ...)
     if cached is not ...:
         return cached  # type: ignore[no-any-return]
     session: Session = await get_session(request)
     user: User | None = None
-    uid = session.get("uid")
+    uid, sid = session.get("uid"), session.get("sid")
     if isinstance(uid, int):
-        user = await request.app[keys.users].get(uid)
-        if user is None or not same_fingerprint(str(session.get("fp", "")), fingerprint(user)):
-            user = None
-            session.pop("uid", None)
-            session.pop("fp", None)
+        store = request.app[keys.sessions]
+        if isinstance(sid, str) and await store.check(sid, uid):
+            user = await request.app[keys.users].get(uid)
+            if user is None or not same_fingerprint(str(session.get("fp", "")), fingerprint(user)):
+                user = None
+                await store.end(sid)
+        if user is None:
+            _forget_user(session)
     request[keys.request_user] = user
     return user

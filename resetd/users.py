@@ -36,6 +36,10 @@ class AccountStore(Protocol):
 
     async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool: ...
 
+    async def hash_samples(self, kind_of: Callable[[str], str], limit: int = 16) -> list[str]:
+        """One stored hash of each kind ``kind_of`` tells apart (at most ``limit``)."""
+        ...
+
     async def replace_password_hash(
         self,
         user_id: int,
@@ -235,6 +239,15 @@ class UserStore:
             (new_hash, time.time(), user_id, old_hash),
         )
         return cur.rowcount == 1
+
+    async def hash_samples(self, kind_of: Callable[[str], str], limit: int = 16) -> list[str]:
+        await self.db.conn.create_function("resetd_hash_kind", 1, kind_of, deterministic=True)
+        rows = await self.db.fetchall(
+            "SELECT MIN(password_hash) AS h FROM users "
+            "GROUP BY resetd_hash_kind(password_hash) LIMIT ?",
+            (limit,),
+        )
+        return [str(r["h"]) for r in rows]
 
     async def list(self) -> list[User]:
         rows = await self.db.fetchall(f"SELECT {_COLUMNS} FROM users ORDER BY id")
