@@ -29,6 +29,8 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     login_url: str = ""
     login_pages: bool = True
+    header_timeout: float = 15.0
+    body_timeout: float = 30.0
 
 
 @dataclass(frozen=True)

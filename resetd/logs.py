@@ -33,7 +33,8 @@ REDACTED = "<redacted>"
 # literal's end, so there is nothing to backtrack over.
 _TOKEN_IN_PATH = re.compile(r"/reset_password/[^\s\"'?#/<>]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# What must not reach a log line or a terminal raw (see the module docstring).
+UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 # The separators traceback prints between chained exceptions.
 _CHAIN_MESSAGES = {
@@ -52,8 +53,8 @@ def clean_text(text: str) -> str:
         text = _TOKEN_IN_PATH.sub("/reset_password/" + REDACTED, text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
-    if _UNSAFE.search(text):
-        text = _UNSAFE.sub(_escape, text)
+    if UNSAFE_CHARS.search(text):
+        text = UNSAFE_CHARS.sub(_escape, text)
     return text
 
 
