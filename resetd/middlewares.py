@@ -36,6 +36,7 @@ _TITLES = {
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_EXEMPT_PREFIXES = ("/dev/inbox/api/",)
 API_PREFIXES = ("/dev/inbox/api/",)
+STATIC_PREFIX = "/static/"
 
 DEFAULT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -115,5 +116,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if request.app[keys.config].is_https:
         h.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-    if response.content_type == "text/html":
+    if not request.path.startswith(STATIC_PREFIX):
+        # Pages, redirects, the inbox's JSON, raw mail and event stream carry reset
+        # links and captured mail: no cache (browser, proxy, CDN) may keep them.
         h.setdefault("Cache-Control", "no-store")
