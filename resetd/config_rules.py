@@ -43,7 +43,9 @@ def validate(cfg: Config) -> None:
     for key in ("header_timeout", "body_timeout"):
         seconds = getattr(s, key)
         if not 0 < seconds <= 3600:
-            raise ConfigError(f"[server] {key}: expected 0-3600 seconds (not 0), got {seconds}")
+            raise ConfigError(
+                f"[server] {key}: expected more than 0 and at most 3600 seconds, got {seconds:g}"
+            )
     for proxy in s.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
