@@ -54,19 +54,24 @@ def clean_env() -> dict[str, str]:
     }
 
 
-async def run_cli(*args: str, timeout: float = 20.0) -> tuple[int, str, str]:
-    """Run ``python -m resetd ARGS``; returns (exit code, stdout, stderr)."""
+async def run_cli(
+    *args: str, timeout: float = 20.0, umask: int = -1, stdin: bytes | None = None
+) -> tuple[int, str, str]:
+    """Run ``python -m resetd ARGS`` (with ``umask``, default this process's, and
+    ``stdin`` as its input); returns (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "resetd",
         *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=clean_env(),
+        umask=umask,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     finally:
         if proc.returncode is None:
             proc.kill()
