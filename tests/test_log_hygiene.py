@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from resetd.audit import AuditLog
+from resetd.db import Database
 from resetd.logs import install_redaction
 
 from .conftest import TEST_SECRET, eventually
-from .processes import Server, write_config
+from .processes import Server, run_cli, write_config
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJyZXNldF9wYXNzd29yZCI6MX0.c2lnbmF0dXJlLXZhbHVl"
 RAW_CONTROLS = ("\x1b", "\r", "\x07", "\x9b", "\u202e")
@@ -132,3 +134,42 @@ def test_exception_text_stays_on_one_line_while_the_traceback_keeps_its_layout(
     assert "\nTraceback (most recent call last):\n" in text
     assert "\nThe above exception was the direct cause of the following exception:\n" in text
     assert '\n  File "' in text
+
+
+async def test_audit_and_outbox_commands_print_outside_text_escaped(tmp_path: Path) -> None:
+    db_path = tmp_path / "resetd.db"
+    db = await Database.open(str(db_path))
+    try:
+        async with db.transaction() as conn:
+            # Written before user agents were cleaned on the way in, say.
+            await AuditLog.record(
+                conn, "sign_in", "failed", client_ip="127.0.0.1", user_agent="UA \x9b2J\x1b[2J"
+            )
+            await conn.execute(
+                "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at, "
+                "next_attempt_at, status, last_error) VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?)",
+                (
+                    "reset",
+                    "a@example.com",
+                    "b\x1b[31m@example.com",
+                    "s",
+                    b"",
+                    "failed",
+                    "550 \x1b]0;pwned\x07 no",
+                ),
+            )
+    finally:
+        await db.close()
+    config = write_config(
+        tmp_path / "resetd.toml",
+        {"server": {"secret_key": TEST_SECRET}, "database": {"path": str(db_path)}},
+    )
+    code, audit, _ = await run_cli("audit", "--config", str(config))
+    assert code == 0
+    code, outbox, _ = await run_cli("outbox", "--config", str(config))
+    assert code == 0
+    for raw in RAW_CONTROLS:
+        assert raw not in audit + outbox
+    assert "ua=UA \\x9b2J\\x1b[2J" in audit
+    assert "to=b\\x1b[31m@example.com" in outbox
+    assert "last error: 550 \\x1b]0;pwned\\x07 no" in outbox
