@@ -15,6 +15,9 @@ record of every logger as it is made:
   and a handler never fails to encode it. A traceback keeps its own line breaks
   (frames, the "direct cause" separators); its exception text does not.
 
+A record's message is therefore formatted when the record is made (only for
+enabled levels, as before), and handlers see it with no arguments left.
+
 aiosqlite's and aiosmtpd's DEBUG lines print statement parameters and mail
 lines, links included: they are kept quieter here too.
 """
@@ -29,10 +32,12 @@ from typing import Any
 
 REDACTED = "<redacted>"
 
-# Linear: a literal, then one greedy run of a class that cannot contain the
-# literal's end, so there is nothing to backtrack over.
+# Both linear: a run of a class that excludes the slash ends at the next path's
+# start, and base64url words are maximal runs that never overlap. (A pattern
+# such as eyJ[\w-]*\.… would rescan the rest of the text from every "eyJ":
+# quadratic on "eyJa-eyJa-…".)
 _TOKEN_IN_PATH = re.compile(r"/reset_password/[^\s\"'?#/<>]+")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_WORD = re.compile(r"[A-Za-z0-9_.-]+")
 # What must not reach a log line or a terminal raw (see the module docstring).
 UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
@@ -41,6 +46,12 @@ _CHAIN_MESSAGES = {
     "The above exception was the direct cause of the following exception:",
     "During handling of the above exception, another exception occurred:",
 }
+
+
+def _redact_jwt(match: re.Match[str]) -> str:
+    """A word shaped like a JWT (``eyJ`` header, three dot-separated parts) → REDACTED."""
+    word = match.group()
+    return REDACTED if word.startswith("eyJ") and word.count(".") >= 2 else word
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -52,7 +63,7 @@ def clean_text(text: str) -> str:
     if "/reset_password/" in text:
         text = _TOKEN_IN_PATH.sub("/reset_password/" + REDACTED, text)
     if "eyJ" in text:
-        text = _JWT.sub(REDACTED, text)
+        text = _WORD.sub(_redact_jwt, text)
     if UNSAFE_CHARS.search(text):
         text = UNSAFE_CHARS.sub(_escape, text)
     return text
