@@ -21,7 +21,7 @@ from .config import Config, ConfigError
 from .config_load import load_config
 from .config_rules import check_serve_safety
 from .db import Database, with_database
-from .logs import setup_logging
+from .logs import clean_text, setup_logging
 from .mail_headers import clean
 from .outbox_store import OutboxStore
 from .passwords import Hasher, check_policy
@@ -127,10 +127,10 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
             }.get(e.status, "")
             print(
                 f"{e.id:>6}  {e.status:<8} {e.kind:<16} attempts={e.attempts:<3} "
-                f"created={_when(e.created_at)}  {when:<25} to={e.recipient}"
+                f"created={_when(e.created_at)}  {when:<25} to={clean_text(e.recipient)}"
             )
-            if e.last_error:
-                print(f"        last error: {e.last_error}")
+            if e.last_error:  # a relay's reply: text from outside
+                print(f"        last error: {clean_text(e.last_error)}")
         aside = await RequestQueue(db).failed(time.time() - FAILED_KEPT)
         if aside:
             print(f"reset requests set aside (no mail made; kept {FAILED_KEPT // 86400} days):")
@@ -176,7 +176,7 @@ async def _audit(cfg: Config, limit: int) -> int:
     for ev in reversed(events):
         print(
             f"{_when(ev.at)}  {ev.event:<16} {ev.outcome:<28} user={ev.user_id or '-':<6} "
-            f"ip={ev.client_ip or '-'}  ua={(ev.user_agent or '-')[:60]}"
+            f"ip={ev.client_ip or '-'}  ua={clean_text((ev.user_agent or '-')[:60])}"
         )
     if not events:
         print("audit trail is empty")

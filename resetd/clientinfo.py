@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from . import keys
+from .logs import UNSAFE_CHARS
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -45,10 +46,10 @@ def client_ip(request: web.Request) -> str:
 
 
 def user_agent(request: web.Request) -> str:
-    """The User-Agent header, at most 300 characters, as valid Unicode: aiohttp
-    hands bytes that are not UTF-8 over as lone surrogates, which SQLite refuses,
-    failing every request committed in the same batch."""
-    agent = request.headers.get("User-Agent", "")[:300]
-    if not agent.isascii():
-        agent = agent.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return agent
+    """The User-Agent header, cut to 300 characters, as valid Unicode without controls.
+
+    aiohttp decodes header bytes that are not UTF-8 to lone surrogates, which
+    SQLite refuses (a 500, and the reset-request batch it was in); C1 controls
+    would reach the terminal of whoever reads ``resetd audit``.
+    """
+    return UNSAFE_CHARS.sub("\ufffd", request.headers.get("User-Agent", "")[:300])

@@ -35,6 +35,8 @@ class ServerConfig:
     # With "remember me" ticked.
     session_remember_idle: int = 7 * 86400
     session_remember_max_age: int = 30 * 86400
+    header_timeout: float = 15.0
+    body_timeout: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[server] secret_key: missing (set it in the file or SECRET_KEY)")
     if len(s.secret_key) < 16:
         raise ConfigError("[server] secret_key: too short, use at least 32 random characters")
+    for key in ("header_timeout", "body_timeout"):
+        seconds = getattr(s, key)
+        if not 0 < seconds <= 3600:
+            raise ConfigError(
+                f"[server] {key}: expected more than 0 and at most 3600 seconds, got {seconds:g}"
+            )
     for proxy in s.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)

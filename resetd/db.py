@@ -16,10 +16,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+
+from .private_files import prepare_database
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +251,9 @@ class Database:
 
     @classmethod
     async def open(cls, path: str, migrations: Sequence[str] = MIGRATIONS) -> Database:
-        """Open (creating if needed) and migrate the database at ``path``."""
+        """Open (creating if needed, mode 0600) and migrate the database at ``path``."""
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            prepare_database(path)
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         for pragma in PRAGMAS:

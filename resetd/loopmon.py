@@ -25,6 +25,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .private_files import write_private
+
 log = logging.getLogger(__name__)
 
 WARN_AFTER = 0.1
@@ -106,4 +108,4 @@ async def loop_monitor_ctx(app: web.Application) -> AsyncIterator[None]:
             "longest_step_ms": steps.longest * 1000,
             "steps_over_5ms": steps.over_5ms,
         }
-        await asyncio.to_thread(Path(out).write_text, json.dumps(stats), "utf-8")
+        await asyncio.to_thread(write_private, Path(out), json.dumps(stats).encode())

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from . import keys
+from .bodies import read_form
 from .errors import CsrfFailure, FormError
 from .render import render
 from .sessions import csrf_ok
@@ -26,6 +27,7 @@ _TITLES = {
     403: ("Forbidden", "You are not allowed to do that."),
     404: ("Page not found", "There is nothing at this address."),
     405: ("Method not allowed", "This page does not accept that kind of request."),
+    408: ("Request timeout", "What you sent did not arrive in time."),
     413: ("Request too large", "What you sent is larger than this page accepts."),
     429: ("Too many requests", "Please wait a moment and try again."),
     500: ("Something went wrong", "An unexpected error occurred; it has been logged."),
@@ -34,6 +36,7 @@ _TITLES = {
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_EXEMPT_PREFIXES = ("/dev/inbox/api/",)
 API_PREFIXES = ("/dev/inbox/api/",)
+STATIC_PREFIX = "/static/"
 
 DEFAULT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -96,10 +99,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in UNSAFE_METHODS and not request.path.startswith(CSRF_EXEMPT_PREFIXES):
-        try:
-            form = await request.post()
-        except ValueError as exc:  # undecodable or malformed body
-            raise FormError("The form could not be read.") from exc
+        form = await read_form(request)  # FormError, 408 or 413 when it cannot be read
         submitted = form.get("csrf_token")
         if not isinstance(submitted, str) or not await csrf_ok(request, submitted):
             raise CsrfFailure()
@@ -116,5 +116,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if request.app[keys.config].is_https:
         h.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-    if response.content_type == "text/html":
+    if not request.path.startswith(STATIC_PREFIX):
+        # Pages, redirects, the inbox's JSON, raw mail and event stream carry reset
+        # links and captured mail: no cache (browser, proxy, CDN) may keep them.
         h.setdefault("Cache-Control", "no-store")

@@ -12,6 +12,7 @@ import gc
 import logging
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 
@@ -29,6 +30,36 @@ log = logging.getLogger("resetd")
 # the request intake's group commit, and with it every reset request. At 1 ms
 # the reset-request benchmark went from ~1,450 to ~1,600 requests/s.
 SWITCH_INTERVAL = 0.001
+
+
+# Seconds a client whose request we answered before reading all of its body
+# (408, 413, a 404 to a POST) may go on sending before its connection closes;
+# aiohttp's default of 10 let each such client hold a connection that long.
+LINGERING_TIME = 2.0
+
+
+def connection_limits(cfg: Config) -> dict[str, Any]:
+    """aiohttp's per-connection bounds, for the runner.
+
+    aiohttp has no timer for reading a request's headers as such, but its
+    keep-alive timer starts when a connection opens and again after each
+    answer, and closes the connection if no complete request has arrived by
+    then, however much of one is trickling in: with ``keepalive_timeout`` set to
+    ``[server] header_timeout``, a client that sends its headers slowly (or
+    nothing) is dropped after that many seconds, and so is an idle keep-alive
+    connection. The body is bounded by ``[server] body_timeout`` where it is
+    read (resetd/bodies.py). The size limits are aiohttp's defaults, spelled
+    out: 8,190 bytes per request line and header, 128 headers.
+    ``handler_cancellation`` stays off: a handler cancelled because its
+    client left could stop between two steps of a reset.
+    """
+    return {
+        "keepalive_timeout": cfg.server.header_timeout,
+        "lingering_time": LINGERING_TIME,
+        "max_line_size": 8190,
+        "max_field_size": 8190,
+        "max_headers": 128,
+    }
 
 
 def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]) -> str:
@@ -72,7 +103,7 @@ async def serve(cfg: Config) -> int:
     # Compiled now, before the loop serves anyone, not by each one's first user.
     warm_templates(app)
     app[keys.composer].warm()
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, **connection_limits(cfg))
     try:
         await runner.setup()  # runs the cleanup contexts' startup halves
     except (OSError, ConfigError) as exc:  # a taken SMTP port, a bad [users] mapping …

@@ -23,6 +23,7 @@ from resetd.config_load import TUTORIAL_ENV
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 BANNER_PORT_RE = re.compile(r"Sign in\s+http://[^ ]+:(\d+)/login")
+BANNER_SMTP_RE = re.compile(r"Dev inbox SMTP\s+[^ ]+:(\d+)")
 
 
 def _toml_value(value: Any) -> str:
@@ -53,19 +54,24 @@ def clean_env() -> dict[str, str]:
     }
 
 
-async def run_cli(*args: str, timeout: float = 20.0) -> tuple[int, str, str]:
-    """Run ``python -m resetd ARGS``; returns (exit code, stdout, stderr)."""
+async def run_cli(
+    *args: str, timeout: float = 20.0, umask: int = -1, stdin: bytes | None = None
+) -> tuple[int, str, str]:
+    """Run ``python -m resetd ARGS`` (with ``umask``, default this process's, and
+    ``stdin`` as its input); returns (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "resetd",
         *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=clean_env(),
+        umask=umask,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -75,14 +81,19 @@ async def run_cli(*args: str, timeout: float = 20.0) -> tuple[int, str, str]:
 
 
 class Server:
-    """``python -m resetd serve --config PATH``, one run at a time, output in files."""
+    """``python -m resetd serve --config PATH``, one run at a time, output in files.
 
-    def __init__(self, config: Path, workdir: Path) -> None:
+    ``umask`` (default: this process's) is the one the server starts with.
+    """
+
+    def __init__(self, config: Path, workdir: Path, *, umask: int = -1) -> None:
         self.config = config
         self.workdir = workdir
+        self.umask = umask
         self.runs = 0
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
+        self.smtp_port = 0
 
     @property
     def stdout_path(self) -> Path:
@@ -118,6 +129,7 @@ class Server:
                 stdout=out,
                 stderr=err,
                 env=clean_env(),
+                umask=self.umask,
             )
         deadline = time.monotonic() + timeout
         while True:
@@ -125,6 +137,8 @@ class Server:
             match = BANNER_PORT_RE.search(text)
             if match and "Press Ctrl+C" in text:
                 self.port = int(match.group(1))
+                smtp = BANNER_SMTP_RE.search(text)
+                self.smtp_port = int(smtp.group(1)) if smtp else 0
                 return text
             if self.proc.returncode is not None or time.monotonic() > deadline:
                 await self.kill()

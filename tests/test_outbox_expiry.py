@@ -67,7 +67,9 @@ async def test_reset_mail_records_when_its_token_expires(
     db = client.app[keys.db]
     [found] = await db.fetchall("SELECT created_at, expires_at FROM outbox")
     assert found["expires_at"] == claims["exp"]
-    assert 899 <= found["expires_at"] - found["created_at"] <= 901
+    # The row is written just after the token is minted: on a loaded machine,
+    # seconds after; never before.
+    assert 880 <= found["expires_at"] - found["created_at"] <= 901
 
 
 async def test_reset_mail_still_refused_when_its_link_dies_is_failed_not_retried(

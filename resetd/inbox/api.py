@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
+from ..bodies import read_json
 from . import appkeys as ikeys
 from .events import publish_change
 from .search import Query, parse_query
@@ -33,12 +34,7 @@ def _int(request: web.Request, name: str, default: int, upper: int) -> int:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text="The body is not valid JSON.") from None
+    data = await read_json(request)
     if data is None:
         return {}
     if not isinstance(data, dict):

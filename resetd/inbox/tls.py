@@ -2,7 +2,7 @@
 
 With ``[dev_inbox] starttls = true`` the sink offers STARTTLS (never requires
 it). The certificate and its key live next to the inbox database
-(``<path>.cert.pem``, ``<path>.key.pem``, the key readable by its owner only)
+(``<path>.cert.pem``, ``<path>.key.pem``, both mode 0600)
 and are reused on later starts, so a client told to trust the file once keeps
 working. Clients of a dev inbox usually skip verification anyway.
 """
@@ -13,7 +13,6 @@ import asyncio
 import datetime
 import ipaddress
 import logging
-import os
 import socket
 import ssl
 from pathlib import Path
@@ -22,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from ..private_files import make_private_dir, warn_if_exposed, write_private
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,17 @@ def _create(cert_path: Path, key_path: Path) -> None:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    make_private_dir(key_path.parent)
+    write_private(
+        key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    # Public, but private like every file resetd makes; its owner can copy it.
+    write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     log.info("dev inbox: created a self-signed STARTTLS certificate at %s", cert_path)
 
 
@@ -70,6 +71,8 @@ def _context(db_path: str) -> ssl.SSLContext:
     cert_path, key_path = cert_paths(db_path)
     if not (cert_path.exists() and key_path.exists()):
         _create(cert_path, key_path)
+    else:
+        warn_if_exposed([key_path], "the dev inbox's TLS private key")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     return context
