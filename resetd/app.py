@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiohttp_session import session_middleware
 
 from . import keys
@@ -27,7 +28,12 @@ from .limits import RateLimiter
 from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
 from .mail_compose import MailComposer
-from .middlewares import csrf_middleware, errors_middleware, security_headers
+from .middlewares import (
+    allowed_hosts_middleware,
+    csrf_middleware,
+    errors_middleware,
+    security_headers,
+)
 from .outbox import OutboxWorker
 from .outbox_store import OutboxStore
 from .passwords import Hasher
@@ -98,14 +104,9 @@ async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: Config) -> web.Application:
     install_redaction()
-    app = web.Application(
-        middlewares=[
-            session_middleware(cookie_storage(config)),
-            errors_middleware,
-            csrf_middleware,
-        ],
-        client_max_size=1024 * 1024,
-    )
+    middlewares: list[Middleware] = [session_middleware(cookie_storage(config)), errors_middleware]
+    middlewares += [allowed_hosts_middleware(config), csrf_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[keys.config] = config
     app[keys.hasher] = Hasher(config.passwords, config.users.effective_hash_format)
     app[keys.codec] = TokenCodec(

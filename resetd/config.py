@@ -27,6 +27,8 @@ class ServerConfig:
     secret_key: str = ""
     secret_key_fallbacks: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
+    # Host header values answered besides loopback names; empty: public_url's host.
+    allowed_hosts: tuple[str, ...] = ()
     login_url: str = ""
     login_pages: bool = True
 

@@ -11,6 +11,7 @@ import re
 from urllib.parse import urlsplit
 
 from .config import DEV_SECRET_KEY, Config, ConfigError, LimitsConfig
+from .hosts import check_pattern
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -40,6 +41,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[server] secret_key: missing (set it in the file or SECRET_KEY)")
     if len(s.secret_key) < 16:
         raise ConfigError("[server] secret_key: too short, use at least 32 random characters")
+    for pattern in s.allowed_hosts:
+        if check_pattern(pattern) is None:
+            raise ConfigError(
+                f"[server] allowed_hosts: {pattern!r} is not a host name, an IP address, "
+                "'.domain' (the domain and its subdomains) or '*' (ports are not part of it)"
+            )
     for proxy in s.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
