@@ -105,6 +105,12 @@ async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     install_redaction()
     middlewares: list[Middleware] = [session_middleware(cookie_storage(config)), errors_middleware]
+    if config.dev_inbox.enabled:
+        from .inbox.access import inbox_gate
+
+        # Before the allowed hosts: the inbox's own rules are stricter, and a
+        # request from elsewhere gets its 403 whatever allowed_hosts says.
+        middlewares.append(inbox_gate)
     middlewares += [allowed_hosts_middleware(config), csrf_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[keys.config] = config
