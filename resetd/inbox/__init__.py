@@ -19,7 +19,7 @@ from . import api, api_message, events, pages, tls
 from . import appkeys as ikeys
 from .guesses import GuessThrottle
 from .schema import INBOX_MIGRATIONS
-from .sink import SinkHandler, SinkStats, start_sink
+from .sink import SinkHandler, SinkLogin, SinkStats, start_sink
 from .store import InboxStore
 from .writer import InboxWriter
 
@@ -41,7 +41,8 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         stats = SinkStats()
         guesses = GuessThrottle()
         tls_context = await tls.server_context(cfg.path) if cfg.starttls else None
-        sink = await start_sink(cfg, SinkHandler(writer, stats), tls_context)
+        login = SinkLogin.for_config(cfg, guesses)
+        sink = await start_sink(cfg, SinkHandler(writer, stats), tls_context, login)
         stack.push_async_callback(sink.close)
         app[keys.inbox_store] = store
         app[ikeys.events] = hub

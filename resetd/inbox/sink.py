@@ -7,11 +7,16 @@ refuses a message over ``max_message_size`` with aiosmtpd's 552 during the
 transaction, after which the connection and the server carry on. The greeting
 hostname is given explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs.
 Accepted mail is handed to the :class:`~resetd.inbox.writer.InboxWriter`.
+
+Listening beyond loopback (``allow_remote`` and a non-loopback ``smtp_host``),
+the sink is no longer a local catch-all but a mail drop anyone could fill:
+there it takes no MAIL before AUTH with the inbox's password (:class:`SinkLogin`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 import socket
@@ -21,9 +26,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from ..config import DevInboxConfig
+from ..hosts import is_loopback_name, normalise_name
+from .guesses import GuessThrottle
 from .ingest import Incoming
 from .smtp_data import STREAM_LIMIT, read_data_section
 from .writer import InboxWriter
@@ -64,11 +71,47 @@ class SinkHandler:
         return "250 2.0.0 OK: captured"
 
 
-def accept_any_login(
-    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-) -> AuthResult:
-    """A dev inbox takes any credentials, so apps configured for a real relay just work."""
-    return AuthResult(success=True)
+class SinkLogin:
+    """aiosmtpd's authenticator, and whether the sink needs one.
+
+    Without a password it takes any credentials, so apps configured for a real
+    relay just work. With one, AUTH is required before MAIL and takes that
+    password under any user name; wrong ones count in the inbox's
+    :class:`~resetd.inbox.guesses.GuessThrottle`, and past its limit every
+    attempt gets 454 unchecked.
+    """
+
+    TOO_MANY = "454 4.7.0 Too many wrong passwords, try again later"
+
+    def __init__(self, password: str = "", throttle: GuessThrottle | None = None) -> None:
+        self.password = password.encode()
+        self.throttle = throttle or GuessThrottle()
+
+    @classmethod
+    def for_config(cls, cfg: DevInboxConfig, throttle: GuessThrottle) -> SinkLogin:
+        """The password is required only where anyone but this machine can connect."""
+        name = normalise_name(cfg.smtp_host.strip("[]"))
+        local = name is not None and is_loopback_name(name)
+        return cls("" if local or not cfg.allow_remote else cfg.password, throttle)
+
+    @property
+    def required(self) -> bool:
+        return bool(self.password)
+
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not self.password:
+            return AuthResult(success=True)
+        peer = session.peer
+        client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if self.throttle.retry_after(client) is not None:
+            return AuthResult(success=False, handled=False, message=self.TOO_MANY)
+        given = auth_data.password if isinstance(auth_data, LoginPassword) else b""
+        if hmac.compare_digest(given, self.password):
+            return AuthResult(success=True, auth_data=auth_data)
+        self.throttle.failed(client)
+        return AuthResult(success=False, handled=False)
 
 
 class SinkSMTP(SMTP):
@@ -82,10 +125,27 @@ class SinkSMTP(SMTP):
 
     line_length_limit = STREAM_LIMIT
 
-    def __init__(self, handler: SinkHandler, *, connections: set[SinkSMTP], **kw: Any) -> None:
+    def __init__(
+        self,
+        handler: SinkHandler,
+        *,
+        connections: set[SinkSMTP],
+        login_required: bool = False,
+        **kw: Any,
+    ) -> None:
         super().__init__(handler, **kw)
         self._stats = handler.stats
         self._connections = connections
+        self._login_required = login_required
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        """aiosmtpd's ``auth_required``, without its warning when TLS is not required too
+        (the warning is right, and the README says so; a dev inbox may still need it)."""
+        if self._login_required and not (self.session and self.session.authenticated):
+            await self.push("530 5.7.0 Authentication required")
+            return True
+        result: bool = await super().check_auth_needed(caller_method)
+        return result
 
     _idle_deadline = 0.0
 
@@ -194,24 +254,31 @@ class Sink:
 
 
 async def start_sink(
-    cfg: DevInboxConfig, handler: SinkHandler, tls_context: ssl.SSLContext | None = None
+    cfg: DevInboxConfig,
+    handler: SinkHandler,
+    tls_context: ssl.SSLContext | None = None,
+    login: SinkLogin | None = None,
 ) -> Sink:
     """Listen on ``[dev_inbox] smtp_host:smtp_port`` (port 0 picks a free port).
 
-    With ``tls_context`` the sink offers STARTTLS; clients may still send in clear.
+    With ``tls_context`` the sink offers STARTTLS; clients may still send in
+    clear, but when ``login`` requires a password AUTH waits for STARTTLS, so
+    the password never crosses the network in clear.
     """
     loop = asyncio.get_running_loop()
     connections: set[SinkSMTP] = set()
+    login = login or SinkLogin()
     factory = partial(
         SinkSMTP,
         handler,
         connections=connections,
+        login_required=login.required,
         data_size_limit=cfg.max_message_size,
         enable_SMTPUTF8=True,
         hostname=socket.gethostname() or "resetd-inbox",
         ident="resetd dev inbox",
-        auth_require_tls=False,
-        authenticator=accept_any_login,
+        auth_require_tls=login.required and tls_context is not None,
+        authenticator=login,
         tls_context=tls_context,
         require_starttls=False,
         loop=loop,
