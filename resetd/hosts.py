@@ -14,6 +14,7 @@ linear in its length (no regular expressions).
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from aiohttp import hdrs, web
 
@@ -51,6 +52,9 @@ def normalise_name(name: str) -> str | None:
     return name
 
 
+# Nearly every request names one of a few hosts: its verdicts are remembered
+# (bounded, so a stream of made-up names only evicts older ones).
+@lru_cache(maxsize=1024)
 def parse_host(value: str) -> str | None:
     """The host of a Host header (``name``, ``name:port``, ``[v6]:port``), or None if malformed."""
     if value.startswith("["):
@@ -126,6 +130,7 @@ def check_pattern(pattern: str) -> str | None:
     return normalise_name(bare)
 
 
+@lru_cache(maxsize=1024)
 def host_allowed(name: str, patterns: tuple[str, ...]) -> bool:
     """Is ``name`` (from :func:`request_host`) a loopback name or matched by ``patterns``?"""
     if is_loopback_name(name):
