@@ -18,15 +18,9 @@ from .config import (
     ConfigError,
     LimitsConfig,
 )
-from .hosts import check_pattern, is_loopback_name, normalise_name
+from .hosts import check_pattern, is_local_host
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-def is_local_host(host: str) -> bool:
-    """A host to listen on or a URL's host that only this machine can reach."""
-    name = normalise_name(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
-    return name is not None and is_loopback_name(name)
 
 
 def validate(cfg: Config) -> None:

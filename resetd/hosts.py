@@ -83,6 +83,14 @@ def is_loopback_name(name: str) -> bool:
     return is_loopback_address(name)
 
 
+def is_local_host(host: str) -> bool:
+    """A host to listen on, or a URL's host, that only this machine can reach
+    (a bracketed IPv6 address is taken too)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    name = normalise_name(bare)
+    return name is not None and is_loopback_name(name)
+
+
 def is_loopback_address(text: str | None) -> bool:
     """True for a loopback IP address (``127.0.0.0/8``, ``::1``, ``::ffff:127.x``).
 

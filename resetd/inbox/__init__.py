@@ -19,7 +19,8 @@ from . import api, api_message, events, pages, tls
 from . import appkeys as ikeys
 from .guesses import GuessThrottle
 from .schema import INBOX_MIGRATIONS
-from .sink import SinkHandler, SinkLogin, SinkStats, start_sink
+from .sink import SinkHandler, SinkStats, start_sink
+from .smtp_auth import SinkLogin
 from .store import InboxStore
 from .writer import InboxWriter
 

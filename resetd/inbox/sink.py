@@ -10,13 +10,13 @@ Accepted mail is handed to the :class:`~resetd.inbox.writer.InboxWriter`.
 
 Listening beyond loopback (``allow_remote`` and a non-loopback ``smtp_host``),
 the sink is no longer a local catch-all but a mail drop anyone could fill:
-there it takes no MAIL before AUTH with the inbox's password (:class:`SinkLogin`).
+there it takes no MAIL before AUTH with the inbox's password
+(:class:`~resetd.inbox.smtp_auth.SinkLogin`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
 import socket
@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from ..config import DevInboxConfig
-from ..hosts import is_loopback_name, normalise_name
-from .guesses import GuessThrottle
 from .ingest import Incoming
+from .smtp_auth import SinkLogin
 from .smtp_data import STREAM_LIMIT, read_data_section
 from .writer import InboxWriter
 
@@ -69,49 +68,6 @@ class SinkHandler:
         stats.accepted += 1
         stats.accepted_size += len(raw)
         return "250 2.0.0 OK: captured"
-
-
-class SinkLogin:
-    """aiosmtpd's authenticator, and whether the sink needs one.
-
-    Without a password it takes any credentials, so apps configured for a real
-    relay just work. With one, AUTH is required before MAIL and takes that
-    password under any user name; wrong ones count in the inbox's
-    :class:`~resetd.inbox.guesses.GuessThrottle`, and past its limit every
-    attempt gets 454 unchecked.
-    """
-
-    TOO_MANY = "454 4.7.0 Too many wrong passwords, try again later"
-
-    def __init__(self, password: str = "", throttle: GuessThrottle | None = None) -> None:
-        self.password = password.encode()
-        self.throttle = throttle or GuessThrottle()
-
-    @classmethod
-    def for_config(cls, cfg: DevInboxConfig, throttle: GuessThrottle) -> SinkLogin:
-        """The password is required only where anyone but this machine can connect."""
-        name = normalise_name(cfg.smtp_host.strip("[]"))
-        local = name is not None and is_loopback_name(name)
-        return cls("" if local or not cfg.allow_remote else cfg.password, throttle)
-
-    @property
-    def required(self) -> bool:
-        return bool(self.password)
-
-    def __call__(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        if not self.password:
-            return AuthResult(success=True)
-        peer = session.peer
-        client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-        if self.throttle.retry_after(client) is not None:
-            return AuthResult(success=False, handled=False, message=self.TOO_MANY)
-        given = auth_data.password if isinstance(auth_data, LoginPassword) else b""
-        if hmac.compare_digest(given, self.password):
-            return AuthResult(success=True, auth_data=auth_data)
-        self.throttle.failed(client)
-        return AuthResult(success=False, handled=False)
 
 
 class SinkSMTP(SMTP):
