@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiohttp_session import session_middleware
 
 from . import keys
@@ -30,7 +31,12 @@ from .login_timing import FailureTiming
 from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
 from .mail_compose import MailComposer
-from .middlewares import csrf_middleware, errors_middleware, security_headers
+from .middlewares import (
+    allowed_hosts_middleware,
+    csrf_middleware,
+    errors_middleware,
+    security_headers,
+)
 from .outbox import OutboxWorker
 from .outbox_store import OutboxStore
 from .passwords import Hasher, hash_kind
@@ -115,14 +121,15 @@ async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
     install_redaction()
-    app = web.Application(
-        middlewares=[
-            session_middleware(cookie_storage(config)),
-            errors_middleware,
-            csrf_middleware,
-        ],
-        client_max_size=1024 * 1024,
-    )
+    middlewares: list[Middleware] = [session_middleware(cookie_storage(config)), errors_middleware]
+    if config.dev_inbox.enabled:
+        from .inbox.access import inbox_gate
+
+        # Before the allowed hosts: the inbox's own rules are stricter, and a
+        # request from elsewhere gets its 403 whatever allowed_hosts says.
+        middlewares.append(inbox_gate)
+    middlewares += [allowed_hosts_middleware(config), csrf_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[keys.config] = config
     app[keys.clock] = clock
     app[keys.hasher] = Hasher(config.passwords, config.users.effective_hash_format)

@@ -11,8 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# The shipped development value; `serve` refuses it unless public_url is local.
+# The shipped development value; `serve` refuses it unless resetd is local only.
 DEV_SECRET_KEY = "dev-only-secret-change-me-before-deploying-resetd"  # noqa: S105
+MIN_SECRET_KEY = 32
+# The dev inbox's password guards every captured reset link once allow_remote is on.
+MIN_INBOX_PASSWORD = 16
+
+# Keys whose values are never repeated in an error message, a log line or a banner.
+SECRET_KEYS = frozenset(
+    {
+        ("server", "secret_key"),
+        ("server", "secret_key_fallbacks"),
+        ("mail", "password"),
+        ("dev_inbox", "password"),
+    }
+)
 
 
 class ConfigError(Exception):
@@ -27,6 +40,8 @@ class ServerConfig:
     secret_key: str = ""
     secret_key_fallbacks: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
+    # Host header values answered besides loopback names; empty: public_url's host.
+    allowed_hosts: tuple[str, ...] = ()
     login_url: str = ""
     login_pages: bool = True
     # Signed-in sessions, enforced on the server (seconds): idle = without a request.

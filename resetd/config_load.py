@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import SECTIONS, Config, ConfigError
+from .config import SECRET_KEYS, SECTIONS, Config, ConfigError
 from .config_rules import validate
 
 # The Flask Mega-Tutorial's variable names, honoured so its .env files work.
@@ -29,33 +29,47 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def shown(section: str, key: str, raw: Any) -> str:
+    """How an error message names a value it refuses: ``repr`` of it, except for
+    a secret key, whose value is never printed (only its kind)."""
+    if (section, key) not in SECRET_KEYS:
+        return repr(raw)
+    kind = _KINDS.get(type(raw), "a list" if isinstance(raw, list) else "a table")
+    return f"{kind} (value not shown)"
+
+
 def _coerce(section: str, key: str, typ: Any, raw: Any, from_env: bool) -> Any:
     where = f"[{section}] {key}"
+    got = shown(section, key, raw)
     if typ == "bool" or typ is bool:
         if isinstance(raw, bool):
             return raw
         if from_env and isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
             return raw.strip().lower() in _TRUE
-        raise ConfigError(f"{where}: expected true or false, got {raw!r}")
+        raise ConfigError(f"{where}: expected true or false, got {got}")
     if typ == "int" or typ is int:
-        return _number(where, raw, from_env, int, (int,), "an integer")
+        return _number(where, got, raw, from_env, int, (int,), "an integer")
     if typ == "float" or typ is float:
-        return _number(where, raw, from_env, float, (int, float), "a number")
+        return _number(where, got, raw, from_env, float, (int, float), "a number")
     if typ == "str" or typ is str:
         if isinstance(raw, str):
             return raw
-        raise ConfigError(f"{where}: expected a string, got {raw!r}")
+        raise ConfigError(f"{where}: expected a string, got {got}")
     if typ == "tuple[str, ...]":
         if from_env and isinstance(raw, str):
             return tuple(p.strip() for p in raw.split(",") if p.strip())
         if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
             return tuple(raw)
-        raise ConfigError(f"{where}: expected a list of strings, got {raw!r}")
+        raise ConfigError(f"{where}: expected a list of strings, got {got}")
     raise AssertionError(f"unsupported config type {typ!r}")  # pragma: no cover
 
 
 def _number(
     where: str,
+    got: str,
     raw: Any,
     from_env: bool,
     convert: type[int] | type[float],
@@ -72,7 +86,7 @@ def _number(
                 return convert(raw.strip())
             except ValueError:
                 pass
-    raise ConfigError(f"{where}: expected {what}, got {raw!r}")
+    raise ConfigError(f"{where}: expected {what}, got {got}")
 
 
 def _build_section(section: str, values: Mapping[str, tuple[Any, bool]]) -> Any:

@@ -11,20 +11,19 @@ import re
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
-from .config import DEV_SECRET_KEY, Config, ConfigError, LimitsConfig
+from .config import (
+    DEV_SECRET_KEY,
+    MIN_INBOX_PASSWORD,
+    MIN_SECRET_KEY,
+    Config,
+    ConfigError,
+    LimitsConfig,
+)
 from .errors import UnsendableAddress
+from .hosts import check_pattern, is_local_host
 from .mail_headers import check_address
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-def is_local_host(host: str) -> bool:
-    if host in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_sender(sender: str) -> None:
@@ -56,8 +55,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[server] public_url: must not contain a query or fragment")
     if not s.secret_key:
         raise ConfigError("[server] secret_key: missing (set it in the file or SECRET_KEY)")
-    if len(s.secret_key) < 16:
-        raise ConfigError("[server] secret_key: too short, use at least 32 random characters")
+    if len(s.secret_key) < MIN_SECRET_KEY:
+        raise ConfigError(
+            f"[server] secret_key: too short, use at least {MIN_SECRET_KEY} random characters"
+        )
+    for pattern in s.allowed_hosts:
+        if check_pattern(pattern) is None:
+            raise ConfigError(
+                f"[server] allowed_hosts: {pattern!r} is not a host name, an IP address, "
+                "'.domain' (the domain and its subdomains) or '*' (ports are not part of it)"
+            )
     for key in ("header_timeout", "body_timeout"):
         seconds = getattr(s, key)
         if not 0 < seconds <= 3600:
@@ -148,6 +155,11 @@ def validate(cfg: Config) -> None:
             if not _IDENTIFIER.fullmatch(value):
                 raise ConfigError(f"[users] {key}: expected a plain SQL identifier, got {value!r}")
     d = cfg.dev_inbox
+    if d.allow_remote and len(d.password) < MIN_INBOX_PASSWORD:
+        raise ConfigError(
+            f"[dev_inbox] password: allow_remote = true needs a password of at least "
+            f"{MIN_INBOX_PASSWORD} characters (it guards every captured reset link)"
+        )
     if not 0 <= d.smtp_port <= 65535:
         raise ConfigError(f"[dev_inbox] smtp_port: expected 0-65535, got {d.smtp_port}")
     if d.max_messages < 1:
@@ -189,22 +201,37 @@ def _check_session_lifetimes(cfg: Config) -> None:
 
 
 def check_serve_safety(cfg: Config) -> None:
-    """Refusals that apply to ``serve`` only (the CLI's user commands stay usable)."""
-    host = urlsplit(cfg.server.public_url).hostname or ""
-    if cfg.server.secret_key == DEV_SECRET_KEY and not is_local_host(host):
+    """Refusals that apply to ``serve`` only (the CLI's user commands stay usable).
+
+    Both the development secret and the dev inbox are for a resetd that only
+    this machine can reach: listening on loopback, with a loopback public_url.
+    """
+    s = cfg.server
+    public_host = urlsplit(s.public_url).hostname or ""
+    local_url, local_bind = is_local_host(public_host), is_local_host(s.host)
+    if DEV_SECRET_KEY in (s.secret_key, *s.secret_key_fallbacks) and not (local_url and local_bind):
+        key = "secret_key" if s.secret_key == DEV_SECRET_KEY else "secret_key_fallbacks"
+        where = f"public_url is {s.public_url!r}" if not local_url else f"host is {s.host!r}"
         raise ConfigError(
-            "[server] secret_key: still the development value while public_url is "
-            f"{cfg.server.public_url!r}; set a random secret (SECRET_KEY) before exposing resetd"
+            f"[server] {key}: still the development value while {where}; set a random "
+            "secret (SECRET_KEY) before exposing resetd"
         )
     d = cfg.dev_inbox
-    if d.enabled and not is_local_host(cfg.server.host):
-        if not (d.allow_remote and d.password):
-            raise ConfigError(
-                f"[dev_inbox] enabled: refusing to serve the dev inbox on non-loopback "
-                f"[server] host {cfg.server.host!r}; bind 127.0.0.1, disable the inbox, or set "
-                "[dev_inbox] allow_remote = true with a password"
-            )
-    if d.enabled and not is_local_host(d.smtp_host) and not (d.allow_remote and d.password):
+    if not d.enabled or d.allow_remote:  # allow_remote implies a password (validate)
+        return
+    if not local_bind:
+        raise ConfigError(
+            f"[dev_inbox] enabled: refusing to serve the dev inbox on non-loopback "
+            f"[server] host {s.host!r}; bind 127.0.0.1, disable the inbox, or set "
+            "[dev_inbox] allow_remote = true with a password"
+        )
+    if not local_url:
+        raise ConfigError(
+            f"[dev_inbox] enabled: refusing to serve the dev inbox while [server] public_url "
+            f"{s.public_url!r} is not a loopback URL (a proxy in front would expose it); "
+            "disable the inbox, or set [dev_inbox] allow_remote = true with a password"
+        )
+    if not is_local_host(d.smtp_host):
         raise ConfigError(
             f"[dev_inbox] smtp_host: refusing to accept mail on non-loopback {d.smtp_host!r}"
         )

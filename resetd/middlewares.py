@@ -1,4 +1,4 @@
-"""Cross-cutting request handling: error pages, CSRF, security headers.
+"""Cross-cutting request handling: error pages, allowed hosts, CSRF, security headers.
 
 Every error a user or a client can cause becomes a clear page (or JSON under
 ``/dev/inbox/api``) with the right status; unexpected exceptions are logged
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from . import keys
 from .bodies import read_form
+from .config import Config
 from .errors import CsrfFailure, FormError
+from .hosts import check_pattern, host_allowed, request_host
 from .render import render
 from .sessions import csrf_ok
 
@@ -94,6 +98,37 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unhandled error for %s %s", request.method, request.path)
         return await error_page(request, 500)
+
+
+def host_patterns(config: Config) -> tuple[str, ...]:
+    """``[server] allowed_hosts``, normalised; by default public_url's host.
+
+    Loopback names are answered besides these (see :mod:`resetd.hosts`).
+    """
+    configured = config.server.allowed_hosts
+    if not configured:
+        name = urlsplit(config.server.public_url).hostname or ""
+        try:  # browsers send an internationalised name in its ASCII form
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass
+        configured = (name,)
+    return tuple(p for p in map(check_pattern, configured) if p is not None)
+
+
+def allowed_hosts_middleware(config: Config) -> Middleware:
+    """400 for a request addressed to a host resetd is not configured to answer
+    (Django's ``ALLOWED_HOSTS``): DNS rebinding, or a proxy nobody set up for it."""
+    patterns = host_patterns(config)
+
+    @web.middleware
+    async def allowed_hosts(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name = request_host(request)
+        if name is None or not host_allowed(name, patterns):
+            raise web.HTTPBadRequest(text="This server does not answer to that host name.")
+        return await handler(request)
+
+    return allowed_hosts
 
 
 @web.middleware

@@ -1,67 +1,21 @@
-"""Inbox pages: access rules, delete forms, search box, live updates, the reset-link panel."""
+"""Inbox pages: delete forms, search box, live updates, the reset-link panel."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import time
 from typing import Any
 
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, make_mocked_request
+from aiohttp.test_utils import TestClient
 
 from resetd import keys
-from resetd.app import create_app
-from resetd.inbox.access import check_access
 from resetd.users import fingerprint
-from tests.conftest import ConfigFactory, add_user, csrf_from
+from tests.conftest import add_user, csrf_from
 from tests.inbox_helpers import api_json, make_message, send_smtplib
 
 API = "/dev/inbox/api/v1"
-
-
-def _request_from(app: web.Application, remote: str, auth: str = "") -> web.Request:
-    headers = {"Authorization": auth} if auth else {}
-    return make_mocked_request("GET", "/dev/inbox", headers=headers, app=app).clone(remote=remote)
-
-
-def _basic(password: str) -> str:
-    return "Basic " + base64.b64encode(f"dev:{password}".encode()).decode()
-
-
-async def test_remote_clients_are_refused_without_allow_remote(
-    client: TestClient[Any, Any],
-) -> None:
-    app = client.app
-    check_access(_request_from(app, "127.0.0.1"))
-    check_access(_request_from(app, "::1"))
-    for remote in ("203.0.113.9", "10.0.0.1", "unknown"):
-        with pytest.raises(web.HTTPNotFound):
-            check_access(_request_from(app, remote))
-
-
-async def test_allow_remote_needs_the_password_everywhere(
-    aiohttp_client: Any, make_config: ConfigFactory
-) -> None:
-    config = make_config(dev_inbox={"allow_remote": True, "password": "hunter2-dev-inbox"})
-    client = await aiohttp_client(create_app(config))
-    app = client.app
-    check_access(_request_from(app, "203.0.113.9", _basic("hunter2-dev-inbox")))
-    with pytest.raises(web.HTTPUnauthorized):
-        check_access(_request_from(app, "203.0.113.9", _basic("wrong")))
-    with pytest.raises(web.HTTPUnauthorized):
-        check_access(_request_from(app, "203.0.113.9", "Basic !!!"))
-    for path in ("/dev/inbox", f"{API}/messages", "/dev/inbox/events"):
-        resp = await client.get(path)
-        assert resp.status == 401, path
-        assert resp.headers["WWW-Authenticate"].startswith("Basic")
-    resp = await client.get(
-        f"{API}/messages", headers={"Authorization": _basic("hunter2-dev-inbox")}
-    )
-    assert resp.status == 200
 
 
 async def test_delete_one_and_all_from_the_page(client: TestClient[Any, Any]) -> None:

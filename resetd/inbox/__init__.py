@@ -1,8 +1,9 @@
 """The dev inbox: an in-process SMTP sink, its SQLite store, pages and a Mailpit-style API.
 
 :func:`inbox_ctx` is the cleanup context (store → writer → SMTP server, torn
-down in reverse); :func:`add_inbox_routes` adds the routes, every handler
-behind :func:`~resetd.inbox.access.guarded` (loopback, or the password).
+down in reverse); :func:`add_inbox_routes` adds the routes. Who may reach
+them is decided before any of them runs, by the middleware
+:func:`~resetd.inbox.access.inbox_gate` for every path under ``/dev/inbox``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from .. import keys
 from ..db import Database
 from . import api, api_message, events, pages, tls
 from . import appkeys as ikeys
-from .access import guarded
+from .guesses import GuessThrottle
 from .schema import INBOX_MIGRATIONS
 from .sink import SinkHandler, SinkStats, start_sink
+from .smtp_auth import SinkLogin
 from .store import InboxStore
 from .writer import InboxWriter
 
@@ -38,13 +40,16 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         await writer.start()
         stack.push_async_callback(writer.stop)
         stats = SinkStats()
+        guesses = GuessThrottle()
         tls_context = await tls.server_context(cfg.path) if cfg.starttls else None
-        sink = await start_sink(cfg, SinkHandler(writer, stats), tls_context)
+        login = SinkLogin.for_config(cfg, guesses)
+        sink = await start_sink(cfg, SinkHandler(writer, stats), tls_context, login)
         stack.push_async_callback(sink.close)
         app[keys.inbox_store] = store
         app[ikeys.events] = hub
         app[ikeys.writer] = writer
         app[ikeys.stats] = stats
+        app[ikeys.guesses] = guesses
         app[keys.inbox_smtp_address] = sink.address
         yield
 
@@ -59,23 +64,23 @@ async def _end_streams(app: web.Application) -> None:
 def add_inbox_routes(app: web.Application) -> None:
     r = app.router
     v1 = "/dev/inbox/api/v1"
-    r.add_get("/dev/inbox", guarded(pages.inbox_page), name="inbox")
-    r.add_get("/dev/inbox/events", guarded(events.event_stream), name="inbox_events")
-    r.add_get("/dev/inbox/livez", guarded(api.livez), name="inbox_livez")
-    r.add_get("/dev/inbox/readyz", guarded(api.readyz), name="inbox_readyz")
-    r.add_post("/dev/inbox/delete", guarded(pages.delete_all), name="inbox_delete_all")
-    r.add_get("/dev/inbox/{id}", guarded(pages.message_page), name="inbox_message")
-    r.add_get("/dev/inbox/{id}/download", guarded(pages.download_eml), name="inbox_download")
-    r.add_post("/dev/inbox/{id}/delete", guarded(pages.delete_message), name="inbox_delete")
-    r.add_get(f"{v1}/messages", guarded(api.list_messages), name="inbox_api_messages")
-    r.add_put(f"{v1}/messages", guarded(api.set_read))
-    r.add_delete(f"{v1}/messages", guarded(api.delete_messages))
-    r.add_get(f"{v1}/search", guarded(api.search_messages), name="inbox_api_search")
-    r.add_delete(f"{v1}/search", guarded(api.delete_search))
-    r.add_get(f"{v1}/message/{{id}}", guarded(api_message.get_message), name="inbox_api_message")
-    r.add_get(f"{v1}/message/{{id}}/headers", guarded(api_message.get_headers))
-    r.add_get(f"{v1}/message/{{id}}/raw", guarded(api_message.get_raw))
-    r.add_get(f"{v1}/message/{{id}}/part/{{part}}", guarded(api_message.get_part))
-    r.add_get(f"{v1}/message/{{id}}/links", guarded(api_message.get_links))
-    r.add_get(f"{v1}/info", guarded(api.info), name="inbox_api_info")
+    r.add_get("/dev/inbox", pages.inbox_page, name="inbox")
+    r.add_get("/dev/inbox/events", events.event_stream, name="inbox_events")
+    r.add_get("/dev/inbox/livez", api.livez, name="inbox_livez")
+    r.add_get("/dev/inbox/readyz", api.readyz, name="inbox_readyz")
+    r.add_post("/dev/inbox/delete", pages.delete_all, name="inbox_delete_all")
+    r.add_get("/dev/inbox/{id}", pages.message_page, name="inbox_message")
+    r.add_get("/dev/inbox/{id}/download", pages.download_eml, name="inbox_download")
+    r.add_post("/dev/inbox/{id}/delete", pages.delete_message, name="inbox_delete")
+    r.add_get(f"{v1}/messages", api.list_messages, name="inbox_api_messages")
+    r.add_put(f"{v1}/messages", api.set_read)
+    r.add_delete(f"{v1}/messages", api.delete_messages)
+    r.add_get(f"{v1}/search", api.search_messages, name="inbox_api_search")
+    r.add_delete(f"{v1}/search", api.delete_search)
+    r.add_get(f"{v1}/message/{{id}}", api_message.get_message, name="inbox_api_message")
+    r.add_get(f"{v1}/message/{{id}}/headers", api_message.get_headers)
+    r.add_get(f"{v1}/message/{{id}}/raw", api_message.get_raw)
+    r.add_get(f"{v1}/message/{{id}}/part/{{part}}", api_message.get_part)
+    r.add_get(f"{v1}/message/{{id}}/links", api_message.get_links)
+    r.add_get(f"{v1}/info", api.info, name="inbox_api_info")
     app.on_shutdown.append(_end_streams)

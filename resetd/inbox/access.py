@@ -1,64 +1,163 @@
-"""Who may see the inbox: loopback clients, or anyone with the password when allowed.
+"""Who may see the inbox: this machine's own clients, or anyone with the password when allowed.
 
-With ``[dev_inbox] allow_remote = true`` and a ``password``, every page and API
-call needs HTTP basic auth (any user name, that password), from anywhere.
-Otherwise only loopback peers are served, and others get a 404, as if the
-inbox were off. Every inbox handler is wrapped with :func:`guarded`.
+Every captured reset link is in the inbox, so it answers only requests that
+can be nothing but local, checked by :func:`inbox_gate` for every path under
+``/dev/inbox`` (pages, API, events, downloads), before routing or CSRF:
+
+- the socket peer is a loopback address (else 404, as if the inbox were off);
+- no proxy put its headers on it (``Forwarded``, ``X-Forwarded-*``,
+  ``X-Real-IP``, ``Via`` …): a reverse proxy on the same host connects from
+  loopback too, for whoever is on the other side (else 403);
+- the Host it is addressed to is a loopback name or address, and an
+  ``Origin`` it carries is too: a DNS-rebinding page reaches the loopback
+  port under its own name (else 403); a request another site's page makes
+  (``Sec-Fetch-Site: cross-site``, other than following a link) is refused
+  the same way;
+- with a ``[dev_inbox] password``, HTTP basic auth with it (any user name).
+
+With ``[dev_inbox] allow_remote = true`` (which needs a password of 16
+characters or more) the password is asked of every request and the local-only
+rules are lifted for those who give it. Wrong passwords are throttled
+(:mod:`.guesses`): past the limit, 429 with Retry-After, checked or not.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
-import ipaddress
-from collections.abc import Awaitable, Callable
-from functools import wraps
+import logging
 
 from aiohttp import web
 
 from .. import keys
+from ..clientinfo import client_ip
+from ..hosts import is_loopback_address, is_loopback_name, parse_host, request_host
+from ..middlewares import Handler
+from . import appkeys as ikeys
+from .guesses import GuessThrottle
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger(__name__)
+
 REALM = 'Basic realm="resetd dev inbox", charset="UTF-8"'
+PREFIX = "/dev/inbox"
+# Headers a proxy adds, the standard one and the common ad-hoc ones. Any
+# ``X-Forwarded-…`` header counts too.
+PROXY_HEADERS = frozenset(
+    {
+        "forwarded",
+        "via",
+        "x-real-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-original-forwarded-for",
+    }
+)
+LOCAL_ONLY = "The dev inbox answers requests from this machine only."
 
 
-def is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+def is_inbox_request(request: web.Request) -> bool:
+    """Is this addressed to the inbox? By its path, and by the route it matched."""
+    path = request.path
+    if path == PREFIX or path.startswith(PREFIX + "/"):
+        return True
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical.startswith(PREFIX)
 
 
-def _password_ok(request: web.Request, password: str) -> bool:
+def proxy_header(request: web.Request) -> str | None:
+    """The name of the first proxy header the request carries, or None."""
+    for name in request.headers:
+        lowered = name.lower()
+        if lowered in PROXY_HEADERS or lowered.startswith("x-forwarded-"):
+            return name
+    return None
+
+
+def _origin_is_local(origin: str) -> bool:
+    scheme, sep, authority = origin.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return False  # includes "null": a sandboxed frame, a privacy redirect
+    name = parse_host(authority)
+    return name is not None and is_loopback_name(name)
+
+
+def outside_reason(request: web.Request) -> str | None:
+    """Why a request from a loopback peer may still come from elsewhere, or None."""
+    header = proxy_header(request)
+    if header is not None:
+        return f"it carries the proxy header {header}"
+    name = request_host(request)
+    if name is None or not is_loopback_name(name):
+        return "its Host is not a loopback name or address"
+    origin = request.headers.getall("Origin", [])
+    if len(origin) > 1 or (origin and not _origin_is_local(origin[0])):
+        return "its Origin is not a loopback origin"
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site" and not (
+        request.method in ("GET", "HEAD")
+        and request.headers.get("Sec-Fetch-Mode", "").lower() == "navigate"
+    ):
+        return "a page of another site sent it"
+    return None
+
+
+def _given_password(request: web.Request) -> str | None:
     scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "basic":
-        return False
+        return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8
-        return False
-    _, _, given = decoded.partition(":")
-    return hmac.compare_digest(given.encode(), password.encode())
+        return ""
+    return decoded.partition(":")[2]
+
+
+def check_password(request: web.Request, password: str, throttle: GuessThrottle) -> None:
+    """Raises HTTPTooManyRequests (throttled) or HTTPUnauthorized (missing or wrong).
+
+    A request without credentials (a browser's first) is not a guess; one
+    with wrong credentials is.
+    """
+    client = client_ip(request)
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        raise web.HTTPTooManyRequests(
+            text="Too many wrong passwords for the dev inbox; try again later.",
+            headers={"Retry-After": str(wait)},
+        )
+    given = _given_password(request)
+    if given is not None and hmac.compare_digest(given.encode(), password.encode()):
+        return
+    if given is not None:
+        throttle.failed(client)
+    raise web.HTTPUnauthorized(
+        text="The dev inbox needs its password.", headers={"WWW-Authenticate": REALM}
+    )
 
 
 def check_access(request: web.Request) -> None:
-    """Raises HTTPNotFound (not loopback) or HTTPUnauthorized (password needed)."""
+    """Raises HTTPNotFound (not loopback), HTTPForbidden (local peer, but the
+    request is from elsewhere), HTTPUnauthorized or HTTPTooManyRequests."""
     cfg = request.app[keys.config].dev_inbox
-    remote_ok = cfg.allow_remote and bool(cfg.password)
-    if not remote_ok and not is_loopback(request.remote):
+    throttle = request.app[ikeys.guesses]
+    if cfg.allow_remote:
+        check_password(request, cfg.password, throttle)
+        return
+    if not is_loopback_address(request.remote):
         raise web.HTTPNotFound()
-    if cfg.password and not _password_ok(request, cfg.password):
-        raise web.HTTPUnauthorized(
-            text="The dev inbox needs its password.", headers={"WWW-Authenticate": REALM}
-        )
+    reason = outside_reason(request)
+    if reason is not None:
+        log.info("dev inbox: refused a request from a loopback peer: %s", reason)
+        raise web.HTTPForbidden(text=LOCAL_ONLY)
+    if cfg.password:
+        check_password(request, cfg.password, throttle)
 
 
-def guarded(handler: Handler) -> Handler:
-    @wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
+@web.middleware
+async def inbox_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request under ``/dev/inbox`` passes :func:`check_access` first."""
+    if is_inbox_request(request):
         check_access(request)
-        return await handler(request)
-
-    return wrapper
+    return await handler(request)

@@ -8,9 +8,12 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .events import InboxEvents
+    from .guesses import GuessThrottle
     from .sink import SinkStats
     from .writer import InboxWriter
 
 events: web.AppKey[InboxEvents] = web.AppKey("inbox_events")
 writer: web.AppKey[InboxWriter] = web.AppKey("inbox_writer")
 stats: web.AppKey[SinkStats] = web.AppKey("inbox_stats")
+# Wrong inbox passwords, over HTTP and SMTP AUTH together.
+guesses: web.AppKey[GuessThrottle] = web.AppKey("inbox_guesses")

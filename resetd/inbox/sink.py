@@ -7,6 +7,11 @@ refuses a message over ``max_message_size`` with aiosmtpd's 552 during the
 transaction, after which the connection and the server carry on. The greeting
 hostname is given explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs.
 Accepted mail is handed to the :class:`~resetd.inbox.writer.InboxWriter`.
+
+Listening beyond loopback (``allow_remote`` and a non-loopback ``smtp_host``),
+the sink is no longer a local catch-all but a mail drop anyone could fill:
+there it takes no MAIL before AUTH with the inbox's password
+(:class:`~resetd.inbox.smtp_auth.SinkLogin`).
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from ..config import DevInboxConfig
 from .ingest import Incoming
+from .smtp_auth import SinkLogin
 from .smtp_data import STREAM_LIMIT, read_data_section
 from .writer import InboxWriter
 
@@ -64,13 +70,6 @@ class SinkHandler:
         return "250 2.0.0 OK: captured"
 
 
-def accept_any_login(
-    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-) -> AuthResult:
-    """A dev inbox takes any credentials, so apps configured for a real relay just work."""
-    return AuthResult(success=True)
-
-
 class SinkSMTP(SMTP):
     """aiosmtpd's SMTP, counting refusals and remembering its open connections.
 
@@ -82,10 +81,27 @@ class SinkSMTP(SMTP):
 
     line_length_limit = STREAM_LIMIT
 
-    def __init__(self, handler: SinkHandler, *, connections: set[SinkSMTP], **kw: Any) -> None:
+    def __init__(
+        self,
+        handler: SinkHandler,
+        *,
+        connections: set[SinkSMTP],
+        login_required: bool = False,
+        **kw: Any,
+    ) -> None:
         super().__init__(handler, **kw)
         self._stats = handler.stats
         self._connections = connections
+        self._login_required = login_required
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        """aiosmtpd's ``auth_required``, without its warning when TLS is not required too
+        (the warning is right, and the README says so; a dev inbox may still need it)."""
+        if self._login_required and not (self.session and self.session.authenticated):
+            await self.push("530 5.7.0 Authentication required")
+            return True
+        result: bool = await super().check_auth_needed(caller_method)
+        return result
 
     _idle_deadline = 0.0
 
@@ -194,24 +210,31 @@ class Sink:
 
 
 async def start_sink(
-    cfg: DevInboxConfig, handler: SinkHandler, tls_context: ssl.SSLContext | None = None
+    cfg: DevInboxConfig,
+    handler: SinkHandler,
+    tls_context: ssl.SSLContext | None = None,
+    login: SinkLogin | None = None,
 ) -> Sink:
     """Listen on ``[dev_inbox] smtp_host:smtp_port`` (port 0 picks a free port).
 
-    With ``tls_context`` the sink offers STARTTLS; clients may still send in clear.
+    With ``tls_context`` the sink offers STARTTLS; clients may still send in
+    clear, but when ``login`` requires a password AUTH waits for STARTTLS, so
+    the password never crosses the network in clear.
     """
     loop = asyncio.get_running_loop()
     connections: set[SinkSMTP] = set()
+    login = login or SinkLogin()
     factory = partial(
         SinkSMTP,
         handler,
         connections=connections,
+        login_required=login.required,
         data_size_limit=cfg.max_message_size,
         enable_SMTPUTF8=True,
         hostname=socket.gethostname() or "resetd-inbox",
         ident="resetd dev inbox",
-        auth_require_tls=False,
-        authenticator=accept_any_login,
+        auth_require_tls=login.required and tls_context is not None,
+        authenticator=login,
         tls_context=tls_context,
         require_starttls=False,
         loop=loop,
