@@ -15,6 +15,14 @@ of two.
 A mail's outcome is one of two exceptions, or none: :class:`PermanentFailure`
 (a 5xx reply, or a mail that can never be sent) and :class:`TemporaryFailure`
 (a lost connection, a timeout, a 4xx reply).
+
+A refused transaction never leaves anything behind on the session: after a
+refused end of data the session is reset (RSET) before it carries another
+mail, or closed when the next envelope had already been written behind the
+data, since a relay may keep the refused transaction open (Postfix does after
+``smtpd_end_of_data_restrictions``) and read that envelope into it. A 503 means
+the relay's idea of the transaction is not ours, and a DATA answered 354 after
+a refused envelope would deliver an empty mail if ended: both close the session.
 """
 
 from __future__ import annotations
@@ -227,32 +235,64 @@ class Session(asyncio.Protocol):
                     replies.append(await self._command(b"DATA\r\n"))
         refusal = _first_refusal(replies)
         if refusal is None:
-            ahead = self._envelope_ahead(then() if then is not None and self.pipelining else None)
-            if ahead is None:
-                self.write(payload)
-            else:
-                self.write(payload + ahead + b"DATA\r\n")
-                self._ahead = ahead
-            code, text = await self.reply()
-            self.in_sync = True
-            if code == 421:  # closing: an envelope written ahead goes on a new session
-                self._break(f"{code} {text}")
-            if code != 250:
-                raise failure(code, text)
+            await self._data(payload, then)
             return
         code, text = refusal
         if code == 421:  # the relay is closing this session
             self._break(f"{code} {text}")
             raise failure(code, text)
-        # Tidy up for the next mail; if that fails the session is dropped, but the
-        # outcome is still this refusal.
-        with contextlib.suppress(TemporaryFailure):
-            if len(replies) == 3 and replies[2][0] == 354:
-                # A relay that opened DATA with no valid envelope: end the empty message.
-                await self._command(b".\r\n")
-            code_rset, _ = await self._command(b"RSET\r\n")
-            self.in_sync = code_rset == 250
+        if code == 503:
+            # "Bad sequence of commands" to the first command that failed: the relay
+            # holds a transaction we do not (Postfix's "nested MAIL command"). Nothing
+            # is known about this mail, and nothing more may go on this session.
+            self._break(f"session out of step: {code} {text}")
+            raise TemporaryFailure(f"session out of step: {code} {text}")
+        if len(replies) == 3 and replies[2][0] == 354:
+            # DATA opened although the envelope was refused: ending the message would
+            # deliver an empty mail to whatever recipients the relay holds. Closing
+            # the connection in the middle of the data discards it.
+            self._break(f"DATA accepted after a refused envelope: {code} {text}")
+            raise failure(code, text)
+        await self._reset()
         raise failure(code, text)
+
+    async def _data(self, payload: bytes, then: NextMail | None) -> None:
+        """The message content of a mail whose envelope was accepted, and its reply."""
+        ahead = self._envelope_ahead(then() if then is not None and self.pipelining else None)
+        if ahead is None:
+            self.write(payload)
+        else:
+            self.write(payload + ahead + b"DATA\r\n")
+            self._ahead = ahead
+        code, text = await self.reply()
+        if code == 250:
+            self.in_sync = True
+            return
+        if code == 421:  # closing: an envelope written ahead goes on a new session
+            self._break(f"{code} {text}")
+        elif code == 503:
+            self._break(f"session out of step: {code} {text}")
+            raise TemporaryFailure(f"session out of step: {code} {text}")
+        elif self._ahead is not None:
+            # The relay may have kept the refused transaction open, reading the
+            # envelope written ahead into it (its MAIL refused as nested, its RCPT
+            # added, its DATA opened). Only a new session is certain to be clean.
+            self._break(f"end of data refused with the next envelope written ahead: {code}")
+        else:
+            await self._reset()
+        raise failure(code, text)
+
+    async def _reset(self) -> None:
+        """RSET after a refusal, so that no part of the refused transaction carries
+        over to the next mail; a session that does not answer 250 is dropped."""
+        try:
+            code, text = await self._command(b"RSET\r\n")
+        except TemporaryFailure:
+            return  # lost: ``usable`` says so
+        if code == 250:
+            self.in_sync = True
+        else:
+            self._break(f"RSET refused: {code} {text}")
 
     def _envelope_ahead(self, then: Outgoing | None) -> bytes | None:
         if then is None or not self.pipelining:
