@@ -56,6 +56,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"[mail] pool_size: expected 1-64, got {m.pool_size}")
     if m.timeout <= 0:
         raise ConfigError(f"[mail] timeout: expected a positive number, got {m.timeout}")
+    if m.data_timeout <= 0:
+        raise ConfigError(f"[mail] data_timeout: expected a positive number, got {m.data_timeout}")
     if m.max_age <= 0:
         raise ConfigError(f"[mail] max_age: expected a positive number, got {m.max_age}")
     if m.backoff_cap <= 0:

@@ -99,7 +99,9 @@ class OutboxWorker:
         self.low_water = len(self.connections)
         # Claims are a safety net for a mail whose outcome could not be recorded;
         # mail this process holds is never claimed twice, however slow the relay.
-        self.lease = 6 * cfg.timeout + 60
+        # Another process must not claim it either while this one waits for the
+        # end-of-data reply.
+        self.lease = cfg.data_timeout + 6 * cfg.timeout + 60
         self._wake = asyncio.Event()
         self._queue: Handoff[OutgoingMail | None] = Handoff()
         self._given_back = 0  # mails a sender had taken to go next when a stop came

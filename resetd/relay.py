@@ -101,7 +101,9 @@ class SmtpConnection:
             transport = smtp.transport
             if not isinstance(transport, asyncio.Transport) or transport.is_closing():
                 raise aiosmtplib.SMTPServerDisconnected("connection lost after the handshake")
-            session = Session(transport, dict(smtp.esmtp_extensions), self.cfg.timeout)
+            session = Session(
+                transport, dict(smtp.esmtp_extensions), self.cfg.timeout, self.cfg.data_timeout
+            )
         except BaseException:
             smtp.close()
             raise

@@ -23,6 +23,9 @@ data, since a relay may keep the refused transaction open (Postfix does after
 ``smtpd_end_of_data_restrictions``) and read that envelope into it. A 503 means
 the relay's idea of the transaction is not ours, and a DATA answered 354 after
 a refused envelope would deliver an empty mail if ended: both close the session.
+The end-of-data reply is awaited for ``[mail] data_timeout`` (RFC 5321
+§4.5.3.2.6: 10 minutes), because a timeout there cannot tell a lost mail from
+a delivered one, and giving up early sends it twice.
 """
 
 from __future__ import annotations
@@ -94,13 +97,18 @@ class Session(asyncio.Protocol):
     """
 
     def __init__(
-        self, transport: asyncio.Transport, extensions: dict[str, str], timeout: float
+        self,
+        transport: asyncio.Transport,
+        extensions: dict[str, str],
+        timeout: float,
+        data_timeout: float | None = None,
     ) -> None:
         self.transport = transport
         self.pipelining = "pipelining" in extensions
         self.smtputf8 = "smtputf8" in extensions
         self.size = "size" in extensions
         self.timeout = timeout
+        self.data_timeout = timeout if data_timeout is None else data_timeout
         self.in_sync = True  # every reply to what was sent has been read
         self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
@@ -264,7 +272,7 @@ class Session(asyncio.Protocol):
         else:
             self.write(payload + ahead + b"DATA\r\n")
             self._ahead = ahead
-        code, text = await self.reply()
+        code, text = await self.reply(self.data_timeout)
         if code == 250:
             self.in_sync = True
             return

@@ -32,15 +32,16 @@ class RawRelay:
     ``keeps_refused_transaction``: after any other reply the transaction stays
     open, as Postfix leaves it after ``smtpd_end_of_data_restrictions``;
     ``late`` seconds pass before that reply (the mail is delivered at once when
-    the reply is a 250: content scanning after queueing);
-    ``mail_reply(address)`` may refuse a MAIL; ``data_whatever``: DATA gets 354
-    even with no valid envelope; ``greeting(n)`` for the n-th connection (not a
-    220: the server says it and closes); ``max_sessions``: more at once get
-    ``421 4.7.0 too many connections``."""
+    the reply is a 250: content scanning after queueing); ``slow_mail`` seconds
+    pass before the reply to MAIL; ``mail_reply(address)`` may refuse a MAIL;
+    ``data_whatever``: DATA gets 354 even with no valid envelope; ``greeting(n)``
+    for the n-th connection (not a 220: the server says it and closes);
+    ``max_sessions``: more at once get ``421 4.7.0 too many connections``."""
 
     end_of_data: Callable[[int], str] = lambda n: OK
     keeps_refused_transaction: bool = True
     late: float = 0.0
+    slow_mail: float = 0.0
     mail_reply: Callable[[str], str | None] = lambda address: None
     data_whatever: bool = False
     greeting: Callable[[int], str] = lambda n: "220 relay.test ESMTP"
@@ -123,6 +124,8 @@ class RawRelay:
             elif verb == "MAIL":
                 address = command.partition(":")[2].strip().partition(">")[0].lstrip("<")
                 refusal = self.mail_reply(address)
+                if self.slow_mail:
+                    await asyncio.sleep(self.slow_mail)
                 if sender is not None:
                     reply("503 5.5.1 Error: nested MAIL command")
                 elif refusal is not None:

@@ -285,7 +285,8 @@ async def test_closing_with_an_envelope_ahead_sends_no_quit_into_the_data(
 
 async def test_stalled_reply_times_out(relay: Relay) -> None:
     relay.script, relay.stall_seconds = first_n(1, STALL), 5.0
-    conn = SmtpConnection(mail_config(relay.port, timeout=0.5), lambda: ("127.0.0.1", relay.port))
+    cfg = mail_config(relay.port, timeout=0.5, data_timeout=0.5)
+    conn = SmtpConnection(cfg, lambda: ("127.0.0.1", relay.port))
     try:
         started = time.monotonic()
         with pytest.raises(TemporaryFailure, match=r"^timeout"):
