@@ -23,6 +23,9 @@ data, since a relay may keep the refused transaction open (Postfix does after
 ``smtpd_end_of_data_restrictions``) and read that envelope into it. A 503 means
 the relay's idea of the transaction is not ours, and a DATA answered 354 after
 a refused envelope would deliver an empty mail if ended: both close the session.
+An internationalised address (or UTF-8 header fields) goes with SMTPUTF8 and
+8-bit content with BODY=8BITMIME when the relay offers them; otherwise that mail
+alone fails for good, with a reason that says so.
 The end-of-data reply is awaited for ``[mail] data_timeout`` (RFC 5321
 §4.5.3.2.6: 10 minutes), because a timeout there cannot tell a lost mail from
 a delivered one, and giving up early sends it twice.
@@ -82,6 +85,20 @@ def _path(address: str) -> bytes:
     return b"<" + address.encode("utf-8") + b">"
 
 
+def _needs_utf8(sender: str, recipient: str, payload: bytes) -> str | None:
+    """What in this mail needs SMTPUTF8 (RFC 6531), named without the local part of
+    an address (the reason is logged and stored); None when nothing does."""
+    if not recipient.isascii():
+        return "recipient …@" + recipient.rpartition("@")[2]
+    if not sender.isascii():
+        return "sender …@" + sender.rpartition("@")[2]
+    if not payload.isascii():
+        end = payload.find(b"\r\n\r\n")
+        if not payload[: end if end >= 0 else len(payload)].isascii():
+            return "UTF-8 header fields"
+    return None
+
+
 Reply = tuple[int, str]
 Outgoing = tuple[str, str, bytes]  # sender, recipient, payload (from data_payload)
 # Called when a mail's data is about to go: the mail to send next, if one waits.
@@ -106,6 +123,7 @@ class Session(asyncio.Protocol):
         self.transport = transport
         self.pipelining = "pipelining" in extensions
         self.smtputf8 = "smtputf8" in extensions
+        self.eightbit = "8bitmime" in extensions
         self.size = "size" in extensions
         self.timeout = timeout
         self.data_timeout = timeout if data_timeout is None else data_timeout
@@ -195,10 +213,18 @@ class Session(asyncio.Protocol):
     def _envelope(self, sender: str, recipient: str, payload: bytes) -> tuple[bytes, bytes]:
         """The MAIL and RCPT commands for one mail on this session."""
         options = b""
-        if not (sender + recipient).isascii():
-            if not self.smtputf8:
-                raise TemporaryFailure("the relay does not offer SMTPUTF8 for this address")
-            options += b" SMTPUTF8"
+        eight_bit = not payload.isascii()
+        if eight_bit or not (sender + recipient).isascii():
+            needs = _needs_utf8(sender, recipient, payload)
+            if needs is not None:
+                if not self.smtputf8:
+                    # Permanent: this relay never will, and the mail must not hold others.
+                    raise PermanentFailure(f"relay does not offer SMTPUTF8, needed for {needs}")
+                options += b" SMTPUTF8"
+            elif not self.eightbit:
+                raise PermanentFailure("relay does not offer 8BITMIME, needed for 8-bit content")
+            if eight_bit and self.eightbit:
+                options += b" BODY=8BITMIME"
         if self.size:
             options += b" SIZE=%d" % (len(payload) - 3)
         mail = b"MAIL FROM:" + _path(sender) + options + b"\r\n"

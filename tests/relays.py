@@ -31,6 +31,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     encrypted: bool = False  # arrived over TLS
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -138,6 +139,7 @@ class Relay:
                     [str(r) for r in envelope.rcpt_tos],
                     content,
                     encrypted=bool(tls),
+                    mail_options=list(envelope.mail_options),
                 )
             )
             self.arrived.set()

@@ -316,7 +316,10 @@ async def test_non_ascii_address_needs_smtputf8(pipelining: bool) -> None:
     try:
         to = "zoë@example.com"
         conn = SmtpConnection(mail_config(plain.port), lambda: ("127.0.0.1", plain.port))
-        with pytest.raises(TemporaryFailure, match="SMTPUTF8"):
+        with pytest.raises(
+            PermanentFailure,
+            match=r"^relay does not offer SMTPUTF8, needed for recipient …@example\.com$",
+        ):
             await conn.send(SENDER, to, mail("zoe@example.com"))
         await conn.close()
         conn = SmtpConnection(mail_config(utf8.port), lambda: ("127.0.0.1", utf8.port))
