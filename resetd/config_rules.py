@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import ssl
 from urllib.parse import urlsplit
 
 from .config import DEV_SECRET_KEY, Config, ConfigError, LimitsConfig
@@ -58,6 +59,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"[mail] timeout: expected a positive number, got {m.timeout}")
     if m.data_timeout <= 0:
         raise ConfigError(f"[mail] data_timeout: expected a positive number, got {m.data_timeout}")
+    if m.ca_file:
+        _check_ca_file(m.ca_file, m.use_tls or m.use_ssl)
     if m.max_age <= 0:
         raise ConfigError(f"[mail] max_age: expected a positive number, got {m.max_age}")
     if m.backoff_cap <= 0:
@@ -133,6 +136,21 @@ def validate(cfg: Config) -> None:
             # An in-memory database exists for one connection only, and each
             # database is written from a thread of its own beside the app's reads.
             raise ConfigError(f"[{section}] path: expected a file, got {path!r}")
+
+
+def _check_ca_file(path: str, tls: bool) -> None:
+    if not tls:
+        raise ConfigError(
+            "[mail] ca_file: only used over TLS; set [mail] use_tls or use_ssl as well"
+        )
+    try:
+        context = ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ConfigError(f"[mail] ca_file: no such file: {path!r}") from None
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        raise ConfigError(f"[mail] ca_file: cannot read {path!r}: {exc}") from None
+    if not context.cert_store_stats()["x509"]:
+        raise ConfigError(f"[mail] ca_file: no CA certificate (PEM) in {path!r}")
 
 
 def check_serve_safety(cfg: Config) -> None:

@@ -41,6 +41,7 @@ from .relay import (
     SessionRefused,
     SmtpConnection,
     TemporaryFailure,
+    tls_context,
 )
 from .sent_recorder import SentRecorder
 
@@ -88,11 +89,10 @@ class OutboxWorker:
         self.store = store
         self.cfg = cfg
         self.attempts = Attempts(store, cfg)
-        self.connections: list[RelayConnection] = (
-            list(connections)
-            if connections is not None
-            else [SmtpConnection(cfg, relay) for _ in range(cfg.pool_size)]
-        )
+        if connections is None:
+            tls = tls_context(cfg) if cfg.use_tls or cfg.use_ssl else None
+            connections = [SmtpConnection(cfg, relay, tls) for _ in range(cfg.pool_size)]
+        self.connections: list[RelayConnection] = list(connections)
         self.grace = cfg.timeout if grace is None else grace
         self.capacity = self.PER_CONNECTION * len(self.connections)
         # Claim again once the queue is down to one waiting mail per connection.

@@ -51,7 +51,20 @@ class TemporaryFailure(Exception):
 class SessionRefused(TemporaryFailure):
     """The relay refused the session itself (a 5xx to the greeting, EHLO, STARTTLS or
     AUTH, such as 535 for wrong credentials). That says nothing about the mail: it
-    stays queued until the settings or the relay are fixed, or ``max_age`` ends."""
+    stays queued until the settings or the relay are fixed, or ``max_age`` ends.
+
+    ``reply`` is what went wrong, ``hint`` (maybe empty) one line on what to change;
+    the text of the exception carries both."""
+
+    def __init__(self, reply: str, hint: str = "") -> None:
+        super().__init__(f"{reply}; hint: {hint}" if hint else reply)
+        self.reply = reply
+        self.hint = hint
+
+
+class CertificateRefused(SessionRefused):
+    """The relay's TLS certificate did not verify (self-signed, a private CA, another
+    name, expired): a settings problem on one side or the other, never the mail's."""
 
 
 def failure(code: int, text: str) -> PermanentFailure | TemporaryFailure:
