@@ -23,6 +23,7 @@ from .db import Database, with_database
 from .logs import setup_logging
 from .outbox_store import OutboxStore
 from .passwords import Hasher, check_policy
+from .relay_status import RelayStatusStore
 from .serve import serve
 from .users import DuplicateUser, UserStore
 
@@ -115,6 +116,12 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
         print(
             f"outbox: {counts['pending']} pending, {counts['failed']} failed, {counts['sent']} sent"
         )
+        relay = await RelayStatusStore(db).load()
+        if relay is not None and not relay[1].healthy:
+            address, status = relay
+            print(f"relay {address}: {status.state} since {_when(status.since)}: {status.error}")
+            if status.hint:
+                print(f"        hint: {status.hint}")
         for e in entries:
             when = {
                 "pending": f"next={_when(e.next_attempt_at)}",

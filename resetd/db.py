@@ -109,6 +109,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN user_id TEXT;
     """,
+    # 5: the relay's state as the outbox last saw it, for `resetd outbox` (one row).
+    """
+    CREATE TABLE relay_status (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        relay TEXT NOT NULL,
+        state TEXT NOT NULL,
+        since REAL NOT NULL,
+        error TEXT NOT NULL,
+        hint TEXT NOT NULL
+    );
+    """,
 ]
 
 

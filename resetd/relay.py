@@ -12,7 +12,8 @@ then the transport is handed to :class:`~resetd.smtp_session.Session`, which
 runs the mail transactions (pipelined when the relay allows it). The relay's
 certificate is checked against the system's CAs, or only against
 ``[mail] ca_file`` when that is set (for this connection only, not the whole
-process as ``SSL_CERT_FILE`` would).
+process as ``SSL_CERT_FILE`` would). What the relay does with a new connection
+is reported to the :class:`~resetd.relay_gate.RelayGate` all connections share.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 import aiosmtplib
 
 from .config import MailConfig
+from .relay_gate import RelayGate
 from .smtp_session import (
     CertificateRefused,
     Outgoing,
@@ -128,10 +130,12 @@ class SmtpConnection:
         self,
         cfg: MailConfig,
         relay: RelayAddress,
+        gate: RelayGate | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.cfg = cfg
         self.relay = relay
+        self.gate = gate or RelayGate(1, cfg.retry_base, cfg.backoff_cap)
         if tls is None and (cfg.use_tls or cfg.use_ssl):
             tls = tls_context(cfg)
         self._tls = tls
@@ -139,6 +143,11 @@ class SmtpConnection:
         self._session: Session | None = None
         self.opened = 0  # how many times this slot connected (visible to tests/bench)
         self.pipelining = False  # whether the last session pipelines (visible to tests)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a session is open, so that sending needs no new connection."""
+        return self._session is not None and self._session.usable
 
     async def _connect(self, host: str, port: int) -> Session:
         smtp = aiosmtplib.SMTP(
@@ -203,7 +212,10 @@ class SmtpConnection:
                 session = await self._connect(host, port)
             except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
                 # OSError covers refused connections, TLS errors and TimeoutError.
-                raise classify(exc, host) from exc
+                failed = classify(exc, host)
+                self.gate.refused(self, failed)
+                raise failed from exc
+            self.gate.opened(self)
 
         def following() -> Outgoing | None:
             nxt = then() if then is not None else None
@@ -211,6 +223,12 @@ class SmtpConnection:
 
         try:
             await session.transaction(sender, recipient, payload, following)
+        except TemporaryFailure as exc:
+            if session.goodbye is not None:  # a 421: the relay wants fewer of us
+                self.gate.refused(self, exc)
+            raise
+        else:
+            self.gate.accepted()
         finally:
             if not session.usable:  # a timeout or drop: the session's state is unknown
                 self.abort()
@@ -220,6 +238,7 @@ class SmtpConnection:
         self._abort_opening()
         session, self._session = self._session, None
         if session is not None:
+            self.gate.lost(self)
             session.transport.abort()
 
     async def close(self) -> None:
@@ -227,6 +246,7 @@ class SmtpConnection:
         self._abort_opening()
         session, self._session = self._session, None
         if session is not None:
+            self.gate.lost(self)
             await session.quit(min(2.0, self.cfg.timeout))
 
     def _abort_opening(self) -> None:

@@ -140,6 +140,7 @@ class Session(asyncio.Protocol):
         self.size = "size" in extensions
         self.timeout = timeout
         self.data_timeout = timeout if data_timeout is None else data_timeout
+        self.goodbye: str | None = None  # the relay's 421, when it closed the session
         self.in_sync = True  # every reply to what was sent has been read
         self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
@@ -286,7 +287,7 @@ class Session(asyncio.Protocol):
             return
         code, text = refusal
         if code == 421:  # the relay is closing this session
-            self._break(f"{code} {text}")
+            self._goodbye(code, text)
             raise failure(code, text)
         if code == 503:
             # "Bad sequence of commands" to the first command that failed: the relay
@@ -316,7 +317,7 @@ class Session(asyncio.Protocol):
             self.in_sync = True
             return
         if code == 421:  # closing: an envelope written ahead goes on a new session
-            self._break(f"{code} {text}")
+            self._goodbye(code, text)
         elif code == 503:
             self._break(f"session out of step: {code} {text}")
             raise TemporaryFailure(f"session out of step: {code} {text}")
@@ -338,8 +339,15 @@ class Session(asyncio.Protocol):
             return  # lost: ``usable`` says so
         if code == 250:
             self.in_sync = True
+        elif code == 421:
+            self._goodbye(code, text)
         else:
             self._break(f"RSET refused: {code} {text}")
+
+    def _goodbye(self, code: int, text: str) -> None:
+        """The relay closes the session (421): a sign for the whole relay to slow down."""
+        self.goodbye = f"{code} {text}".strip()
+        self._break(self.goodbye)
 
     def _envelope_ahead(self, then: Outgoing | None) -> bytes | None:
         if then is None or not self.pipelining:

@@ -14,9 +14,13 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+from aiohttp.test_utils import TestClient
 
+from resetd import keys
+from resetd.app import create_app
 from resetd.config import ConfigError
 from resetd.db import Database
+from resetd.mail_compose import ComposedMail
 from resetd.outbox import OutboxWorker
 from resetd.outbox_store import OutboxEntry, OutboxStore
 
@@ -98,6 +102,10 @@ async def test_a_self_signed_relay_is_an_error_with_a_hint_from_the_first_attemp
             code, out, err = await run_cli("outbox", "--config", str(config))
             assert code == 0, err
             assert f"last error: {entry.last_error}" in out
+            relay_line, hint_line = out.splitlines()[1:3]
+            assert relay_line.startswith(f"relay 127.0.0.1:{relay.port}: tls_error since ")
+            assert relay_line.endswith(": TLS certificate not accepted: self-signed certificate")
+            assert hint_line.strip() == SELF_SIGNED_HINT
         assert relay.received == []
     finally:
         await relay.stop()
@@ -169,3 +177,51 @@ def test_a_ca_file_that_cannot_be_used_is_a_config_error(
         make_config(mail=mail)
     assert str(info.value).startswith(expected)
     assert "\n" not in str(info.value)
+
+
+async def test_readyz_shows_the_certificate_error_and_its_hint_to_local_clients_only(
+    aiohttp_client: Any, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    ctx, _ = self_signed(tmp_path)
+    relay = Relay(tls_context=ctx)
+    await relay.start()
+    try:
+        cfg = make_config(
+            dev_inbox={"enabled": False},
+            server={"trusted_proxies": ["127.0.0.1"]},
+            mail={"port": relay.port, "use_tls": True, "retry_base": 0.5},
+        )
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(cfg))
+        resp = await client.get("/readyz")
+        assert resp.status == 200
+        assert (await resp.json())["relay"]["state"] == "unknown"  # nothing sent yet
+
+        async with client.app[keys.db].transaction() as conn:
+            await OutboxStore.enqueue(
+                conn,
+                "reset",
+                ComposedMail(SENDER, "a@example.com", "Hi", b"Subject: Hi\r\n\r\nx\r\n"),
+            )
+        client.app[keys.outbox_worker].wake()
+
+        async def refused() -> dict[str, Any] | None:
+            ready: dict[str, Any] = await (await client.get("/readyz")).json()
+            return ready if ready["relay"]["state"] != "unknown" else None
+
+        ready = await eventually(refused)
+        assert ready["status"] == "degraded"
+        assert ready["database"] == "ok"
+        relay_status = ready["relay"]
+        assert relay_status["state"] == "tls_error"
+        assert relay_status["address"] == f"127.0.0.1:{relay.port}"
+        assert relay_status["error"] == "TLS certificate not accepted: self-signed certificate"
+        assert f"hint: {relay_status['hint']}" == SELF_SIGNED_HINT
+        assert relay_status["since"] <= time.time()
+
+        # Through a proxy, for someone elsewhere: the state, not the details.
+        remote = await client.get("/readyz", headers={"X-Forwarded-For": "203.0.113.7"})
+        shown = (await remote.json())["relay"]
+        assert shown["state"] == "tls_error"
+        assert not {"address", "error", "hint"} & set(shown)
+    finally:
+        await relay.stop()
