@@ -103,7 +103,7 @@ def classify(exc: Exception, host: str = "") -> TemporaryFailure:
     certificate that does not verify a CertificateRefused with a hint."""
     cert = _certificate_error(exc)
     if cert is not None:
-        reason = cert.verify_message or cert.reason or str(cert)
+        reason = (cert.verify_message or cert.reason or str(cert)).rstrip(".")
         return CertificateRefused(
             f"TLS certificate not accepted: {reason}", _certificate_hint(cert, host)
         )

@@ -230,13 +230,15 @@ def free_port() -> int:
 
 
 def self_signed(
-    tmp_path: Path, names: tuple[str, ...] = ("127.0.0.1",)
+    tmp_path: Path, names: tuple[str, ...] = ("127.0.0.1",), *, expired: bool = False
 ) -> tuple[ssl.SSLContext, Path]:
     """A relay's server context with a new self-signed certificate (its own CA) for
     ``names`` (IP addresses or DNS names), and the certificate's PEM file."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
     now = datetime.datetime.now(datetime.UTC)
+    if expired:
+        now -= datetime.timedelta(days=1)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -139,21 +139,40 @@ async def test_ca_file_trusts_the_relays_private_ca_and_only_for_the_relay(
         await relay.stop()
 
 
-async def test_a_certificate_for_another_name_says_so(
-    make_config: ConfigFactory, tmp_path: Path
+@pytest.mark.parametrize(
+    ("names", "expired", "error", "hint"),
+    [
+        (
+            ("relay.test",),
+            False,
+            "IP address mismatch, certificate is not valid for '127.0.0.1'",
+            "the certificate does not name '127.0.0.1': set [mail] server to a name it carries",
+        ),
+        (
+            ("127.0.0.1",),
+            True,
+            "certificate has expired",
+            "the relay's certificate is outside its validity dates: renew it on the relay",
+        ),
+    ],
+    ids=["another-name", "expired"],
+)
+async def test_a_certificate_trusted_but_wrong_says_what_is_wrong(
+    make_config: ConfigFactory,
+    tmp_path: Path,
+    names: tuple[str, ...],
+    expired: bool,
+    error: str,
+    hint: str,
 ) -> None:
-    ctx, ca = self_signed(tmp_path, names=("relay.test",))
+    ctx, ca = self_signed(tmp_path, names, expired=expired)
     relay = Relay(tls_context=ctx)
     await relay.start()
     try:
         async with outbox(make_config, tmp_path, relay, "127.0.0.1", ca_file=str(ca)) as (_, entry):
             assert entry.status == "pending"
-            assert entry.last_error is not None
-            assert entry.last_error.startswith("TLS certificate not accepted: IP address mismatch")
-            assert entry.last_error.endswith(
-                "hint: the certificate does not name '127.0.0.1': set [mail] server to a name "
-                "it carries"
-            )
+            assert entry.last_error == f"TLS certificate not accepted: {error}; hint: {hint}"
+        assert relay.received == []
     finally:
         await relay.stop()
 
