@@ -25,6 +25,7 @@ from .logs import clean_text, setup_logging
 from .mail_headers import clean
 from .outbox_store import OutboxStore
 from .passwords import Hasher, check_policy
+from .relay_status import RelayStatusStore
 from .request_queue import FAILED_KEPT, RequestQueue
 from .serve import serve
 from .users import DuplicateUser, UserStore, username_problem
@@ -120,6 +121,12 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
         print(
             f"outbox: {counts['pending']} pending, {counts['failed']} failed, {counts['sent']} sent"
         )
+        relay = await RelayStatusStore(db).load()
+        if relay is not None and not relay[1].healthy:
+            address, status = relay
+            print(f"relay {address}: {status.state} since {_when(status.since)}: {status.error}")
+            if status.hint:
+                print(f"        hint: {status.hint}")
         for e in entries:
             when = {
                 "pending": f"next={_when(e.next_attempt_at)}",

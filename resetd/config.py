@@ -70,6 +70,10 @@ class MailConfig:
     sender: str = "resetd <no-reply@localhost>"
     pool_size: int = 8
     timeout: float = 10.0
+    # The end-of-data reply: RFC 5321 §4.5.3.2.6's 10 minutes, because a timeout
+    # there cannot tell a lost mail from a delivered one.
+    data_timeout: float = 600.0
+    ca_file: str = ""  # trust only this CA (PEM) for the relay's certificate
     max_age: int = 86400
     backoff_cap: float = 300.0
     retry_base: float = 2.0

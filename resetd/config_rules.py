@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import ssl
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
@@ -87,6 +88,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"[mail] pool_size: expected 1-64, got {m.pool_size}")
     if m.timeout <= 0:
         raise ConfigError(f"[mail] timeout: expected a positive number, got {m.timeout}")
+    if m.data_timeout <= 0:
+        raise ConfigError(f"[mail] data_timeout: expected a positive number, got {m.data_timeout}")
+    if m.ca_file:
+        _check_ca_file(m.ca_file, m.use_tls or m.use_ssl)
     if m.max_age <= 0:
         raise ConfigError(f"[mail] max_age: expected a positive number, got {m.max_age}")
     if m.backoff_cap <= 0:
@@ -198,6 +203,21 @@ def _check_session_lifetimes(cfg: Config) -> None:
                 f"[server] {shorter}: must not exceed [server] {longer} "
                 f"({getattr(s, shorter)} > {getattr(s, longer)})"
             )
+
+
+def _check_ca_file(path: str, tls: bool) -> None:
+    if not tls:
+        raise ConfigError(
+            "[mail] ca_file: only used over TLS; set [mail] use_tls or use_ssl as well"
+        )
+    try:
+        context = ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ConfigError(f"[mail] ca_file: no such file: {path!r}") from None
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        raise ConfigError(f"[mail] ca_file: cannot read {path!r}: {exc}") from None
+    if not context.cert_store_stats()["x509"]:
+        raise ConfigError(f"[mail] ca_file: no CA certificate (PEM) in {path!r}")
 
 
 def check_serve_safety(cfg: Config) -> None:

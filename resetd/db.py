@@ -129,6 +129,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX sessions_user ON sessions (user_id);
     """,
+    # 7: the relay's state as the outbox last saw it, for `resetd outbox` (one row).
+    """
+    CREATE TABLE relay_status (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        relay TEXT NOT NULL,
+        state TEXT NOT NULL,
+        since REAL NOT NULL,
+        error TEXT NOT NULL,
+        hint TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -37,15 +37,29 @@ class Handoff(Generic[T]):
                 return
         self._items.append(item)
 
+    def put_back(self, item: T) -> None:
+        """Return an item taken too early: first in line again."""
+        while self._idle:
+            waiter = self._idle.pop()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        self._items.appendleft(item)
+
     def get_nowait(self) -> T:
         """The oldest waiting item; IndexError when there is none."""
         return self._items.popleft()
 
-    async def get(self) -> T:
+    async def get(self, cold: bool = False) -> T:
+        """The next item. A ``cold`` getter (a sender with no open connection) goes
+        to the back of the idle line: any warm one gets an item before it."""
         if self._items:
             return self._items.popleft()
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._idle.append(waiter)
+        if cold:
+            self._idle.insert(0, waiter)
+        else:
+            self._idle.append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:

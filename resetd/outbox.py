@@ -16,6 +16,10 @@ outcome of every attempt (:mod:`resetd.attempts`):
   is ``failed`` with "link expired before delivery" instead of being sent or
   retried: the link in it would no longer work.
 
+A refused connection or a 421 slows down the whole relay, not one mail: the
+connections share a :class:`~resetd.relay_gate.RelayGate`, and a connection
+without a session takes mail only once the gate admits it.
+
 A crash (even ``kill -9``) leaves rows ``pending``; the next start releases
 their claims and sends them: at-least-once, and in practice exactly once.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -41,7 +46,10 @@ from .relay import (
     SessionRefused,
     SmtpConnection,
     TemporaryFailure,
+    tls_context,
 )
+from .relay_gate import RelayGate
+from .relay_status import RelayStatus, RelayStatusStore
 from .sent_recorder import SentRecorder
 
 log = logging.getLogger(__name__)
@@ -49,7 +57,10 @@ log = logging.getLogger(__name__)
 
 class RelayConnection(Protocol):
     """What the worker needs from a connection: :class:`SmtpConnection` in production,
-    anything with the same three methods in a unit test."""
+    anything with the same methods in a unit test."""
+
+    @property
+    def connected(self) -> bool: ...
 
     async def send(
         self,
@@ -87,19 +98,25 @@ class OutboxWorker:
     ) -> None:
         self.store = store
         self.cfg = cfg
+        self.relay = relay
         self.attempts = Attempts(store, cfg)
-        self.connections: list[RelayConnection] = (
-            list(connections)
-            if connections is not None
-            else [SmtpConnection(cfg, relay) for _ in range(cfg.pool_size)]
-        )
+        self.gate = RelayGate(cfg.pool_size, cfg.retry_base, cfg.backoff_cap)
+        if connections is None:
+            tls = tls_context(cfg) if cfg.use_tls or cfg.use_ssl else None
+            connections = [SmtpConnection(cfg, relay, self.gate, tls) for _ in range(cfg.pool_size)]
+        self.connections: list[RelayConnection] = list(connections)
         self.grace = cfg.timeout if grace is None else grace
         self.capacity = self.PER_CONNECTION * len(self.connections)
         # Claim again once the queue is down to one waiting mail per connection.
         self.low_water = len(self.connections)
         # Claims are a safety net for a mail whose outcome could not be recorded;
         # mail this process holds is never claimed twice, however slow the relay.
-        self.lease = 6 * cfg.timeout + 60
+        # Another process must not claim it either while it waits for the relay's
+        # turn (up to backoff_cap) and then for the end-of-data reply.
+        self.lease = cfg.backoff_cap + cfg.data_timeout + 6 * cfg.timeout + 60
+        self._status_store = RelayStatusStore(store.db)
+        self._published: RelayStatus | None = None  # the status last saved
+        self._publishing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._queue: Handoff[OutgoingMail | None] = Handoff()
         self._given_back = 0  # mails a sender had taken to go next when a stop came
@@ -120,6 +137,7 @@ class OutboxWorker:
 
     async def start(self) -> None:
         interrupted = await self.store.recover()
+        await self._status_store.clear()
         counts = await self.store.counts()
         log.info(
             "outbox: pending=%d failed=%d sent=%d pool_size=%d",
@@ -142,6 +160,7 @@ class OutboxWorker:
         their outcomes, leave everything else pending for the next start."""
         self._stopping = True
         self._wake.set()
+        self.gate.close()  # senders waiting for the relay's turn go on to exit
         deadline = time.monotonic() + self.grace
         if self._dispatcher is not None:
             # It exits on its own between claims; cancel only if the database hangs.
@@ -213,8 +232,27 @@ class OutboxWorker:
                 log.exception("outbox: dispatcher error; retrying in 1 s")
                 await asyncio.sleep(1)
 
+    async def _next_mail(
+        self, conn: RelayConnection, taken: OutgoingMail | None
+    ) -> OutgoingMail | None:
+        """The mail ``conn`` sends next: the one it took to go next, or from the queue.
+        A connection without a session first waits until the relay gate admits it,
+        and gives back a mail it got after the relay refused someone meanwhile."""
+        while True:
+            if taken is not None and conn.connected:
+                return taken
+            if taken is not None:  # its session died: that mail waits like any other
+                self._queue.put_back(taken)
+                taken = None
+            if not conn.connected:
+                await self.gate.admit(conn)
+            mail = await self._queue.get(cold=not conn.connected)
+            if mail is None or conn.connected or self.gate.may_open(conn):
+                return mail
+            self._queue.put_back(mail)
+
     async def _send_loop(self, conn: RelayConnection) -> None:
-        mail = await self._queue.get()
+        mail = await self._next_mail(conn, None)
         while mail is not None:
             if self._stopping:
                 # A stop sends only what is in progress; a mail this sender gets
@@ -241,13 +279,15 @@ class OutboxWorker:
                     self._wake.set()  # room for the dispatcher to claim more
             # A mail taken to go next is given back at the top if a stop began
             # meanwhile (its envelope, written ahead, dies with the session).
-            mail = taken[0] if taken else await self._queue.get()
+            mail = await self._next_mail(conn, taken[0] if taken else None)
 
     def _take_next(self, taken: list[OutgoingMail]) -> tuple[str, str, bytes] | None:
         """Asked by the connection when a mail's data is about to go. A mail waits
         in the queue only while every sender is busy; taking it now lets its
-        envelope go out behind that data: a round trip saved."""
-        if self._stopping or self._queue.empty():
+        envelope go out behind that data: a round trip saved. While the relay
+        gate still lets more connections open, the mail is left for one of them
+        (behind a slow relay's data it could wait long)."""
+        if self._stopping or self._queue.empty() or not self.gate.saturated:
             return None
         nxt = self._queue.get_nowait()
         if nxt is None:  # not queued before a stop begins, and then nothing is taken
@@ -298,4 +338,35 @@ class OutboxWorker:
         else:
             self.attempts.accepted(mail, started)
             return True
+        finally:
+            if self.gate.status is not self._published:
+                await self._publish_status()
         return False
+
+    async def _publish_status(self) -> None:
+        """Save the relay's state for ``resetd outbox`` when it changed."""
+        async with self._publishing:
+            status = self.gate.status
+            if status is self._published:
+                return
+            host, port = self.relay()
+            try:
+                await self._status_store.save(f"{host}:{port}", status)
+            except sqlite3.Error:  # shown again with the next change
+                log.exception("outbox: could not save the relay's state")
+            self._published = status
+
+    def relay_status(self) -> dict[str, object]:
+        """The relay as ``/readyz`` shows it."""
+        host, port = self.relay()
+        status = self.gate.status
+        return {
+            "address": f"{host}:{port}",
+            "state": status.state,
+            "since": status.since or None,
+            "error": status.error,
+            "hint": status.hint,
+            "open_connections": self.gate.open_sessions,
+            "connections_allowed": self.gate.limit,
+            "next_connection_in": round(self.gate.retry_in(), 1),
+        }

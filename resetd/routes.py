@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import keys, login, reset_confirm, reset_request
+from . import health, keys, login, reset_confirm, reset_request
 from .assets import STATIC_DIR
 
 
@@ -19,6 +19,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_route("*", "/reset_password/{token}", reset_confirm.token_link, name="reset_link")
     r.add_route("*", "/reset_password", reset_confirm.set_password, name="reset_form")
     r.add_static("/static", STATIC_DIR, name="static")
+    r.add_get("/readyz", health.readyz, name="readyz")
     if cfg.dev_inbox.enabled:
         from .inbox import add_inbox_routes
 

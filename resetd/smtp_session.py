@@ -15,6 +15,20 @@ of two.
 A mail's outcome is one of two exceptions, or none: :class:`PermanentFailure`
 (a 5xx reply, or a mail that can never be sent) and :class:`TemporaryFailure`
 (a lost connection, a timeout, a 4xx reply).
+
+A refused transaction never leaves anything behind on the session: after a
+refused end of data the session is reset (RSET) before it carries another
+mail, or closed when the next envelope had already been written behind the
+data, since a relay may keep the refused transaction open (Postfix does after
+``smtpd_end_of_data_restrictions``) and read that envelope into it. A 503 means
+the relay's idea of the transaction is not ours, and a DATA answered 354 after
+a refused envelope would deliver an empty mail if ended: both close the session.
+An internationalised address (or UTF-8 header fields) goes with SMTPUTF8 and
+8-bit content with BODY=8BITMIME when the relay offers them; otherwise that mail
+alone fails for good, with a reason that says so.
+The end-of-data reply is awaited for ``[mail] data_timeout`` (RFC 5321
+§4.5.3.2.6: 10 minutes), because a timeout there cannot tell a lost mail from
+a delivered one, and giving up early sends it twice.
 """
 
 from __future__ import annotations
@@ -37,7 +51,20 @@ class TemporaryFailure(Exception):
 class SessionRefused(TemporaryFailure):
     """The relay refused the session itself (a 5xx to the greeting, EHLO, STARTTLS or
     AUTH, such as 535 for wrong credentials). That says nothing about the mail: it
-    stays queued until the settings or the relay are fixed, or ``max_age`` ends."""
+    stays queued until the settings or the relay are fixed, or ``max_age`` ends.
+
+    ``reply`` is what went wrong, ``hint`` (maybe empty) one line on what to change;
+    the text of the exception carries both."""
+
+    def __init__(self, reply: str, hint: str = "") -> None:
+        super().__init__(f"{reply}; hint: {hint}" if hint else reply)
+        self.reply = reply
+        self.hint = hint
+
+
+class CertificateRefused(SessionRefused):
+    """The relay's TLS certificate did not verify (self-signed, a private CA, another
+    name, expired): a settings problem on one side or the other, never the mail's."""
 
 
 def failure(code: int, text: str) -> PermanentFailure | TemporaryFailure:
@@ -71,6 +98,20 @@ def _path(address: str) -> bytes:
     return b"<" + address.encode("utf-8") + b">"
 
 
+def _needs_utf8(sender: str, recipient: str, payload: bytes) -> str | None:
+    """What in this mail needs SMTPUTF8 (RFC 6531), named without the local part of
+    an address (the reason is logged and stored); None when nothing does."""
+    if not recipient.isascii():
+        return "recipient …@" + recipient.rpartition("@")[2]
+    if not sender.isascii():
+        return "sender …@" + sender.rpartition("@")[2]
+    if not payload.isascii():
+        end = payload.find(b"\r\n\r\n")
+        if not payload[: end if end >= 0 else len(payload)].isascii():
+            return "UTF-8 header fields"
+    return None
+
+
 Reply = tuple[int, str]
 Outgoing = tuple[str, str, bytes]  # sender, recipient, payload (from data_payload)
 # Called when a mail's data is about to go: the mail to send next, if one waits.
@@ -86,13 +127,20 @@ class Session(asyncio.Protocol):
     """
 
     def __init__(
-        self, transport: asyncio.Transport, extensions: dict[str, str], timeout: float
+        self,
+        transport: asyncio.Transport,
+        extensions: dict[str, str],
+        timeout: float,
+        data_timeout: float | None = None,
     ) -> None:
         self.transport = transport
         self.pipelining = "pipelining" in extensions
         self.smtputf8 = "smtputf8" in extensions
+        self.eightbit = "8bitmime" in extensions
         self.size = "size" in extensions
         self.timeout = timeout
+        self.data_timeout = timeout if data_timeout is None else data_timeout
+        self.goodbye: str | None = None  # the relay's 421, when it closed the session
         self.in_sync = True  # every reply to what was sent has been read
         self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
@@ -179,10 +227,18 @@ class Session(asyncio.Protocol):
     def _envelope(self, sender: str, recipient: str, payload: bytes) -> tuple[bytes, bytes]:
         """The MAIL and RCPT commands for one mail on this session."""
         options = b""
-        if not (sender + recipient).isascii():
-            if not self.smtputf8:
-                raise TemporaryFailure("the relay does not offer SMTPUTF8 for this address")
-            options += b" SMTPUTF8"
+        eight_bit = not payload.isascii()
+        if eight_bit or not (sender + recipient).isascii():
+            needs = _needs_utf8(sender, recipient, payload)
+            if needs is not None:
+                if not self.smtputf8:
+                    # Permanent: this relay never will, and the mail must not hold others.
+                    raise PermanentFailure(f"relay does not offer SMTPUTF8, needed for {needs}")
+                options += b" SMTPUTF8"
+            elif not self.eightbit:
+                raise PermanentFailure("relay does not offer 8BITMIME, needed for 8-bit content")
+            if eight_bit and self.eightbit:
+                options += b" BODY=8BITMIME"
         if self.size:
             options += b" SIZE=%d" % (len(payload) - 3)
         mail = b"MAIL FROM:" + _path(sender) + options + b"\r\n"
@@ -227,32 +283,71 @@ class Session(asyncio.Protocol):
                     replies.append(await self._command(b"DATA\r\n"))
         refusal = _first_refusal(replies)
         if refusal is None:
-            ahead = self._envelope_ahead(then() if then is not None and self.pipelining else None)
-            if ahead is None:
-                self.write(payload)
-            else:
-                self.write(payload + ahead + b"DATA\r\n")
-                self._ahead = ahead
-            code, text = await self.reply()
-            self.in_sync = True
-            if code == 421:  # closing: an envelope written ahead goes on a new session
-                self._break(f"{code} {text}")
-            if code != 250:
-                raise failure(code, text)
+            await self._data(payload, then)
             return
         code, text = refusal
         if code == 421:  # the relay is closing this session
-            self._break(f"{code} {text}")
+            self._goodbye(code, text)
             raise failure(code, text)
-        # Tidy up for the next mail; if that fails the session is dropped, but the
-        # outcome is still this refusal.
-        with contextlib.suppress(TemporaryFailure):
-            if len(replies) == 3 and replies[2][0] == 354:
-                # A relay that opened DATA with no valid envelope: end the empty message.
-                await self._command(b".\r\n")
-            code_rset, _ = await self._command(b"RSET\r\n")
-            self.in_sync = code_rset == 250
+        if code == 503:
+            # "Bad sequence of commands" to the first command that failed: the relay
+            # holds a transaction we do not (Postfix's "nested MAIL command"). Nothing
+            # is known about this mail, and nothing more may go on this session.
+            self._break(f"session out of step: {code} {text}")
+            raise TemporaryFailure(f"session out of step: {code} {text}")
+        if len(replies) == 3 and replies[2][0] == 354:
+            # DATA opened although the envelope was refused: ending the message would
+            # deliver an empty mail to whatever recipients the relay holds. Closing
+            # the connection in the middle of the data discards it.
+            self._break(f"DATA accepted after a refused envelope: {code} {text}")
+            raise failure(code, text)
+        await self._reset()
         raise failure(code, text)
+
+    async def _data(self, payload: bytes, then: NextMail | None) -> None:
+        """The message content of a mail whose envelope was accepted, and its reply."""
+        ahead = self._envelope_ahead(then() if then is not None and self.pipelining else None)
+        if ahead is None:
+            self.write(payload)
+        else:
+            self.write(payload + ahead + b"DATA\r\n")
+            self._ahead = ahead
+        code, text = await self.reply(self.data_timeout)
+        if code == 250:
+            self.in_sync = True
+            return
+        if code == 421:  # closing: an envelope written ahead goes on a new session
+            self._goodbye(code, text)
+        elif code == 503:
+            self._break(f"session out of step: {code} {text}")
+            raise TemporaryFailure(f"session out of step: {code} {text}")
+        elif self._ahead is not None:
+            # The relay may have kept the refused transaction open, reading the
+            # envelope written ahead into it (its MAIL refused as nested, its RCPT
+            # added, its DATA opened). Only a new session is certain to be clean.
+            self._break(f"end of data refused with the next envelope written ahead: {code}")
+        else:
+            await self._reset()
+        raise failure(code, text)
+
+    async def _reset(self) -> None:
+        """RSET after a refusal, so that no part of the refused transaction carries
+        over to the next mail; a session that does not answer 250 is dropped."""
+        try:
+            code, text = await self._command(b"RSET\r\n")
+        except TemporaryFailure:
+            return  # lost: ``usable`` says so
+        if code == 250:
+            self.in_sync = True
+        elif code == 421:
+            self._goodbye(code, text)
+        else:
+            self._break(f"RSET refused: {code} {text}")
+
+    def _goodbye(self, code: int, text: str) -> None:
+        """The relay closes the session (421): a sign for the whole relay to slow down."""
+        self.goodbye = f"{code} {text}".strip()
+        self._break(self.goodbye)
 
     def _envelope_ahead(self, then: Outgoing | None) -> bytes | None:
         if then is None or not self.pipelining:

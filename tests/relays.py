@@ -8,16 +8,23 @@ connection, stall past the client's timeout, or accept slowly.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email
 import email.message
 import email.policy
+import ipaddress
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 ACCEPT = "250 OK"
 DROP = "drop"
@@ -31,6 +38,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     encrypted: bool = False  # arrived over TLS
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -138,6 +146,7 @@ class Relay:
                     [str(r) for r in envelope.rcpt_tos],
                     content,
                     encrypted=bool(tls),
+                    mail_options=list(envelope.mail_options),
                 )
             )
             self.arrived.set()
@@ -218,3 +227,49 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def self_signed(
+    tmp_path: Path, names: tuple[str, ...] = ("127.0.0.1",), *, expired: bool = False
+) -> tuple[ssl.SSLContext, Path]:
+    """A relay's server context with a new self-signed certificate (its own CA) for
+    ``names`` (IP addresses or DNS names), and the certificate's PEM file."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    if expired:
+        now -= datetime.timedelta(days=1)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([_alt_name(n) for n in names]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "relay.pem", tmp_path / "relay.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx, cert_path
+
+
+def _alt_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)

@@ -40,6 +40,7 @@ def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
     assert cfg.reset.token_ttl == 600
     assert (cfg.dev_inbox.smtp_host, cfg.dev_inbox.smtp_port) == ("127.0.0.1", 8025)
     assert cfg.limits.mails_per_address == 3 and cfg.limits.requests_per_ip == 120
+    assert (cfg.mail.timeout, cfg.mail.data_timeout) == (10.0, 600.0)
 
 
 def test_resetd_env_overrides_and_tutorial_names(tmp_path: Path) -> None:
@@ -69,6 +70,7 @@ def test_resetd_env_overrides_and_tutorial_names(tmp_path: Path) -> None:
         ('[mail]\nport = "abc"\n', {}, "[mail] port: expected an integer, got 'abc'"),
         ("[mail]\nport = 70000\n", {}, "[mail] port: expected 0-65535, got 70000"),
         ("[mail]\nprot = 25\n", {}, "[mail] prot: unknown key"),
+        ("[mail]\ndata_timeout = 0\n", {}, "[mail] data_timeout: expected a positive number"),
         ("[mial]\nport = 25\n", {}, "[mial]: unknown section"),
         ("[reset]\ntoken_ttl = 5\n", {}, "[reset] token_ttl: expected 30-86400"),
         ('[server]\npublic_url = "ftp://x"\n', {}, "[server] public_url: expected an absolute"),

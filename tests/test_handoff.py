@@ -55,3 +55,29 @@ async def test_a_cancelled_idle_getter_leaves_the_idle_list() -> None:
     await asyncio.gather(gone, return_exceptions=True)
     q.put_nowait("mail")
     assert q.get_nowait() == "mail"
+
+
+async def test_an_item_put_back_is_next_in_line() -> None:
+    q: Handoff[int] = Handoff()
+    for i in range(3):
+        q.put_nowait(i)
+    first = q.get_nowait()
+    q.put_back(first)  # taken by a sender that may not open a connection yet
+    assert [q.get_nowait() for _ in range(3)] == [0, 1, 2]
+
+
+async def test_a_cold_getter_waits_behind_every_warm_one() -> None:
+    q: Handoff[str] = Handoff()
+    got: list[tuple[str, str]] = []
+
+    async def getter(name: str, cold: bool) -> None:
+        got.append((name, await q.get(cold=cold)))
+
+    warm = asyncio.create_task(getter("warm", False))
+    await asyncio.sleep(0)
+    cold = asyncio.create_task(getter("cold", True))  # idle later, but no connection
+    await asyncio.sleep(0)
+    q.put_nowait("a")
+    q.put_nowait("b")
+    await asyncio.gather(warm, cold)
+    assert got == [("warm", "a"), ("cold", "b")]

@@ -193,7 +193,7 @@ async def test_stalled_relay_times_out_is_retried_and_never_holds_a_response(
     relay = Relay(script=first_n(1, STALL), stall_seconds=30)
     port = await relay.start()
     try:
-        client = await start_app(aiohttp_client, make_config, port, timeout=2.0)
+        client = await start_app(aiohttp_client, make_config, port, timeout=2.0, data_timeout=2.0)
         await add_user(client.app)
         await add_user(client.app, "bob", "bob@example.com")
         await request_reset(client, "susan@example.com")
