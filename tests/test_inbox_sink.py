@@ -156,6 +156,59 @@ async def test_many_recipients_and_8bitmime_with_aiosmtplib(client: TestClient[A
     assert "Größe" in full["Text"]
 
 
+async def test_recipients_past_the_cap_get_452_and_the_rest_go_in_another_transaction(
+    client: TestClient[Any, Any],
+) -> None:
+    # 100 000 envelope recipients once made a 7 MB list page; the default cap
+    # keeps the 1 000 that RFC 5321 lets a server limit to (it requires 100).
+    rcpts = [f"user{n}@example.com" for n in range(1005)]
+    host, port = smtp_address(client.app)
+    raw = make_message("Crowd", to="list@example.com").as_bytes()
+
+    def send_in_two_transactions() -> tuple[dict[str, tuple[int, bytes]], dict[str, Any]]:
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            refused = smtp.sendmail("app@example.test", rcpts, raw)
+            # What a client does with a 452 (RFC 5321 §4.5.3.1.10): the rest, again.
+            again = smtp.sendmail("app@example.test", sorted(refused), raw)
+            return refused, again
+
+    refused, again = await asyncio.to_thread(send_in_two_transactions)
+    assert sorted(refused) == sorted(rcpts[1000:]) and again == {}
+    assert set(refused.values()) == {(452, b"4.5.3 Too many recipients")}
+    await client.app[ikeys.writer].flush()
+    listing = await api_json(client, f"{API}/messages")
+    ids = [m["ID"] for m in listing["messages"]]
+    envelopes = [(await api_json(client, f"{API}/message/{i}"))["Envelope"] for i in ids]
+    assert sorted(len(e["RcptTo"]) for e in envelopes) == [5, 1000]
+    assert sorted(r for e in envelopes for r in e["RcptTo"]) == sorted(rcpts)
+
+
+async def test_the_recipient_cap_is_configurable_and_counts_per_transaction(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    client = await aiohttp_client(create_app(make_config(dev_inbox={"max_recipients": 100})))
+    host, port = smtp_address(client.app)
+
+    def exchange() -> list[int]:
+        codes = []
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.ehlo()
+            for _ in range(2):  # RSET starts a new transaction with a new count
+                smtp.mail("a@example.com")
+                codes += [smtp.rcpt(f"r{n}@example.com")[0] for n in range(101)]
+                smtp.rset()
+        return codes
+
+    codes = await asyncio.to_thread(exchange)
+    assert codes == ([250] * 100 + [452]) * 2
+
+
+def test_a_recipient_cap_below_rfc_5321s_minimum_is_refused(make_config: ConfigFactory) -> None:
+    expected = r"^\[dev_inbox\] max_recipients: expected >= 100, got 99"
+    with pytest.raises(ConfigError, match=expected):
+        make_config(dev_inbox={"max_recipients": 99})
+
+
 async def test_any_credentials_are_accepted(client: TestClient[Any, Any]) -> None:
     host, port = smtp_address(client.app)
 

@@ -39,7 +39,7 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(writer.stop)
         stats = SinkStats()
         tls_context = await tls.server_context(cfg.path) if cfg.starttls else None
-        sink = await start_sink(cfg, SinkHandler(writer, stats), tls_context)
+        sink = await start_sink(cfg, SinkHandler(writer, stats, cfg.max_recipients), tls_context)
         stack.push_async_callback(sink.close)
         app[keys.inbox_store] = store
         app[ikeys.events] = hub

@@ -1,12 +1,14 @@
 """The SMTP sink: aiosmtpd running inside the app's event loop.
 
-It accepts what real applications send (SMTPUTF8, 8BITMIME, any number of
-recipients, AUTH PLAIN/LOGIN with any credentials even without TLS, STARTTLS
-when ``[dev_inbox] starttls`` is on) and
-refuses a message over ``max_message_size`` with aiosmtpd's 552 during the
-transaction, after which the connection and the server carry on. The greeting
-hostname is given explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs.
-Accepted mail is handed to the :class:`~resetd.inbox.writer.InboxWriter`.
+It accepts what real applications send (SMTPUTF8, 8BITMIME, up to
+``[dev_inbox] max_recipients`` recipients per message, AUTH PLAIN/LOGIN with
+any credentials even without TLS, STARTTLS when ``[dev_inbox] starttls`` is
+on) and refuses a message over ``max_message_size`` with aiosmtpd's 552
+during the transaction, after which the connection and the server carry on.
+A recipient past the cap gets ``452 4.5.3`` (RFC 5321 §4.5.3.1.10), so the
+client sends the rest in another transaction. The greeting hostname is given
+explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs. Accepted mail is
+handed to the :class:`~resetd.inbox.writer.InboxWriter`.
 """
 
 from __future__ import annotations
@@ -45,12 +47,37 @@ class SinkStats:
     rejected: int = 0
 
 
-class SinkHandler:
-    """aiosmtpd handler: every recipient is welcome; DATA goes to the writer."""
+# RFC 5321 §4.5.3.1.10: "too many recipients" is a 452, and the client
+# sends the remaining recipients in another transaction.
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 
-    def __init__(self, writer: InboxWriter, stats: SinkStats) -> None:
+
+class SinkHandler:
+    """aiosmtpd handler: recipients up to the cap are welcome; DATA goes to the writer."""
+
+    def __init__(
+        self,
+        writer: InboxWriter,
+        stats: SinkStats,
+        max_recipients: int = DevInboxConfig.max_recipients,
+    ) -> None:
         self.writer = writer
         self.stats = stats
+        self.max_recipients = max_recipients
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return TOO_MANY_RECIPIENTS
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
