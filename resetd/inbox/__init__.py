@@ -7,6 +7,7 @@ behind :func:`~resetd.inbox.access.guarded` (loopback, or the password).
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -19,6 +20,7 @@ from . import appkeys as ikeys
 from .access import guarded
 from .schema import INBOX_MIGRATIONS
 from .sink import SinkHandler, SinkStats, start_sink
+from .spool import Spooler, unmap_large_frees
 from .store import InboxStore
 from .writer import InboxWriter
 
@@ -39,7 +41,11 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(writer.stop)
         stats = SinkStats()
         tls_context = await tls.server_context(cfg.path) if cfg.starttls else None
-        sink = await start_sink(cfg, SinkHandler(writer, stats, cfg.max_recipients), tls_context)
+        unmap_large_frees()
+        # Large messages spool beside the inbox database, not in a /tmp that may be RAM.
+        spooler = Spooler(os.path.dirname(cfg.path) or os.curdir)
+        handler = SinkHandler(writer, stats, cfg.max_recipients, spooler)
+        sink = await start_sink(cfg, handler, tls_context)
         stack.push_async_callback(sink.close)
         app[keys.inbox_store] = store
         app[ikeys.events] = hub
