@@ -9,3 +9,7 @@ class FormError(Exception):
 
 class CsrfFailure(Exception):
     """The form's CSRF token is missing or wrong."""
+
+
+class SearchTooLarge(Exception):
+    """A dev-inbox search has more terms or characters than the inbox runs (a 400)."""

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from . import keys
-from .errors import CsrfFailure, FormError
+from .errors import CsrfFailure, FormError, SearchTooLarge
 from .render import render
 from .sessions import csrf_ok
 
@@ -88,6 +88,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
     except FormError as exc:
         return await error_page(request, 400, str(exc) or None)
+    except SearchTooLarge as exc:
+        return await error_page(request, 400, str(exc))
     except Exception:
         log.exception("unhandled error for %s %s", request.method, request.path)
         return await error_page(request, 500)

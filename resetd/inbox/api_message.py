@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 
 from aiohttp import web
@@ -36,10 +37,7 @@ async def _resolve(request: web.Request) -> Stored:
             raise web.HTTPNotFound(text="message not found")
         return found
     query = parse_query(request.query.get("query", ""))
-    try:
-        wait = min(max(float(request.query.get("wait") or 0), 0.0), MAX_WAIT)
-    except ValueError:
-        raise web.HTTPBadRequest(text="wait: expected a number of seconds") from None
+    wait = _wait(request.query.get("wait") or "0")
     with request.app[ikeys.events].subscribe() as queue:
         latest = await store.latest(query)
         deadline = time.monotonic() + wait
@@ -55,6 +53,17 @@ async def _resolve(request: web.Request) -> Stored:
     if latest is None:
         raise web.HTTPNotFound(text="no message matches")
     return latest
+
+
+def _wait(raw: str) -> float:
+    """``?wait=`` in seconds, 0 to MAX_WAIT; anything else (nan, inf, -1) is a 400."""
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not 0 <= wait <= MAX_WAIT:  # also false for nan
+        raise web.HTTPBadRequest(text=f"wait: expected 0-{MAX_WAIT:g} seconds, got {raw[:20]!r}")
+    return wait
 
 
 async def _raw(request: web.Request, message: Stored) -> bytes:
