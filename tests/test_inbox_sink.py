@@ -16,7 +16,8 @@ from resetd.app import create_app
 from resetd.config import ConfigError
 from resetd.inbox import appkeys as ikeys
 from resetd.inbox import tls
-from tests.conftest import ConfigFactory
+from resetd.inbox.sink import MAX_CONNECTIONS, TOO_MANY_CONNECTIONS
+from tests.conftest import ConfigFactory, eventually
 from tests.inbox_helpers import api_json, make_message, send_smtplib, smtp_address
 
 API = "/dev/inbox/api/v1"
@@ -207,6 +208,36 @@ def test_a_recipient_cap_below_rfc_5321s_minimum_is_refused(make_config: ConfigF
     expected = r"^\[dev_inbox\] max_recipients: expected >= 100, got 99"
     with pytest.raises(ConfigError, match=expected):
         make_config(dev_inbox={"max_recipients": 99})
+
+
+async def test_connections_past_the_limit_get_421_and_the_next_one_is_served(
+    client: TestClient[Any, Any],
+) -> None:
+    host, port = smtp_address(client.app)
+    held = [await asyncio.open_connection(host, port) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for reader, _ in held:
+            assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"220 ")
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(reader.read(), 10) == (TOO_MANY_CONNECTIONS + "\r\n").encode()
+        writer.close()
+        _, first = held.pop()
+        first.close()
+        await first.wait_closed()
+
+        async def greeted() -> bool:
+            reader, writer = await asyncio.open_connection(host, port)
+            line = await asyncio.wait_for(reader.readline(), 10)
+            writer.close()
+            return line.startswith(b"220 ")
+
+        # Its place goes to the next client once the server has seen it go.
+        await eventually(greeted)
+    finally:
+        for _, writer in held:
+            writer.close()
+    await send_smtplib(client.app, make_message("after"))
+    assert await _subjects(client) == ["after"]
 
 
 async def test_any_credentials_are_accepted(client: TestClient[Any, Any]) -> None:

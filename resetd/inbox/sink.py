@@ -55,6 +55,11 @@ class SinkStats:
 # sends the remaining recipients in another transaction.
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 BUSY = "451 4.3.1 Too many large messages at once, try again later"
+# Connections served at once; each may buffer up to twice STREAM_LIMIT of a
+# command line, so this bounds that memory too. Past it: 421 instead of the
+# greeting (RFC 5321 §3.8), and the client tries again later.
+MAX_CONNECTIONS = 100
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
 CAPTURED = "250 2.0.0 OK: captured"
 
 
@@ -166,9 +171,22 @@ class SinkSMTP(SMTP):
             return
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
+    _refused = False
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._connections.add(self)
+        if len(self._connections) >= MAX_CONNECTIONS:
+            self._refused = True
+        else:
+            self._connections.add(self)
         super().connection_made(transport)
+
+    async def _handle_client(self) -> None:
+        if self._refused:
+            await self.push(TOO_MANY_CONNECTIONS)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
 
     def connection_lost(self, error: Exception | None) -> None:
         self._connections.discard(self)
