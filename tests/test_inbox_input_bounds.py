@@ -4,19 +4,24 @@ A search with a thousand terms used to reach SQLite as a thousand ANDed
 conditions (``Expression tree is too large``: a 500); a search over 2 000
 characters was silently cut short, which could make ``DELETE search`` remove
 more than it was asked to. Numbers and lists out of range were clamped or
-cut without a word, and JSON nested deeply enough was a 500.
+cut without a word, JSON nested deeply enough was a 500, and any number of
+long-polls could each hold a queue of events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from resetd.inbox import appkeys as ikeys
+from resetd.inbox.events import MAX_SUBSCRIBERS
 from resetd.inbox.search import MAX_QUERY_LENGTH, MAX_TERMS
-from tests.conftest import csrf_from
+from tests.conftest import csrf_from, eventually
 from tests.inbox_helpers import api_json, make_message, send_smtplib
 
 API = "/dev/inbox/api/v1"
@@ -147,3 +152,35 @@ async def test_the_most_ids_at_once_are_all_applied(client: TestClient[Any, Any]
     resp = await client.delete(f"{API}/messages", json={"IDs": padded})
     assert resp.status == 200
     assert await _subjects(client) == []
+
+
+async def test_live_listeners_past_the_limit_get_503_and_lookups_that_do_not_wait_answer(
+    client: TestClient[Any, Any],
+) -> None:
+    never = f"{API}/message/latest?query=to:nobody@example.com"
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    polls = [
+        asyncio.create_task(http.get(client.make_url(f"{never}&wait=60")))
+        for _ in range(MAX_SUBSCRIBERS)
+    ]
+    try:
+        hub = client.app[ikeys.events]
+        await eventually(lambda: _async(hub.subscribers == MAX_SUBSCRIBERS))
+        resp = await client.get(f"{never}&wait=1")
+        assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+        assert "Error" in await resp.json()
+        assert (await client.get("/dev/inbox/events")).status == 503
+        assert (await client.get(never)).status == 404  # no wait, no subscription
+    finally:
+        for poll in polls:
+            poll.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
+        await http.close()
+
+    await eventually(lambda: _async(hub.subscribers == 0))
+    resp = await client.get(f"{never}&wait=0.1")
+    assert resp.status == 404
+
+
+async def _async(value: Any) -> Any:
+    return value

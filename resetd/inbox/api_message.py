@@ -20,7 +20,7 @@ from . import appkeys as ikeys
 from .events import publish_change
 from .links import extract_links
 from .schema import Stored, rfc3339
-from .search import parse_query
+from .search import Query, parse_query
 from .view import build_view, find_part
 
 MAX_WAIT = 300.0
@@ -38,8 +38,19 @@ async def _resolve(request: web.Request) -> Stored:
         return found
     query = parse_query(request.query.get("query", ""))
     wait = _wait(request.query.get("wait") or "0")
+    latest = await store.latest(query)
+    if latest is None and wait:
+        latest = await _wait_for_match(request, query, wait)
+    if latest is None:
+        raise web.HTTPNotFound(text="no message matches")
+    return latest
+
+
+async def _wait_for_match(request: web.Request, query: Query, wait: float) -> Stored | None:
+    """The newest match arriving within ``wait`` seconds (a subscription, so bounded)."""
+    store = request.app[keys.inbox_store]
     with request.app[ikeys.events].subscribe() as queue:
-        latest = await store.latest(query)
+        latest = await store.latest(query)  # again: one may have arrived before subscribing
         deadline = time.monotonic() + wait
         while latest is None and (remaining := deadline - time.monotonic()) > 0:
             try:
@@ -50,8 +61,6 @@ async def _resolve(request: web.Request) -> Stored:
                 break
             if item[0] == "new":
                 latest = await store.latest(query)
-    if latest is None:
-        raise web.HTTPNotFound(text="no message matches")
     return latest
 
 
