@@ -13,3 +13,11 @@ class CsrfFailure(Exception):
 
 class SearchTooLarge(Exception):
     """A dev-inbox search has more terms or characters than the inbox runs (a 400)."""
+
+
+class SpoolBusy(Exception):
+    """No spool file for large DATA became free in time (the sink answers 451)."""
+
+
+class NotStored(Exception):
+    """The inbox could not store a message someone waits for (the sink answers 451)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import stat
 from collections.abc import AsyncIterator
 from functools import partial
@@ -223,3 +224,29 @@ async def test_the_writer_queue_holds_a_bounded_number_of_bytes(tmp_path: Path) 
     finally:
         await writer.stop()
         await store.close()
+
+
+async def test_a_large_message_that_cannot_be_stored_gets_451_not_250(
+    client: TestClient[Any, Any], tmp_path: Path
+) -> None:
+    # The inbox database refuses raw sources, as a full disk would.
+    with contextlib.closing(sqlite3.connect(tmp_path / "inbox.db")) as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON message_raw "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+        conn.commit()
+    large = stuffed(b"Subject: large\r\n\r\n" + (b"q" * 78 + b"\r\n") * (LARGE // 80))
+    dialog = await Dialog.open(client)
+    await dialog.begin()
+    await dialog.send(large)
+    assert await dialog.reply() == 451
+    with contextlib.closing(sqlite3.connect(tmp_path / "inbox.db")) as conn:
+        conn.execute("DROP TRIGGER refuse")
+        conn.commit()
+    await dialog.begin()  # the client tries again
+    await dialog.send(large)
+    assert await dialog.reply() == 250
+    await dialog.close()
+    listing = await api_json(client, f"{API}/messages")
+    assert [m["Subject"] for m in listing["messages"]] == ["large"]

@@ -29,6 +29,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from ..config import DevInboxConfig
+from ..errors import NotStored
 from .ingest import Incoming
 from .smtp_data import STREAM_LIMIT, read_data_section
 from .spool import Spooled, Spooler
@@ -55,6 +56,7 @@ class SinkStats:
 # sends the remaining recipients in another transaction.
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 BUSY = "451 4.3.1 Too many large messages at once, try again later"
+NOT_STORED = "451 4.3.0 The message could not be stored, try again later"
 # Connections served at once; each may buffer up to twice STREAM_LIMIT of a
 # command line, so this bounds that memory too. Past it: 421 instead of the
 # greeting (RFC 5321 §3.8), and the client tries again later.
@@ -112,6 +114,8 @@ class SinkHandler:
                 raw = await asyncio.to_thread(content.read)
                 content.close()  # frees the disk and the spool slot now
                 await self._submit(envelope, raw, wait=True)
+            except NotStored:
+                return NOT_STORED
             finally:
                 loading.release()
         return CAPTURED

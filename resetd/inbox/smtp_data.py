@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .spool import SpoolBusy, Spooled, Spooler
+from ..errors import SpoolBusy
+from .spool import Spooled, Spooler
 
 END_MARK = b".\r\n"
 # The virtual line break before the first line: a lone "." there ends DATA

@@ -25,6 +25,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from ..errors import SpoolBusy
+
 SPOOL_THRESHOLD = 1024 * 1024
 MEMORY_BUDGET = 32 * 1024 * 1024
 MAX_SPOOLED = 8
@@ -112,10 +114,6 @@ class Spooled:
         if self._release is not None:
             self._release.release()
             self._release = None
-
-
-class SpoolBusy(Exception):
-    """No spool file became free within ``Spooler.wait`` seconds."""
 
 
 class DataBuffer:

@@ -16,6 +16,7 @@ import logging
 import sqlite3
 
 from ..db import BatchWriter
+from ..errors import NotStored
 from .events import InboxEvents
 from .ingest import Incoming, Prepared, prepare, store_batch, stored
 from .store import InboxStore
@@ -57,12 +58,13 @@ class InboxWriter:
     async def start(self) -> None:
         self._writer = BatchWriter(self.store.db.path)
         self._task = asyncio.create_task(self._run(), name="inbox-writer")
+        self._task.add_done_callback(self._fail_waiters)
 
     async def submit(self, item: Incoming, *, until_stored: bool = False) -> None:
         """Summarise one message and queue it for storage (waits while the queue is full).
 
-        With ``until_stored``, return only once its batch has been written (or
-        has failed, which is logged).
+        With ``until_stored``, return only once its batch has been written;
+        raises NotStored if writing it failed or the writer ended first.
         """
         size = len(item.raw)
         if self._queued_bytes and self._queued_bytes + size > self.queue_bytes:
@@ -82,6 +84,9 @@ class InboxWriter:
             raise
         stored: asyncio.Future[None] | None = None
         if until_stored:
+            if self._task is None or self._task.done():
+                self._queued_bytes -= size
+                raise NotStored
             stored = self._waiters[id(ready)] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(ready)
@@ -143,6 +148,19 @@ class InboxWriter:
             if stopping:
                 return
 
+    def _fail_waiters(self, task: asyncio.Task[None]) -> None:
+        """The task ended: whoever still waits for a message to be stored never will."""
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(NotStored())
+        self._waiters.clear()
+
+    def _not_stored(self, batch: list[Prepared]) -> None:
+        for p in batch:
+            waiter = self._waiters.pop(id(p), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(NotStored())
+
     async def _written(self, batch: list[Prepared]) -> None:
         """Free the batch's share of QUEUE_BYTES and wake whoever waits for it."""
         self._queued_bytes -= sum(len(p.incoming.raw) for p in batch)
@@ -159,6 +177,7 @@ class InboxWriter:
             first_id, pruned = await self._writer.run(store_batch, batch, self.store.max_messages)
         except (sqlite3.Error, OSError):
             log.exception("could not store %d captured message(s)", len(batch))
+            self._not_stored(batch)
             return
         if log.isEnabledFor(logging.INFO):
             _log_captured(first_id, batch)
