@@ -136,6 +136,7 @@ class DevInboxConfig:
     path: str = "resetd-inbox.db"
     max_messages: int = 5000
     max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 1000
     allow_remote: bool = False
     password: str = ""
     starttls: bool = False

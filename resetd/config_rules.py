@@ -25,6 +25,7 @@ from .hosts import check_pattern, is_local_host
 from .mail_headers import check_address
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+MIN_RECIPIENTS = 100
 
 
 def _check_sender(sender: str) -> None:
@@ -172,6 +173,11 @@ def validate(cfg: Config) -> None:
     if d.max_message_size < 1024:
         raise ConfigError(
             f"[dev_inbox] max_message_size: expected >= 1024 bytes, got {d.max_message_size}"
+        )
+    if d.max_recipients < MIN_RECIPIENTS:
+        # RFC 5321 §4.5.3.1.8: a server must take at least 100 recipients per message.
+        raise ConfigError(
+            f"[dev_inbox] max_recipients: expected >= {MIN_RECIPIENTS}, got {d.max_recipients}"
         )
     for section, path in (("database", cfg.database.path), ("dev_inbox", d.path)):
         if path in ("", ":memory:"):

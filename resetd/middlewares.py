@@ -17,7 +17,7 @@ from aiohttp.typedefs import Middleware
 from . import keys
 from .bodies import read_form
 from .config import Config
-from .errors import CsrfFailure, FormError
+from .errors import CsrfFailure, FormError, SearchTooLarge
 from .hosts import check_pattern, host_allowed, request_host
 from .render import render
 from .sessions import csrf_ok
@@ -95,6 +95,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
     except FormError as exc:
         return await error_page(request, 400, str(exc) or None)
+    except SearchTooLarge as exc:
+        return await error_page(request, 400, str(exc))
     except Exception:
         log.exception("unhandled error for %s %s", request.method, request.path)
         return await error_page(request, 500)

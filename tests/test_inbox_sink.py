@@ -16,7 +16,8 @@ from resetd.app import create_app
 from resetd.config import ConfigError
 from resetd.inbox import appkeys as ikeys
 from resetd.inbox import tls
-from tests.conftest import ConfigFactory
+from resetd.inbox.sink import MAX_CONNECTIONS, TOO_MANY_CONNECTIONS
+from tests.conftest import ConfigFactory, eventually
 from tests.inbox_helpers import api_json, make_message, send_smtplib, smtp_address
 
 API = "/dev/inbox/api/v1"
@@ -154,6 +155,89 @@ async def test_many_recipients_and_8bitmime_with_aiosmtplib(client: TestClient[A
     full = await api_json(client, f"{API}/message/latest")
     assert len(full["Envelope"]["RcptTo"]) == 60 and len(full["Bcc"]) == 57
     assert "Größe" in full["Text"]
+
+
+async def test_recipients_past_the_cap_get_452_and_the_rest_go_in_another_transaction(
+    client: TestClient[Any, Any],
+) -> None:
+    # 100 000 envelope recipients once made a 7 MB list page; the default cap
+    # keeps the 1 000 that RFC 5321 lets a server limit to (it requires 100).
+    rcpts = [f"user{n}@example.com" for n in range(1005)]
+    host, port = smtp_address(client.app)
+    raw = make_message("Crowd", to="list@example.com").as_bytes()
+
+    def send_in_two_transactions() -> tuple[dict[str, tuple[int, bytes]], dict[str, Any]]:
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            refused = smtp.sendmail("app@example.test", rcpts, raw)
+            # What a client does with a 452 (RFC 5321 §4.5.3.1.10): the rest, again.
+            again = smtp.sendmail("app@example.test", sorted(refused), raw)
+            return refused, again
+
+    refused, again = await asyncio.to_thread(send_in_two_transactions)
+    assert sorted(refused) == sorted(rcpts[1000:]) and again == {}
+    assert set(refused.values()) == {(452, b"4.5.3 Too many recipients")}
+    await client.app[ikeys.writer].flush()
+    listing = await api_json(client, f"{API}/messages")
+    ids = [m["ID"] for m in listing["messages"]]
+    envelopes = [(await api_json(client, f"{API}/message/{i}"))["Envelope"] for i in ids]
+    assert sorted(len(e["RcptTo"]) for e in envelopes) == [5, 1000]
+    assert sorted(r for e in envelopes for r in e["RcptTo"]) == sorted(rcpts)
+
+
+async def test_the_recipient_cap_is_configurable_and_counts_per_transaction(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    client = await aiohttp_client(create_app(make_config(dev_inbox={"max_recipients": 100})))
+    host, port = smtp_address(client.app)
+
+    def exchange() -> list[int]:
+        codes = []
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.ehlo()
+            for _ in range(2):  # RSET starts a new transaction with a new count
+                smtp.mail("a@example.com")
+                codes += [smtp.rcpt(f"r{n}@example.com")[0] for n in range(101)]
+                smtp.rset()
+        return codes
+
+    codes = await asyncio.to_thread(exchange)
+    assert codes == ([250] * 100 + [452]) * 2
+
+
+def test_a_recipient_cap_below_rfc_5321s_minimum_is_refused(make_config: ConfigFactory) -> None:
+    expected = r"^\[dev_inbox\] max_recipients: expected >= 100, got 99"
+    with pytest.raises(ConfigError, match=expected):
+        make_config(dev_inbox={"max_recipients": 99})
+
+
+async def test_connections_past_the_limit_get_421_and_the_next_one_is_served(
+    client: TestClient[Any, Any],
+) -> None:
+    host, port = smtp_address(client.app)
+    held = [await asyncio.open_connection(host, port) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for reader, _ in held:
+            assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"220 ")
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(reader.read(), 10) == (TOO_MANY_CONNECTIONS + "\r\n").encode()
+        writer.close()
+        _, first = held.pop()
+        first.close()
+        await first.wait_closed()
+
+        async def greeted() -> bool:
+            reader, writer = await asyncio.open_connection(host, port)
+            line = await asyncio.wait_for(reader.readline(), 10)
+            writer.close()
+            await writer.wait_closed()
+            return line.startswith(b"220 ")
+
+        # Its place goes to the next client once the server has seen it go.
+        await eventually(greeted)
+    finally:
+        for _, writer in held:
+            writer.close()
+            await writer.wait_closed()
 
 
 async def test_any_credentials_are_accepted(client: TestClient[Any, Any]) -> None:

@@ -8,6 +8,7 @@ them is decided before any of them runs, by the middleware
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -21,6 +22,7 @@ from .guesses import GuessThrottle
 from .schema import INBOX_MIGRATIONS
 from .sink import SinkHandler, SinkStats, start_sink
 from .smtp_auth import SinkLogin
+from .spool import Spooler, unmap_large_frees
 from .store import InboxStore
 from .writer import InboxWriter
 
@@ -42,8 +44,12 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         stats = SinkStats()
         guesses = GuessThrottle()
         tls_context = await tls.server_context(cfg.path) if cfg.starttls else None
+        unmap_large_frees()
+        # Large messages spool beside the inbox database, not in a /tmp that may be RAM.
+        spooler = Spooler(os.path.dirname(cfg.path) or os.curdir)
+        handler = SinkHandler(writer, stats, cfg.max_recipients, spooler)
         login = SinkLogin.for_config(cfg, guesses)
-        sink = await start_sink(cfg, SinkHandler(writer, stats), tls_context, login)
+        sink = await start_sink(cfg, handler, tls_context, login)
         stack.push_async_callback(sink.close)
         app[keys.inbox_store] = store
         app[ikeys.events] = hub

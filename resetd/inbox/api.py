@@ -20,6 +20,9 @@ from .events import publish_change
 from .search import Query, parse_query
 
 MAX_LIMIT = 1000
+MAX_START = 10**9
+# IDs in one PUT or DELETE body (a page of MAX_LIMIT is far below it).
+MAX_IDS = 10_000
 
 
 def _int(request: web.Request, name: str, default: int, upper: int) -> int:
@@ -30,7 +33,9 @@ def _int(request: web.Request, name: str, default: int, upper: int) -> int:
         value = int(raw)
     except ValueError:
         raise web.HTTPBadRequest(text=f"{name}: expected an integer") from None
-    return max(0, min(value, upper))
+    if not 0 <= value <= upper:
+        raise web.HTTPBadRequest(text=f"{name}: expected 0-{upper}, got {value}")
+    return value
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -48,12 +53,14 @@ def _ids(body: dict[str, Any]) -> list[str] | None:
         return None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise web.HTTPBadRequest(text="IDs: expected a list of message IDs.")
+    if len(ids) > MAX_IDS:
+        raise web.HTTPBadRequest(text=f"IDs: at most {MAX_IDS} at once, got {len(ids)}.")
     return ids
 
 
 async def _listing(request: web.Request, query: Query) -> web.Response:
     store = request.app[keys.inbox_store]
-    start = _int(request, "start", 0, 10**9)
+    start = _int(request, "start", 0, MAX_START)
     limit = _int(request, "limit", 50, MAX_LIMIT)
     messages, matches = await store.search(query, start, limit)
     total, unread = await store.counts()

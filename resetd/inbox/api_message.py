@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 
 from aiohttp import web
@@ -19,7 +20,7 @@ from . import appkeys as ikeys
 from .events import publish_change
 from .links import extract_links
 from .schema import Stored, rfc3339
-from .search import parse_query
+from .search import Query, parse_query
 from .view import build_view, find_part
 
 MAX_WAIT = 300.0
@@ -36,12 +37,20 @@ async def _resolve(request: web.Request) -> Stored:
             raise web.HTTPNotFound(text="message not found")
         return found
     query = parse_query(request.query.get("query", ""))
-    try:
-        wait = min(max(float(request.query.get("wait") or 0), 0.0), MAX_WAIT)
-    except ValueError:
-        raise web.HTTPBadRequest(text="wait: expected a number of seconds") from None
+    wait = _wait(request.query.get("wait") or "0")
+    latest = await store.latest(query)
+    if latest is None and wait:
+        latest = await _wait_for_match(request, query, wait)
+    if latest is None:
+        raise web.HTTPNotFound(text="no message matches")
+    return latest
+
+
+async def _wait_for_match(request: web.Request, query: Query, wait: float) -> Stored | None:
+    """The newest match arriving within ``wait`` seconds (a subscription, so bounded)."""
+    store = request.app[keys.inbox_store]
     with request.app[ikeys.events].subscribe() as queue:
-        latest = await store.latest(query)
+        latest = await store.latest(query)  # again: one may have arrived before subscribing
         deadline = time.monotonic() + wait
         while latest is None and (remaining := deadline - time.monotonic()) > 0:
             try:
@@ -52,9 +61,18 @@ async def _resolve(request: web.Request) -> Stored:
                 break
             if item[0] == "new":
                 latest = await store.latest(query)
-    if latest is None:
-        raise web.HTTPNotFound(text="no message matches")
     return latest
+
+
+def _wait(raw: str) -> float:
+    """``?wait=`` in seconds, 0 to MAX_WAIT; anything else (nan, inf, -1) is a 400."""
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not 0 <= wait <= MAX_WAIT:  # also false for nan
+        raise web.HTTPBadRequest(text=f"wait: expected 0-{MAX_WAIT:g} seconds, got {raw[:20]!r}")
+    return wait
 
 
 async def _raw(request: web.Request, message: Stored) -> bytes:

@@ -30,6 +30,11 @@ MESSAGE_COLUMNS = (
 )  # fmt: skip
 
 
+# Raw messages larger than this are written into SQLite in chunks of RAW_CHUNK.
+RAW_INLINE = 256 * 1024
+RAW_CHUNK = 1024 * 1024
+
+
 class Incoming(NamedTuple):
     """One accepted message as the sink hands it over."""
 
@@ -95,7 +100,11 @@ def store_batch(
     ids = range(first_id, first_id + len(batch))
     pairs = list(zip(ids, batch, strict=True))
     insert_rows(conn, "messages", MESSAGE_COLUMNS, [(mid, *p.row) for mid, p in pairs])
-    insert_rows(conn, "message_raw", ("id", "raw"), [(mid, p.incoming.raw) for mid, p in pairs])
+    inline = [(mid, p.incoming.raw) for mid, p in pairs if len(p.incoming.raw) <= RAW_INLINE]
+    insert_rows(conn, "message_raw", ("id", "raw"), inline)
+    for mid, p in pairs:
+        if len(p.incoming.raw) > RAW_INLINE:
+            _insert_raw_in_chunks(conn, mid, p.incoming.raw)
     insert_rows(conn, "message_text", ("id", "text"), [(mid, p.text) for mid, p in pairs])
     insert_rows(
         conn,
@@ -105,6 +114,20 @@ def store_batch(
     )
     pruned = _prune(conn, first_id + len(batch) - 1, max_messages)
     return first_id, pruned
+
+
+def _insert_raw_in_chunks(conn: sqlite3.Connection, mid: int, raw: bytes) -> None:
+    """Store a large raw message through an incremental blob handle.
+
+    Bound as a parameter, SQLite copies the value and then builds its record
+    from the copy: twice the message's size in memory again. A zeroblob of
+    the right size, filled a chunk at a time, costs one page cache's worth.
+    """
+    conn.execute("INSERT INTO message_raw (id, raw) VALUES (?, zeroblob(?))", (mid, len(raw)))
+    view = memoryview(raw)
+    with conn.blobopen("message_raw", "raw", mid) as blob:
+        for start in range(0, len(raw), RAW_CHUNK):
+            blob.write(view[start : start + RAW_CHUNK])
 
 
 def _prune(conn: sqlite3.Connection, last_id: int, max_messages: int) -> int:

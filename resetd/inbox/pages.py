@@ -16,11 +16,12 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .. import keys
+from ..errors import SearchTooLarge
 from ..render import render
 from . import appkeys as ikeys
 from .links import extract_links, reset_info
 from .schema import Stored
-from .search import parse_query
+from .search import MAX_QUERY_LENGTH, Query, parse_query
 from .store import InboxStore
 from .view import build_view, iframe_document
 
@@ -65,9 +66,19 @@ def plural(n: int, singular: str, plural_form: str = "") -> str:
 
 async def inbox_page(request: web.Request) -> web.StreamResponse:
     store = request.app[keys.inbox_store]
-    query = parse_query(request.query.get("q", ""))
+    text = request.query.get("q", "")
     start = _int_param(request, "start", 0, 10**9)
-    messages, matches = await store.search(query, start, PAGE_SIZE)
+    errors: dict[str, str] = {}
+    try:
+        query = parse_query(text)
+    except SearchTooLarge as exc:
+        # Said next to the search field, which keeps what was typed to shorten.
+        errors["q"] = str(exc)
+        query = Query(text=text.strip())
+        messages: list[Stored] = []
+        matches = 0
+    else:
+        messages, matches = await store.search(query, start, PAGE_SIZE)
     total, unread = await store.counts()
     cfg = request.app[keys.config].dev_inbox
 
@@ -92,8 +103,10 @@ async def inbox_page(request: web.Request) -> web.StreamResponse:
         "when": when,
         "iso": iso,
         "plural": plural,
+        "errors": errors,
+        "max_query_length": MAX_QUERY_LENGTH,
     }
-    response = await render(request, "inbox/list.html", ctx)
+    response = await render(request, "inbox/list.html", ctx, status=400 if errors else 200)
     response.headers["Content-Security-Policy"] = LIST_CSP
     return response
 

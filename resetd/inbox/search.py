@@ -9,6 +9,11 @@ addresses only (case-insensitive), through the ``addresses`` index; without
 ``@`` it matches part of an address (``to:example.com``). Unknown prefixes
 are searched as plain words; values that cannot apply (a bad date) are ignored.
 
+A search is at most ``MAX_QUERY_LENGTH`` characters and ``MAX_TERMS`` terms
+(each a condition in one SQL statement: a thousand of them were past what
+SQLite parses); a larger one raises :class:`~resetd.errors.SearchTooLarge`
+rather than being cut short, which could have widened a DELETE.
+
 This module only builds the condition; store.py runs it.
 """
 
@@ -19,6 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..errors import SearchTooLarge
+
+MAX_TERMS = 32
+MAX_QUERY_LENGTH = 1000
 _TOKEN = re.compile(r'(-?)(?:([a-z][a-z-]*):)?("([^"]*)"?|\S+)', re.IGNORECASE)
 _ADDRESS_KINDS = {
     "from": ("from",),
@@ -66,8 +75,18 @@ class Query:
 
 
 def parse_query(text: str) -> Query:
+    """The search ``text`` as a condition; raises SearchTooLarge past the bounds."""
+    if len(text) > MAX_QUERY_LENGTH:
+        raise SearchTooLarge(
+            f"A search may be at most {MAX_QUERY_LENGTH} characters long; this one has {len(text)}."
+        )
+    terms = list(_TOKEN.finditer(text))
+    if len(terms) > MAX_TERMS:
+        raise SearchTooLarge(
+            f"A search may have at most {MAX_TERMS} terms; this one has {len(terms)}."
+        )
     query = Query(text=text.strip())
-    for match in _TOKEN.finditer(text[:2000]):
+    for match in terms:
         negate, key, raw, quoted = match.groups()
         value = quoted if quoted is not None else raw
         key = (key or "").lower()

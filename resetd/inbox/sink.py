@@ -1,12 +1,16 @@
 """The SMTP sink: aiosmtpd running inside the app's event loop.
 
-It accepts what real applications send (SMTPUTF8, 8BITMIME, any number of
-recipients, AUTH PLAIN/LOGIN with any credentials even without TLS, STARTTLS
-when ``[dev_inbox] starttls`` is on) and
-refuses a message over ``max_message_size`` with aiosmtpd's 552 during the
-transaction, after which the connection and the server carry on. The greeting
-hostname is given explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs.
-Accepted mail is handed to the :class:`~resetd.inbox.writer.InboxWriter`.
+It accepts what real applications send (SMTPUTF8, 8BITMIME, up to
+``[dev_inbox] max_recipients`` recipients per message, AUTH PLAIN/LOGIN with
+any credentials even without TLS, STARTTLS when ``[dev_inbox] starttls`` is
+on) and refuses a message over ``max_message_size`` with aiosmtpd's 552
+during the transaction, after which the connection and the server carry on.
+A recipient past the cap gets ``452 4.5.3`` (RFC 5321 §4.5.3.1.10), so the
+client sends the rest in another transaction. The greeting hostname is given
+explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs. Accepted mail is
+handed to the :class:`~resetd.inbox.writer.InboxWriter`; a large message
+arrives in a spool file (spool.py) and is read back, one at a time, only to
+be stored.
 
 Listening beyond loopback (``allow_remote`` and a non-loopback ``smtp_host``),
 the sink is no longer a local catch-all but a mail drop anyone could fill:
@@ -17,6 +21,7 @@ there it takes no MAIL before AUTH with the inbox's password
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -26,12 +31,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from ..config import DevInboxConfig
+from ..errors import NotStored
 from .ingest import Incoming
 from .smtp_auth import SinkLogin
 from .smtp_data import STREAM_LIMIT, read_data_section
+from .spool import Spooled, Spooler
 from .writer import InboxWriter
 
 log = logging.getLogger(__name__)
@@ -51,23 +58,81 @@ class SinkStats:
     rejected: int = 0
 
 
-class SinkHandler:
-    """aiosmtpd handler: every recipient is welcome; DATA goes to the writer."""
+# RFC 5321 §4.5.3.1.10: "too many recipients" is a 452, and the client
+# sends the remaining recipients in another transaction.
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+BUSY = "451 4.3.1 Too many large messages at once, try again later"
+NOT_STORED = "451 4.3.0 The message could not be stored, try again later"
+# Connections served at once; each may buffer up to twice STREAM_LIMIT of a
+# command line, so this bounds that memory too. Past it: 421 instead of the
+# greeting (RFC 5321 §3.8), and the client tries again later.
+MAX_CONNECTIONS = 100
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+CAPTURED = "250 2.0.0 OK: captured"
 
-    def __init__(self, writer: InboxWriter, stats: SinkStats) -> None:
+
+class SinkHandler:
+    """aiosmtpd handler: recipients up to the cap are welcome; DATA goes to the writer."""
+
+    def __init__(
+        self,
+        writer: InboxWriter,
+        stats: SinkStats,
+        max_recipients: int = DevInboxConfig.max_recipients,
+        spooler: Spooler | None = None,
+    ) -> None:
         self.writer = writer
         self.stats = stats
+        self.max_recipients = max_recipients
+        self.spooler = spooler or Spooler()
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return TOO_MANY_RECIPIENTS
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def capture(self, envelope: Envelope, content: bytes | Spooled) -> str:
+        """Hand one accepted message to the writer; returns the reply to DATA.
+
+        A spooled message is read back under ``spooler.loading`` and the reply
+        waits until it is stored, so only one is in memory at a time; when
+        that takes longer than ``spooler.wait`` the answer is a 451.
+        """
+        if isinstance(content, bytes):
+            await self._submit(envelope, content, wait=False)
+            return CAPTURED
+        loading = self.spooler.loading
+        with contextlib.closing(content):
+            try:
+                await asyncio.wait_for(loading.acquire(), self.spooler.wait)
+            except TimeoutError:
+                return BUSY
+            try:
+                raw = await asyncio.to_thread(content.read)
+                content.close()  # frees the disk and the spool slot now
+                await self._submit(envelope, raw, wait=True)
+            except NotStored:
+                return NOT_STORED
+            finally:
+                loading.release()
+        return CAPTURED
+
+    async def _submit(self, envelope: Envelope, raw: bytes, wait: bool) -> None:
         # aiosmtpd gives every transaction a new Envelope, so its list is ours to keep.
-        await self.writer.submit(
-            Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw)
-        )
+        incoming = Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw)
+        await self.writer.submit(incoming, until_stored=wait)
         stats = self.stats
         stats.accepted += 1
         stats.accepted_size += len(raw)
-        return "250 2.0.0 OK: captured"
 
 
 class SinkSMTP(SMTP):
@@ -90,6 +155,7 @@ class SinkSMTP(SMTP):
         **kw: Any,
     ) -> None:
         super().__init__(handler, **kw)
+        self._handler = handler
         self._stats = handler.stats
         self._connections = connections
         self._login_required = login_required
@@ -125,16 +191,29 @@ class SinkSMTP(SMTP):
             return
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
+    _refused = False
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._connections.add(self)
+        if len(self._connections) >= MAX_CONNECTIONS:
+            self._refused = True
+        else:
+            self._connections.add(self)
         super().connection_made(transport)
+
+    async def _handle_client(self) -> None:
+        if self._refused:
+            await self.push(TOO_MANY_CONNECTIONS)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
 
     def connection_lost(self, error: Exception | None) -> None:
         self._connections.discard(self)
         super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
-        if status[:3] in ("552", b"552"):
+        if status[:3] in ("552", b"552", "451", b"451"):
             self._stats.rejected += 1
         await super().push(status)
 
@@ -153,22 +232,25 @@ class SinkSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
-            section = await read_data_section(self._reader, self.data_size_limit)
+            section = await read_data_section(
+                self._reader, self.data_size_limit, self._handler.spooler
+            )
         except asyncio.CancelledError:
             # The connection went away during DATA (aiosmtpd cancels on EOF).
             self._writer.close()
             raise
-        if section.too_long or section.too_much:
+        if section.too_long or section.too_much or section.busy:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
-            if section.too_long:
+            if section.too_much:
+                await self.push("552 Error: Too much mail data")
+            elif section.too_long:
                 await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
             else:
-                await self.push("552 Error: Too much mail data")
+                await self.push(BUSY)
             return
-        envelope.content = envelope.original_content = section.content
-        status = await self._call_handler_hook("DATA")
+        status = await self._handler.capture(envelope, section.content)
         self._set_post_data_state()  # type: ignore[no-untyped-call]
-        await self.push("250 OK" if status is MISSING else status)
+        await self.push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's MAIL/RCPT address parsing, with a fast path for plain addresses.

@@ -82,16 +82,19 @@ class InboxStore:
                 cur = await conn.execute(
                     "UPDATE messages SET read = ? WHERE read <> ? RETURNING id", (read, read)
                 )
-            else:
-                rowids = _rowids(ids)
-                marks = ", ".join("?" * len(rowids)) or "NULL"
+                changed = [str(r[0]) for r in await cur.fetchall()]
+                await cur.close()
+                return changed
+            changed = []
+            for chunk in _rowid_chunks(ids):
+                marks = ", ".join("?" * len(chunk))
                 cur = await conn.execute(
                     f"UPDATE messages SET read = ? WHERE read <> ? AND id IN ({marks}) "
                     "RETURNING id",
-                    (read, read, *rowids),
+                    (read, read, *chunk),
                 )
-            changed = [str(r[0]) for r in await cur.fetchall()]
-            await cur.close()
+                changed += [str(r[0]) for r in await cur.fetchall()]
+                await cur.close()
         return changed
 
     async def delete(self, ids: Sequence[str] | None) -> int:
@@ -99,14 +102,13 @@ class InboxStore:
         async with self.db.transaction() as conn:
             if ids is None:
                 cur = await conn.execute("DELETE FROM messages")
-            else:
-                rowids = _rowids(ids)
-                marks = ", ".join("?" * len(rowids)) or "NULL"
-                cur = await conn.execute(
-                    f"DELETE FROM messages WHERE id IN ({marks})",
-                    rowids,
-                )
-            return cur.rowcount
+                return cur.rowcount
+            deleted = 0
+            for chunk in _rowid_chunks(ids):
+                marks = ", ".join("?" * len(chunk))
+                cur = await conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+                deleted += cur.rowcount
+            return deleted
 
     async def delete_matching(self, query: Query) -> int:
         where, params = query.where()
@@ -128,5 +130,11 @@ class InboxStore:
         return total
 
 
-def _rowids(ids: Sequence[str]) -> list[int]:
-    return [r for r in (parse_id(i) for i in ids[:10_000]) if r is not None]
+# Bound parameters per statement: SQLite before 3.32 allows 999.
+_IDS_PER_STATEMENT = 500
+
+
+def _rowid_chunks(ids: Sequence[str]) -> list[list[int]]:
+    """The rowids behind ``ids`` (the API bounds how many), a statement's worth each."""
+    rowids = [r for r in (parse_id(i) for i in ids) if r is not None]
+    return [rowids[n : n + _IDS_PER_STATEMENT] for n in range(0, len(rowids), _IDS_PER_STATEMENT)]
