@@ -20,32 +20,32 @@ from aiohttp.typedefs import Middleware
 from aiohttp_session import session_middleware
 
 from . import keys
-from .app_users import SqliteAppUsers
 from .assets import template_dir
 from .audit import AuditLog
 from .config import Config
 from .db import Database
+from .host_users import SqliteAppUsers
 from .limits import RateLimiter
 from .login_guard import LoginGuard
 from .login_timing import FailureTiming
 from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
-from .mail_compose import MailComposer
 from .middlewares import (
     allowed_hosts_middleware,
     csrf_middleware,
     errors_middleware,
     security_headers,
 )
-from .outbox import OutboxWorker
-from .outbox_store import OutboxStore
+from .outbox.store import OutboxStore
+from .outbox.worker import OutboxWorker
 from .passwords import Hasher, hash_kind
-from .request_processor import RequestProcessor
-from .reset_request import Intake
+from .reset.compose import MailComposer
+from .reset.processor import RequestProcessor
+from .reset.request import Intake
+from .reset.tokens import TokenCodec, TokenLedger
 from .routes import setup_routes
 from .session_store import SessionStore
 from .sessions import cookie_storage
-from .tokens import TokenCodec, TokenLedger
 from .users import UserStore
 
 log = logging.getLogger(__name__)

@@ -14,14 +14,14 @@ if TYPE_CHECKING:
     from .inbox.store import InboxStore
     from .limits import RateLimiter
     from .login_guard import LoginGuard
-    from .mail_compose import MailComposer
-    from .outbox import OutboxWorker
-    from .outbox_store import OutboxStore
+    from .outbox.store import OutboxStore
+    from .outbox.worker import OutboxWorker
     from .passwords import Hasher
-    from .request_processor import RequestProcessor
-    from .reset_request import Intake
+    from .reset.compose import MailComposer
+    from .reset.processor import RequestProcessor
+    from .reset.request import Intake
+    from .reset.tokens import TokenCodec, TokenLedger
     from .session_store import SessionStore
-    from .tokens import TokenCodec, TokenLedger
     from .users import AccountStore, User
 
 config: web.AppKey[Config] = web.AppKey("config")

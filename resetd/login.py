@@ -14,7 +14,7 @@ from . import keys
 from .clientinfo import client_ip, user_agent
 from .login_guard import Refused
 from .render import render
-from .reset_request import SENT_MESSAGE
+from .reset.request import SENT_MESSAGE
 from .sessions import current_user, flash, sign_in, sign_out
 
 BAD_LOGIN = "Invalid username or password."

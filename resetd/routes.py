@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import health, keys, login, reset_confirm, reset_request
+from . import health, keys, login
 from .assets import STATIC_DIR
+from .reset import confirm as reset_confirm
+from .reset import request as reset_request
 
 
 def setup_routes(app: web.Application) -> None:

@@ -251,8 +251,8 @@ STORED_EMAILS = [
 async def test_lookup_by_email_matches_resetds_normalisation_for_every_stored_form(
     tmp_path: Path,
 ) -> None:
-    from resetd.app_users import SqliteAppUsers
     from resetd.config import UsersConfig
+    from resetd.host_users import SqliteAppUsers
     from resetd.users import normalize
 
     path = tmp_path / "app.db"

@@ -14,9 +14,9 @@ import pytest
 
 from resetd.config import MailConfig
 from resetd.db import Database
-from resetd.outbox import OutboxWorker
-from resetd.outbox_store import OutboxStore
-from resetd.relay import SmtpConnection, TemporaryFailure
+from resetd.outbox.relay import SmtpConnection, TemporaryFailure
+from resetd.outbox.store import OutboxStore
+from resetd.outbox.worker import OutboxWorker
 
 from .conftest import ConfigFactory, eventually
 from .raw_relay import RawRelay

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from resetd import keys
 from resetd.app import create_app
-from resetd.tokens import AUDIENCE, TokenCodec, derive_key
+from resetd.reset.tokens import AUDIENCE, TokenCodec, derive_key
 from resetd.users import fingerprint
 
 from .conftest import (

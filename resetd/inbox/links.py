@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .. import keys
-from ..tokens import TokenInvalid, TokenState
+from ..reset.tokens import TokenInvalid, TokenState
 from ..users import fingerprint, same_fingerprint
 
 _URL = re.compile(r"""https?://[^\s<>"'`]+""", re.IGNORECASE)

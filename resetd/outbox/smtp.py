@@ -1,7 +1,7 @@
 """One SMTP session after the handshake: the mail transactions, and what replies mean.
 
 :class:`Session` takes over a connected transport from aiosmtplib
-(:mod:`resetd.relay` opens it) and runs the transactions itself. aiosmtplib's
+(:mod:`resetd.outbox.relay` opens it) and runs the transactions itself. aiosmtplib's
 ``sendmail`` costs about a millisecond of CPU per mail (address parsing, regex
 dot-stuffing, a ``wait_for`` per command) and waits for each of MAIL, RCPT, DATA
 and the end of data in turn; its reply reader cannot take several replies at

@@ -1,6 +1,6 @@
 """The outbox's side of SMTP: a pool slot's reusable connection to the relay.
 
-The worker in :mod:`resetd.outbox` keeps ``[mail] pool_size`` of these
+The worker in :mod:`resetd.outbox.worker` keeps ``[mail] pool_size`` of these
 connections, each opened on first use and kept open between mails, so a burst of
 requests costs a handful of TCP/TLS handshakes rather than one per mail.
 :meth:`SmtpConnection.send` raises exactly two things: :class:`PermanentFailure`
@@ -8,12 +8,12 @@ requests costs a handful of TCP/TLS handshakes rather than one per mail.
 (connection trouble, a timeout, a 4xx reply).
 
 aiosmtplib opens the session (connect, implicit TLS or STARTTLS, EHLO, AUTH);
-then the transport is handed to :class:`~resetd.smtp_session.Session`, which
+then the transport is handed to :class:`~resetd.outbox.smtp.Session`, which
 runs the mail transactions (pipelined when the relay allows it). The relay's
 certificate is checked against the system's CAs, or only against
 ``[mail] ca_file`` when that is set (for this connection only, not the whole
 process as ``SSL_CERT_FILE`` would). What the relay does with a new connection
-is reported to the :class:`~resetd.relay_gate.RelayGate` all connections share.
+is reported to the :class:`~resetd.outbox.gate.RelayGate` all connections share.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from collections.abc import Callable
 
 import aiosmtplib
 
-from .config import MailConfig
-from .relay_gate import RelayGate
-from .smtp_session import (
+from ..config import MailConfig
+from .gate import RelayGate
+from .smtp import (
     CertificateRefused,
     Outgoing,
     PermanentFailure,

@@ -4,7 +4,7 @@ The request handler only validates, normalises, counts limits and queues a
 row in ``reset_requests``; it never looks the address up. Known, unknown,
 malformed and rate-limited addresses therefore cost the same work and get the
 same redirect. The user lookup and the mail happen later, in
-:mod:`resetd.request_processor`.
+:mod:`resetd.reset.processor`.
 
 Queuing is group-committed: concurrent requests share one short write
 transaction, run in one hand-off to a writer thread, and each response waits
@@ -21,14 +21,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import keys
-from .clientinfo import client_ip, user_agent
-from .config import LimitsConfig
-from .db import BatchWriter
-from .limits import Hit, RateLimiter
-from .render import render
-from .request_queue import RequestQueue
-from .users import normalize
+from .. import keys
+from ..clientinfo import client_ip, user_agent
+from ..config import LimitsConfig
+from ..db import BatchWriter
+from ..limits import Hit, RateLimiter
+from ..render import render
+from ..users import normalize
+from .queue import RequestQueue
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from . import keys
-from .audit import AuditLog
-from .errors import UnsendableAddress
-from .outbox_store import OutboxStore, Queued
-from .request_queue import QueuedRequest, RequestQueue
+from .. import keys
+from ..audit import AuditLog
+from ..errors import UnsendableAddress
+from ..outbox.store import OutboxStore, Queued
+from ..users import User, fingerprint, pick
+from .queue import QueuedRequest, RequestQueue
 from .tokens import Claims, TokenLedger
-from .users import User, fingerprint, pick
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Rows are claimed with a lease (``claimed_until``), marked sent or failed in the
 same transaction as their audit row, and released again on shutdown or after a
-crash. :mod:`resetd.outbox` holds the worker that drives them.
+crash. :mod:`resetd.outbox.worker` holds the worker that drives them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 import aiosqlite
 
-from .audit import AuditLog
-from .db import Database, Row, insert_rows
-from .mail_compose import ComposedMail
+from ..audit import AuditLog
+from ..db import Database, Row, insert_rows
+from ..reset.compose import ComposedMail
 
 
 @dataclass(frozen=True)

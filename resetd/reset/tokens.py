@@ -29,7 +29,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .db import Database, insert_rows
+from ..db import Database, insert_rows
 
 AUDIENCE = "resetd:reset_password"
 MAX_TOKEN_LENGTH = 1024

@@ -18,17 +18,17 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp_session import get_session
 
-from . import keys
-from .clientinfo import client_ip, user_agent
-from .limits import RateLimiter
-from .login_guard import account_buckets
-from .outbox_store import OutboxStore
-from .passwords import check_policy
-from .render import render
-from .session_store import SessionStore
-from .sessions import flash
+from .. import keys
+from ..clientinfo import client_ip, user_agent
+from ..limits import RateLimiter
+from ..login_guard import account_buckets
+from ..outbox.store import OutboxStore
+from ..passwords import check_policy
+from ..render import render
+from ..session_store import SessionStore
+from ..sessions import flash
+from ..users import User, fingerprint, same_fingerprint
 from .tokens import Claims, TokenInvalid, TokenState
-from .users import User, fingerprint, same_fingerprint
 
 log = logging.getLogger(__name__)
 
