@@ -40,8 +40,8 @@ from .outbox.store import OutboxStore
 from .outbox.worker import OutboxWorker
 from .passwords import Hasher, hash_kind
 from .reset.compose import MailComposer
+from .reset.intake import Intake
 from .reset.processor import RequestProcessor
-from .reset.request import Intake
 from .reset.tokens import TokenCodec, TokenLedger
 from .routes import setup_routes
 from .session_store import SessionStore
@@ -108,9 +108,16 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
     """The reset-request intake (group commit) and the processor behind it."""
-    processor = RequestProcessor(app)
-    intake = Intake(app)
-    app[keys.request_processor] = processor
+    db = app[keys.db]
+    processor = RequestProcessor(
+        db,
+        app[keys.users],
+        app[keys.codec],
+        app[keys.composer],
+        app[keys.limiter],
+        app[keys.outbox_worker].wake,
+    )
+    intake = Intake(db.writer, app[keys.config].limits, processor.wake)
     app[keys.intake] = intake
     await processor.start()
     await intake.start()

@@ -18,8 +18,7 @@ if TYPE_CHECKING:
     from .outbox.worker import OutboxWorker
     from .passwords import Hasher
     from .reset.compose import MailComposer
-    from .reset.processor import RequestProcessor
-    from .reset.request import Intake
+    from .reset.intake import Intake
     from .reset.tokens import TokenCodec, TokenLedger
     from .session_store import SessionStore
     from .users import AccountStore, User
@@ -33,7 +32,6 @@ ledger: web.AppKey[TokenLedger] = web.AppKey("ledger")
 composer: web.AppKey[MailComposer] = web.AppKey("composer")
 outbox_store: web.AppKey[OutboxStore] = web.AppKey("outbox_store")
 outbox_worker: web.AppKey[OutboxWorker] = web.AppKey("outbox_worker")
-request_processor: web.AppKey[RequestProcessor] = web.AppKey("request_processor")
 intake: web.AppKey[Intake] = web.AppKey("intake")
 limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
 audit: web.AppKey[AuditLog] = web.AppKey("audit")
