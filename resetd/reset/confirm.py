@@ -27,8 +27,8 @@ from ..passwords import check_policy
 from ..render import render
 from ..session_store import SessionStore
 from ..sessions import flash
-from ..users import User, fingerprint, same_fingerprint
-from .tokens import Claims, TokenInvalid, TokenState
+from ..users import User
+from .tokens import Claims, TokenInvalid, check_token
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +41,9 @@ class _Stale(Exception):
     """Raised inside the consuming transaction to roll it back."""
 
 
-async def check_token(app: web.Application, token: str) -> tuple[User, Claims]:
-    """Signature, expiry, ledger and fingerprint; raises TokenInvalid. Changes nothing."""
-    claims = app[keys.codec].decode(token)
-    state = await app[keys.ledger].state(claims.jti)
-    if state is not TokenState.VALID:
-        raise TokenInvalid(str(state))
-    user = await app[keys.users].get(claims.user_id)
-    if user is None:
-        raise TokenInvalid("no such user")
-    if not same_fingerprint(claims.fingerprint, fingerprint(user)):
-        raise TokenInvalid(str(TokenState.SUPERSEDED))
-    return user, claims
+async def _check(app: web.Application, token: str) -> tuple[User, Claims]:
+    """:func:`~resetd.reset.tokens.check_token` with the app's codec, ledger and accounts."""
+    return await check_token(token, app[keys.codec], app[keys.ledger], app[keys.users])
 
 
 async def _invalid(request: web.Request, reason: str, user_id: int | None = None) -> web.Response:
@@ -78,7 +69,7 @@ async def token_link(request: web.Request) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
     try:
-        await check_token(request.app, token)
+        await _check(request.app, token)
     except TokenInvalid as exc:
         return await _invalid(request, exc.reason)
     session = await get_session(request)
@@ -97,7 +88,7 @@ async def set_password(request: web.Request) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
     try:
-        user, _ = await check_token(request.app, token)
+        user, _ = await _check(request.app, token)
     except TokenInvalid as exc:
         return await _invalid(request, exc.reason)
     return await _form(request, user, "/reset_password", {})
@@ -129,7 +120,7 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
     app = request.app
     cfg = app[keys.config]
     try:
-        user, claims = await check_token(app, token)
+        user, claims = await _check(app, token)
     except TokenInvalid as exc:
         return await _invalid(request, exc.reason)
     form = await request.post()
