@@ -92,8 +92,7 @@ def relay_address(app: web.Application) -> tuple[str, int]:
     """Where mail goes: [mail] server:port, or the dev inbox's real port when
     [mail] points at the inbox's configured address (port 0 in tests)."""
     cfg = app[keys.config]
-    inbox = cfg.dev_inbox
-    if inbox.enabled and (cfg.mail.server, cfg.mail.port) == (inbox.smtp_host, inbox.smtp_port):
+    if cfg.relay_is_inbox:
         return app[keys.inbox_smtp_address]
     return cfg.mail.server, cfg.mail.port
 
