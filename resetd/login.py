@@ -3,7 +3,9 @@
 Every password check at sign-in goes through :mod:`resetd.login_guard`
 (failed sign-ins throttled per account and per client, hashing bounded per
 client and per process, failures timed alike); what a signed-in session is
-lives in :mod:`resetd.sessions`.
+lives in :mod:`resetd.sessions`. A sign-in the guard refuses before any
+password is checked raises :class:`~resetd.login_guard.SigninRefused`, which
+the error middleware answers with :func:`refused_page`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from aiohttp import web
 
 from . import keys
 from .clientinfo import client_ip, user_agent
-from .login_guard import Refused
+from .login_guard import SigninRefused
 from .render import render
 from .reset.request import SENT_MESSAGE
 from .sessions import current_user, flash, sign_in, sign_out
@@ -55,26 +57,21 @@ async def login(request: web.Request) -> web.StreamResponse:
     app = request.app
     hasher, users = app[keys.hasher], app[keys.users]
     ip = client_ip(request)
-    try:
-        async with app[keys.login_guard].attempt(ip, username[:254]) as attempt:
-            user = await users.find_by_login(username[:254])
-            ok = await attempt.check(hasher, user.password_hash if user else None, password[:1024])
-            if user is None or not ok:
-                filled = attempt.filled
-                outcome = "failed" + (f" ({' and '.join(filled)} limit reached)" if filled else "")
-                await app[keys.audit].add(
-                    "login",
-                    outcome,
-                    user_id=user.id if user else None,
-                    client_ip=ip,
-                    user_agent=user_agent(request),
-                )
-                return await render(
-                    request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400
-                )
-            await attempt.succeeded()
-    except Refused as refused:
-        return await _refused(request, refused, remember)
+    async with app[keys.login_guard].attempt(ip, username[:254]) as attempt:
+        user = await users.find_by_login(username[:254])
+        ok = await attempt.check(hasher, user.password_hash if user else None, password[:1024])
+        if user is None or not ok:
+            filled = attempt.filled
+            outcome = "failed" + (f" ({' and '.join(filled)} limit reached)" if filled else "")
+            await app[keys.audit].add(
+                "login",
+                outcome,
+                user_id=user.id if user else None,
+                client_ip=ip,
+                user_agent=user_agent(request),
+            )
+            return await render(request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400)
+        await attempt.succeeded()
     if hasher.needs_rehash(user.password_hash):
         # Parameters changed or a Werkzeug-format hash: upgrade while we know the password.
         new_hash = await hasher.hash(password)
@@ -91,9 +88,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(location="/")
 
 
-async def _refused(request: web.Request, refused: Refused, remember: bool) -> web.Response:
+async def refused_page(request: web.Request, refused: SigninRefused) -> web.Response:
+    """The sign-in page for an attempt the guard refused, with its Retry-After."""
     # The same page whatever was typed (the username is not echoed), so known and
     # unknown accounts cannot be told apart by it.
+    form = await request.post()  # already read, kept by aiohttp
+    remember = bool(form.get("remember_me"))
     resp = await render(
         request,
         "login.html",

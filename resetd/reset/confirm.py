@@ -7,6 +7,9 @@ Referer header. Nothing on the server changes: link scanners and mail
 previews that fetch the link consume nothing. Only the POST that sets the
 password consumes the token, atomically, in the same transaction as the
 password change.
+
+A token that cannot be used raises :class:`~resetd.reset.tokens.TokenInvalid`;
+the error middleware answers it with :func:`token_rejected`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ..render import render
 from ..session_store import SessionStore
 from ..sessions import flash
 from ..users import User
-from .tokens import Claims, TokenInvalid, check_token
+from .tokens import Claims, TokenInvalid, TokenState, check_token
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +40,18 @@ TOKEN_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 DONE_MESSAGE = "Your password has been reset. Sign in with your new password."
 
 
-class _Stale(Exception):
-    """Raised inside the consuming transaction to roll it back."""
-
-
 async def _check(app: web.Application, token: str) -> tuple[User, Claims]:
     """:func:`~resetd.reset.tokens.check_token` with the app's codec, ledger and accounts."""
     return await check_token(token, app[keys.codec], app[keys.ledger], app[keys.users])
 
 
-async def _invalid(request: web.Request, reason: str, user_id: int | None = None) -> web.Response:
+async def token_rejected(request: web.Request, exc: TokenInvalid) -> web.Response:
+    """The one page for a link or form whose token cannot be used, whatever the
+    reason (which goes to the audit trail only); the token leaves the session."""
     await request.app[keys.audit].add(
         "token_use",
-        f"rejected: {reason}",
-        user_id=user_id,
+        f"rejected: {exc.reason}",
+        user_id=exc.user_id,
         client_ip=client_ip(request),
         user_agent=user_agent(request),
     )
@@ -68,10 +69,7 @@ async def token_link(request: web.Request) -> web.StreamResponse:
         return await _set(request, token, action=request.path)
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
-    try:
-        await _check(request.app, token)
-    except TokenInvalid as exc:
-        return await _invalid(request, exc.reason)
+    await _check(request.app, token)
     session = await get_session(request)
     session[SESSION_TOKEN] = token
     raise web.HTTPSeeOther(location="/reset_password", headers=TOKEN_HEADERS)
@@ -82,15 +80,12 @@ async def set_password(request: web.Request) -> web.StreamResponse:
     session = await get_session(request)
     token = session.get(SESSION_TOKEN)
     if not isinstance(token, str):
-        return await _invalid(request, "no token in session")
+        raise TokenInvalid("no token in session")
     if request.method == "POST":
         return await _set(request, token, action="/reset_password")
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
-    try:
-        user, _ = await _check(request.app, token)
-    except TokenInvalid as exc:
-        return await _invalid(request, exc.reason)
+    user, _ = await _check(request.app, token)
     return await _form(request, user, "/reset_password", {})
 
 
@@ -119,10 +114,7 @@ async def _form(
 async def _set(request: web.Request, token: str, action: str) -> web.StreamResponse:
     app = request.app
     cfg = app[keys.config]
-    try:
-        user, claims = await _check(app, token)
-    except TokenInvalid as exc:
-        return await _invalid(request, exc.reason)
+    user, claims = await _check(app, token)
     form = await request.post()
     password, password2 = str(form.get("password", "")), str(form.get("password2", ""))
     problems = check_policy(
@@ -138,7 +130,9 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
             claims.jti, cfg.limits.failed_posts_per_token
         )
         if burned:
-            return await _invalid(request, "burned after too many failed attempts", user.id)
+            raise TokenInvalid(
+                "burned after too many failed attempts", TokenState.BURNED, user_id=user.id
+            )
         errors: dict[str, str] = {}
         for problem in problems:
             errors.setdefault(problem.field, problem.message)
@@ -147,27 +141,25 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
     new_hash = await app[keys.hasher].hash(password)
     now = time.time()
     ip, agent = client_ip(request), user_agent(request)
-    try:
-        async with app[keys.db].transaction() as conn:
-            if not await app[keys.ledger].consume(conn, claims.jti, now):
-                raise _Stale("used")
-            if not await app[keys.users].replace_password_hash(
-                user.id, user.password_hash, new_hash, within=conn
-            ):
-                raise _Stale("superseded")
-            # The account starts afresh: its failed sign-ins are forgotten (whoever
-            # filled them), and every session of the old password ends.
-            await RateLimiter.forget(conn, account_buckets(user.username, user.email))
-            await SessionStore.end_all(conn, user.id)
-            notice = app[keys.composer].changed_mail(
-                user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent
-            )
-            await OutboxStore.enqueue(conn, "password_changed", notice, now, user_id=user.id)
-            await app[keys.audit].record(
-                conn, "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
-            )
-    except _Stale as exc:
-        return await _invalid(request, str(exc), user.id)
+    # TokenInvalid raised inside the transaction rolls it back.
+    async with app[keys.db].transaction() as conn:
+        if not await app[keys.ledger].consume(conn, claims.jti, now):
+            raise TokenInvalid("used", TokenState.USED, user_id=user.id)
+        if not await app[keys.users].replace_password_hash(
+            user.id, user.password_hash, new_hash, within=conn
+        ):
+            raise TokenInvalid("superseded", TokenState.SUPERSEDED, user_id=user.id)
+        # The account starts afresh: its failed sign-ins are forgotten (whoever
+        # filled them), and every session of the old password ends.
+        await RateLimiter.forget(conn, account_buckets(user.username, user.email))
+        await SessionStore.end_all(conn, user.id)
+        notice = app[keys.composer].changed_mail(
+            user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent
+        )
+        await OutboxStore.enqueue(conn, "password_changed", notice, now, user_id=user.id)
+        await app[keys.audit].record(
+            conn, "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
+        )
     app[keys.outbox_worker].wake()
     log.info("password reset for user %d", user.id)
     session = await get_session(request)

@@ -55,12 +55,16 @@ class TokenInvalid(Exception):
     """The token cannot be used; ``reason`` is for the audit trail, not the user.
 
     ``state`` is what became of it (never ``VALID``), as the dev inbox's
-    reset-link panel shows it."""
+    reset-link panel shows it; ``user_id`` the account it was for, when known.
+    The error middleware answers it with the invalid-link page."""
 
-    def __init__(self, reason: str, state: TokenState = TokenState.INVALID) -> None:
+    def __init__(
+        self, reason: str, state: TokenState = TokenState.INVALID, *, user_id: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.state = state
+        self.user_id = user_id
 
 
 @dataclass(frozen=True)
