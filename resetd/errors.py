@@ -10,8 +10,8 @@ next to the code that raises them::
     ├── SigninRefused             429/503 sign-in page + Retry-After  (login_guard.py)
     ├── ConfigError               "resetd: [section] key: …", exit 2  (config.py)
     ├── DuplicateUser             "resetd user add" says which, exit 1 (users.py)
-    ├── PermanentFailure          the mail is failed, not retried     (outbox/smtp.py)
-    ├── TemporaryFailure          the mail is retried with back-off   (outbox/smtp.py)
+    ├── PermanentFailure          the mail is failed, not retried     (outbox/failures.py)
+    ├── TemporaryFailure          the mail is retried with back-off   (outbox/failures.py)
     │   └── SessionRefused        the same, logged as an ERROR with a hint
     │       └── CertificateRefused    the relay's state shows tls_error
     └── ValueError

@@ -15,7 +15,8 @@ import pytest
 
 from resetd.config import MailConfig
 from resetd.db import Database
-from resetd.outbox.relay import PermanentFailure, SmtpConnection, TemporaryFailure
+from resetd.outbox.failures import PermanentFailure, TemporaryFailure
+from resetd.outbox.relay import SmtpConnection
 from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
 

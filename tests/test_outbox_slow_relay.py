@@ -14,7 +14,8 @@ import pytest
 
 from resetd.config import MailConfig
 from resetd.db import Database
-from resetd.outbox.relay import SmtpConnection, TemporaryFailure
+from resetd.outbox.failures import TemporaryFailure
+from resetd.outbox.relay import SmtpConnection
 from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
 

@@ -15,7 +15,9 @@ import pytest
 
 from resetd.config import Config, MailConfig
 from resetd.db import Database
-from resetd.outbox.relay import PermanentFailure, SmtpConnection, TemporaryFailure, data_payload
+from resetd.outbox.envelope import data_payload
+from resetd.outbox.failures import PermanentFailure, TemporaryFailure
+from resetd.outbox.relay import SmtpConnection
 from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
 

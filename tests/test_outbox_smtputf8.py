@@ -12,7 +12,8 @@ import pytest
 
 from resetd.config import MailConfig
 from resetd.db import Database
-from resetd.outbox.relay import PermanentFailure, SmtpConnection
+from resetd.outbox.failures import PermanentFailure
+from resetd.outbox.relay import SmtpConnection
 from resetd.outbox.store import OutboxEntry, OutboxStore
 from resetd.outbox.worker import OutboxWorker
 from resetd.reset.compose import ComposedMail

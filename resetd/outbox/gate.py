@@ -32,7 +32,7 @@ import logging
 import time
 
 from .attempts import backoff
-from .smtp import CertificateRefused, SessionRefused, TemporaryFailure
+from .failures import CertificateRefused, SessionRefused, TemporaryFailure
 from .status import RelayStatus
 
 log = logging.getLogger("resetd.outbox")

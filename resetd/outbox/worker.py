@@ -37,18 +37,12 @@ from typing import Protocol
 
 from ..config import MailConfig
 from .attempts import Attempts, expired, redact
+from .failures import PermanentFailure, SessionRefused, TemporaryFailure
 from .gate import RelayGate
 from .handoff import Handoff
 from .recorder import SentRecorder
-from .relay import (
-    NextMessage,
-    PermanentFailure,
-    RelayAddress,
-    SessionRefused,
-    SmtpConnection,
-    TemporaryFailure,
-    tls_context,
-)
+from .relay import RelayAddress, SmtpConnection, tls_context
+from .smtp import NextMail
 from .status import RelayStatus, RelayStatusStore
 from .store import OutboxStore, OutgoingMail
 
@@ -69,7 +63,7 @@ class RelayConnection(Protocol):
         sender: str,
         recipient: str,
         message: bytes,
-        then: NextMessage | None = None,
+        then: NextMail | None = None,
     ) -> None: ...
 
     def abort(self) -> None: ...
@@ -315,7 +309,7 @@ class OutboxWorker:
         self,
         conn: RelayConnection,
         mail: OutgoingMail,
-        then: NextMessage | None = None,
+        then: NextMail | None = None,
     ) -> bool:
         """One attempt; returns True when the relay accepted the mail (which the
         recorder then marks sent), False when the outcome is already recorded.
