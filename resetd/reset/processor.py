@@ -29,7 +29,7 @@ from ..audit import AuditLog
 from ..db import Database
 from ..errors import UnsendableAddress
 from ..limits import RateLimiter
-from ..outbox.store import OutboxStore, Queued
+from ..outbox.store import NewMail, OutboxStore
 from ..users import AccountStore, User, fingerprint, pick
 from .compose import MailComposer
 from .queue import QueuedRequest, RequestQueue
@@ -166,8 +166,8 @@ class RequestProcessor:
         token, claims = self.codec.mint(user.id, fingerprint(user))
         mail = self.composer.reset_mail(user.username, user.email, token, self.codec.ttl)
         # Undelivered when the token expires, the mail is pointless: fail it then.
-        queued = Queued(mail, user.id, float(claims.expires_at))
-        return Outcome(req, "mail_queued", user.id, claims, queued)
+        new = NewMail(mail, user.id, float(claims.expires_at))
+        return Outcome(req, "mail_queued", user.id, claims, new)
 
     async def _record(self, outcomes: list[Outcome]) -> int:
         """Record the batch in one transaction; if the database refuses it, each
@@ -176,7 +176,7 @@ class RequestProcessor:
         database's state, not a request's: it is raised, and the batch retried."""
         writer = self.db.writer
         try:
-            return await writer.run(_record, outcomes, time.time())
+            return await writer.run(_claim_and_record, outcomes, time.time())
         except sqlite3.OperationalError:
             raise
         except Exception:  # a value or a row the database refuses: find whose
@@ -184,14 +184,14 @@ class RequestProcessor:
         queued = 0
         for outcome in outcomes:
             try:
-                queued += await writer.run(_record, [outcome], time.time())
+                queued += await writer.run(_claim_and_record, [outcome], time.time())
             except sqlite3.OperationalError:
                 raise
             except Exception as exc:
                 if outcome.failure is not None:
                     raise  # even its bare set-aside is refused
                 aside = _set_aside(outcome.request, outcome.user_id, exc)
-                await writer.run(_record, [aside], time.time())
+                await writer.run(_claim_and_record, [aside], time.time())
         return queued
 
 
@@ -199,12 +199,12 @@ class Outcome(NamedTuple):
     """What one queued request came to, before it is claimed and recorded."""
 
     request: QueuedRequest
-    # mail_queued, unknown_address, ambiguous_address, rate_limited, or
-    # "failed <reason>" for a request set aside
-    outcome: str
+    # How the audit trail names it: mail_queued, unknown_address,
+    # ambiguous_address, rate_limited, or "failed <reason>" for a request set aside
+    audit_outcome: str
     user_id: int | str | None
     claims: Claims | None
-    mail: Queued | None
+    mail: NewMail | None
     failure: str | None = None  # why it was set aside, for resetd outbox
 
 
@@ -227,7 +227,7 @@ def _set_aside(req: QueuedRequest, user_id: int | str | None, exc: BaseException
     return Outcome(req, f"failed {short}", user_id, None, None, f"{who}{detail}")
 
 
-def _record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int:
+def _claim_and_record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int:
     """Claim the requests and record what came of those claimed, in one transaction
     (in the database's writer thread); returns how many mails were queued."""
     claimed = RequestQueue.claim(conn, [o.request.id for o in outcomes], now)
@@ -238,11 +238,10 @@ def _record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> in
     RequestQueue.record_failures(
         conn, [(o.request.id, o.failure) for o in mine if o.failure is not None]
     )
-    AuditLog.record_many(
-        conn,
-        [
-            ("reset_requested", o.outcome, o.user_id, o.request.client_ip, o.request.user_agent)
-            for o in mine
-        ],
-    )
+    AuditLog.record_many(conn, [_audit_row(o) for o in mine])
     return len(mails)
+
+
+def _audit_row(o: Outcome) -> tuple[str, str, int | str | None, str | None, str | None]:
+    req = o.request
+    return ("reset_requested", o.audit_outcome, o.user_id, req.client_ip, req.user_agent)
