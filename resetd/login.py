@@ -14,10 +14,11 @@ from aiohttp import web
 
 from . import keys
 from .clientinfo import client_ip, user_agent
-from .login_guard import SigninRefused
+from .login_guard import Attempt, SigninRefused
 from .render import render
 from .reset.request import SENT_MESSAGE
 from .sessions import current_user, flash, sign_in, sign_out
+from .users import User
 
 BAD_LOGIN = "Invalid username or password."
 # Fixed notices a redirect may ask the sign-in page to show (?notice=…).
@@ -32,14 +33,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     if request.method in ("GET", "HEAD"):
-        if await current_user(request) is not None:
-            raise web.HTTPFound(location="/")
-        notice = NOTICES.get(request.query.get("notice", ""))
-        return await render(
-            request,
-            "login.html",
-            {"username": "", "remember_me": False, "notice": notice},
-        )
+        return await _login_page(request)
     if request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
     form = await request.post()
@@ -55,37 +49,57 @@ async def login(request: web.Request) -> web.StreamResponse:
     if errors:
         return await render(request, "login.html", {**ctx, "errors": errors}, status=400)
     app = request.app
-    hasher, users = app[keys.hasher], app[keys.users]
-    ip = client_ip(request)
-    async with app[keys.login_guard].attempt(ip, username[:254]) as attempt:
-        user = await users.find_by_login(username[:254])
-        ok = await attempt.check(hasher, user.password_hash if user else None, password[:1024])
+    async with app[keys.login_guard].attempt(client_ip(request), username[:254]) as attempt:
+        user = await app[keys.users].find_by_login(username[:254])
+        # Checked even without an account: an unknown name costs what a known one does.
+        ok = await attempt.check(
+            app[keys.hasher], user.password_hash if user else None, password[:1024]
+        )
         if user is None or not ok:
-            filled = attempt.filled
-            outcome = "failed" + (f" ({' and '.join(filled)} limit reached)" if filled else "")
-            await app[keys.audit].add(
-                "login",
-                outcome,
-                user_id=user.id if user else None,
-                client_ip=ip,
-                user_agent=user_agent(request),
-            )
+            await _audit(request, _failure(attempt), user)
             return await render(request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400)
         await attempt.succeeded()
-    if hasher.needs_rehash(user.password_hash):
-        # Parameters changed or a Werkzeug-format hash: upgrade while we know the password.
-        new_hash = await hasher.hash(password)
-        if await users.upgrade_hash(user.id, user.password_hash, new_hash):
-            user = await users.get(user.id) or user
-    await app[keys.audit].add(
-        "login",
-        "success",
-        user_id=user.id,
-        client_ip=ip,
-        user_agent=user_agent(request),
-    )
+    user = await _upgrade_hash(app, user, password)
+    await _audit(request, "success", user)
     await sign_in(request, user, remember)
     raise web.HTTPSeeOther(location="/")
+
+
+async def _login_page(request: web.Request) -> web.StreamResponse:
+    if await current_user(request) is not None:
+        raise web.HTTPFound(location="/")
+    notice = NOTICES.get(request.query.get("notice", ""))
+    return await render(
+        request,
+        "login.html",
+        {"username": "", "remember_me": False, "notice": notice},
+    )
+
+
+def _failure(attempt: Attempt) -> str:
+    """A failed sign-in as the audit trail names it, with the limits it filled."""
+    filled = attempt.filled
+    return "failed" + (f" ({' and '.join(filled)} limit reached)" if filled else "")
+
+
+async def _audit(request: web.Request, outcome: str, user: User | None) -> None:
+    await request.app[keys.audit].add(
+        "login",
+        outcome,
+        user_id=user.id if user else None,
+        client_ip=client_ip(request),
+        user_agent=user_agent(request),
+    )
+
+
+async def _upgrade_hash(app: web.Application, user: User, password: str) -> User:
+    """Parameters changed or a Werkzeug-format hash: upgrade while we know the password."""
+    hasher, users = app[keys.hasher], app[keys.users]
+    if hasher.needs_rehash(user.password_hash):
+        new_hash = await hasher.hash(password)
+        if await users.upgrade_hash(user.id, user.password_hash, new_hash):
+            return await users.get(user.id) or user
+    return user
 
 
 async def refused_page(request: web.Request, refused: SigninRefused) -> web.Response:

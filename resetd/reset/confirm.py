@@ -112,13 +112,15 @@ async def _form(
 
 
 async def _set(request: web.Request, token: str, action: str) -> web.StreamResponse:
+    """POST of the form: the password is checked against the policy, then set and
+    the token consumed in one transaction; a refused password counts against the
+    token, which is burned at ``[limits] failed_posts_per_token``."""
     app = request.app
-    cfg = app[keys.config]
     user, claims = await _check(app, token)
     form = await request.post()
     password, password2 = str(form.get("password", "")), str(form.get("password2", ""))
     problems = check_policy(
-        cfg.passwords,
+        app[keys.config].passwords,
         password,
         password2,
         user.username,
@@ -126,22 +128,38 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
         app[keys.hasher].max_password_bytes,
     )
     if problems:
-        burned = await app[keys.ledger].record_failure(
-            claims.jti, cfg.limits.failed_posts_per_token
-        )
-        if burned:
-            raise TokenInvalid(
-                "burned after too many failed attempts", TokenState.BURNED, user_id=user.id
-            )
+        await _count_failure(app, user, claims)
         errors: dict[str, str] = {}
         for problem in problems:
             errors.setdefault(problem.field, problem.message)
         return await _form(request, user, action, errors, status=400)
-
     new_hash = await app[keys.hasher].hash(password)
+    await _replace_password(app, user, claims, new_hash, client_ip(request), user_agent(request))
+    app[keys.outbox_worker].wake()
+    log.info("password reset for user %d", user.id)
+    session = await get_session(request)
+    session.pop(SESSION_TOKEN, None)
+    await flash(request, DONE_MESSAGE, "success")
+    raise web.HTTPSeeOther(location=app[keys.config].login_location, headers=TOKEN_HEADERS)
+
+
+async def _count_failure(app: web.Application, user: User, claims: Claims) -> None:
+    """A refused password; raises TokenInvalid when it is the one that burns the token."""
+    limit = app[keys.config].limits.failed_posts_per_token
+    if await app[keys.ledger].record_failure(claims.jti, limit):
+        raise TokenInvalid(
+            "burned after too many failed attempts", TokenState.BURNED, user_id=user.id
+        )
+
+
+async def _replace_password(
+    app: web.Application, user: User, claims: Claims, new_hash: str, ip: str, agent: str
+) -> None:
+    """One transaction: consume the token, set the password, start the account
+    afresh, queue the "password changed" notice, audit. Raises TokenInvalid
+    (and changes nothing) when another request used the token or changed the
+    password first."""
     now = time.time()
-    ip, agent = client_ip(request), user_agent(request)
-    # TokenInvalid raised inside the transaction rolls it back.
     async with app[keys.db].transaction() as conn:
         if not await app[keys.ledger].consume(conn, claims.jti, now):
             raise TokenInvalid("used", TokenState.USED, user_id=user.id)
@@ -160,9 +178,3 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
         await app[keys.audit].record(
             conn, "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
         )
-    app[keys.outbox_worker].wake()
-    log.info("password reset for user %d", user.id)
-    session = await get_session(request)
-    session.pop(SESSION_TOKEN, None)
-    await flash(request, DONE_MESSAGE, "success")
-    raise web.HTTPSeeOther(location=cfg.login_location, headers=TOKEN_HEADERS)
