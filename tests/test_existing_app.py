@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from resetd.app import create_app
 
-from .conftest import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, set_new_password, sign_in
+from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, set_new_password, sign_in
 from .relays import Relay
 from .test_config import run_cli
 from .test_tokens import assert_rejected, mailed_token

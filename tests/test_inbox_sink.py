@@ -16,7 +16,7 @@ from resetd.app import create_app
 from resetd.config import ConfigError
 from resetd.inbox import appkeys as ikeys
 from resetd.inbox import tls
-from tests.conftest import ConfigFactory
+from tests.helpers import ConfigFactory
 from tests.inbox_helpers import api_json, make_message, send_smtplib, smtp_address
 
 API = "/dev/inbox/api/v1"

@@ -28,7 +28,7 @@ from resetd.outbox.attempts import backoff, redact
 from resetd.outbox.store import OutboxEntry, OutboxStore
 from resetd.outbox.worker import OutboxWorker
 
-from .conftest import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
+from .helpers import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
 from .processes import run_cli, write_config
 from .relays import ACCEPT, DROP, SLOW, STALL, Relay, first_n, free_port
 

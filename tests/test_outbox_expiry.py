@@ -23,7 +23,7 @@ from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
 from resetd.reset.compose import ComposedMail
 
-from .conftest import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
+from .helpers import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
 from .processes import run_cli, write_config
 from .relays import Relay
 

@@ -19,7 +19,7 @@ from resetd.outbox.relay import SmtpConnection
 from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
 
-from .conftest import ConfigFactory, eventually
+from .helpers import ConfigFactory, eventually
 from .raw_relay import RawRelay
 
 SENDER = "no-reply@example.test"

@@ -21,7 +21,7 @@ from resetd.outbox.relay import SmtpConnection
 from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
 
-from .conftest import ConfigFactory, eventually
+from .helpers import ConfigFactory, eventually
 from .relays import DROP, STALL, Relay, first_n, self_signed
 
 SENDER = "no-reply@example.test"

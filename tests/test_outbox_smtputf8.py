@@ -18,7 +18,7 @@ from resetd.outbox.store import OutboxEntry, OutboxStore
 from resetd.outbox.worker import OutboxWorker
 from resetd.reset.compose import ComposedMail
 
-from .conftest import TEST_SECRET, ConfigFactory, eventually
+from .helpers import TEST_SECRET, ConfigFactory, eventually
 from .processes import run_cli, write_config
 from .relays import Relay
 

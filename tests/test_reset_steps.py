@@ -25,7 +25,7 @@ from resetd.reset.processor import RequestProcessor
 from resetd.reset.tokens import TokenCodec, TokenInvalid, TokenLedger, TokenState, check_token
 from resetd.users import User, UserStore, fingerprint, normalize
 
-from .conftest import LINK_RE, TEST_SECRET
+from .helpers import LINK_RE, TEST_SECRET
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from resetd.app import create_app
 from resetd.login_guard import THROTTLED
 from resetd.passwords import werkzeug_scrypt_hash
 
-from .conftest import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, set_new_password
+from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, set_new_password
 from .relays import Relay
 from .signin_helpers import Clock, headers_but_date, login_csrf, post_login
 from .test_tokens import mailed_token

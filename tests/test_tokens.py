@@ -18,7 +18,7 @@ from resetd.app import create_app
 from resetd.reset.tokens import AUDIENCE, TokenCodec, derive_key
 from resetd.users import fingerprint
 
-from .conftest import (
+from .helpers import (
     CSRF_RE,
     GOOD_PASSWORD,
     NEW_PASSWORD,
