@@ -1,8 +1,8 @@
 """The application factory: ``create_app(config)`` wires every part.
 
 Each long-lived resource has one cleanup context, appended in dependency
-order (database → sign-in limits → dev inbox → outbox worker → request
-processor); aiohttp tears them down in reverse, so shutdown mirrors startup:
+order (hashing threads → database → sign-in limits → dev inbox → outbox worker
+→ request processor); aiohttp tears them down in reverse, so shutdown mirrors startup:
 no new work is taken, in-flight mail gets its grace period, then the sink and
 the database close.
 """
@@ -38,7 +38,7 @@ from .middlewares import (
 )
 from .outbox.store import OutboxStore
 from .outbox.worker import OutboxWorker
-from .passwords import Hasher, hash_kind
+from .passwords import Hasher, hash_kind, hashing_threads
 from .reset.compose import MailComposer
 from .reset.intake import Intake
 from .reset.processor import RequestProcessor
@@ -74,6 +74,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     if app_users is not None:
         await app_users.close()
     await db.close()
+
+
+async def hashing_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The password hasher and the threads it runs in, for the app's lifetime."""
+    cfg = app[keys.config]
+    with hashing_threads() as threads:  # on exit: hashes under way finish, threads end
+        app[keys.hasher] = Hasher(cfg.passwords, cfg.users.effective_hash_format, threads)
+        yield
 
 
 async def signin_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -138,7 +146,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[keys.config] = config
     app[keys.clock] = clock
-    app[keys.hasher] = Hasher(config.passwords, config.users.effective_hash_format)
     app[keys.codec] = TokenCodec(
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
     )
@@ -151,6 +158,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.on_response_prepare.append(security_headers)
 
     app.cleanup_ctx.append(loop_monitor_ctx)
+    app.cleanup_ctx.append(hashing_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(signin_ctx)
     if config.dev_inbox.enabled:
