@@ -36,8 +36,7 @@ from .middlewares import (
     errors_middleware,
     security_headers,
 )
-from .outbox.store import OutboxStore
-from .outbox.worker import OutboxWorker
+from .outbox import OutboxStore, OutboxWorker
 from .passwords import Hasher, hash_kind, hashing_threads
 from .reset.compose import MailComposer
 from .reset.intake import Intake

@@ -23,8 +23,7 @@ from .config_rules import check_serve_safety
 from .db import Database, with_database
 from .logs import clean_text, setup_logging
 from .mail_headers import clean
-from .outbox.status import RelayStatusStore
-from .outbox.store import OutboxStore
+from .outbox import OutboxStore, RelayStatusStore
 from .passwords import Hasher, check_policy
 from .reset.queue import FAILED_KEPT, RequestQueue
 from .serve import serve

@@ -14,8 +14,7 @@ if TYPE_CHECKING:
     from .inbox.store import InboxStore
     from .limits import RateLimiter
     from .login_guard import LoginGuard
-    from .outbox.store import OutboxStore
-    from .outbox.worker import OutboxWorker
+    from .outbox import OutboxStore, OutboxWorker
     from .passwords import Hasher
     from .reset.compose import MailComposer
     from .reset.intake import Intake

@@ -19,7 +19,7 @@ from aiohttp import web
 from . import keys
 from .config import Config, ConfigError
 from .db import with_database
-from .outbox.store import OutboxStore
+from .outbox import OutboxStore
 from .render import warm_templates
 
 log = logging.getLogger("resetd")

@@ -25,7 +25,7 @@ from .. import keys
 from ..clientinfo import client_ip, user_agent
 from ..limits import RateLimiter
 from ..login_guard import account_buckets
-from ..outbox.store import OutboxStore
+from ..outbox import OutboxStore
 from ..passwords import check_policy
 from ..render import render
 from ..session_store import SessionStore

@@ -29,7 +29,7 @@ from ..audit import AuditLog
 from ..db import Database
 from ..errors import UnsendableAddress
 from ..limits import RateLimiter
-from ..outbox.store import NewMail, OutboxStore
+from ..outbox import NewMail, OutboxStore
 from ..users import AccountStore, User, fingerprint, pick
 from .compose import MailComposer
 from .queue import QueuedRequest, RequestQueue
