@@ -1,8 +1,8 @@
 """The application factory: ``create_app(config)`` wires every part.
 
 Each long-lived resource has one cleanup context, appended in dependency
-order (database → sign-in limits → dev inbox → outbox worker → request
-processor); aiohttp tears them down in reverse, so shutdown mirrors startup:
+order (hashing threads → database → sign-in limits → dev inbox → outbox worker
+→ request processor); aiohttp tears them down in reverse, so shutdown mirrors startup:
 no new work is taken, in-flight mail gets its grace period, then the sink and
 the database close.
 """
@@ -20,32 +20,31 @@ from aiohttp.typedefs import Middleware
 from aiohttp_session import session_middleware
 
 from . import keys
-from .app_users import SqliteAppUsers
 from .assets import template_dir
 from .audit import AuditLog
 from .config import Config
 from .db import Database
+from .host_users import SqliteAppUsers
 from .limits import RateLimiter
 from .login_guard import LoginGuard
 from .login_timing import FailureTiming
 from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
-from .mail_compose import MailComposer
 from .middlewares import (
     allowed_hosts_middleware,
     csrf_middleware,
     errors_middleware,
     security_headers,
 )
-from .outbox import OutboxWorker
-from .outbox_store import OutboxStore
-from .passwords import Hasher, hash_kind
-from .request_processor import RequestProcessor
-from .reset_request import Intake
+from .outbox import OutboxStore, OutboxWorker
+from .passwords import Hasher, hash_kind, hashing_threads
+from .reset.compose import MailComposer
+from .reset.intake import Intake
+from .reset.processor import RequestProcessor
+from .reset.tokens import TokenCodec, TokenLedger
 from .routes import setup_routes
 from .session_store import SessionStore
 from .sessions import cookie_storage
-from .tokens import TokenCodec, TokenLedger
 from .users import UserStore
 
 log = logging.getLogger(__name__)
@@ -76,6 +75,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
+async def hashing_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The password hasher and the threads it runs in, for the app's lifetime."""
+    cfg = app[keys.config]
+    with hashing_threads() as threads:  # on exit: hashes under way finish, threads end
+        app[keys.hasher] = Hasher(cfg.passwords, cfg.users.effective_hash_format, threads)
+        yield
+
+
 async def signin_ctx(app: web.Application) -> AsyncIterator[None]:
     """The limits in front of sign-in, with failure timing measured on the
     kinds of hash the account store holds (see resetd/login_timing.py)."""
@@ -92,8 +99,7 @@ def relay_address(app: web.Application) -> tuple[str, int]:
     """Where mail goes: [mail] server:port, or the dev inbox's real port when
     [mail] points at the inbox's configured address (port 0 in tests)."""
     cfg = app[keys.config]
-    inbox = cfg.dev_inbox
-    if inbox.enabled and (cfg.mail.server, cfg.mail.port) == (inbox.smtp_host, inbox.smtp_port):
+    if cfg.relay_is_inbox:
         return app[keys.inbox_smtp_address]
     return cfg.mail.server, cfg.mail.port
 
@@ -108,9 +114,16 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
     """The reset-request intake (group commit) and the processor behind it."""
-    processor = RequestProcessor(app)
-    intake = Intake(app)
-    app[keys.request_processor] = processor
+    db = app[keys.db]
+    processor = RequestProcessor(
+        db,
+        app[keys.users],
+        app[keys.codec],
+        app[keys.composer],
+        app[keys.limiter],
+        app[keys.outbox_worker].wake,
+    )
+    intake = Intake(db.writer, app[keys.config].limits, processor.wake)
     app[keys.intake] = intake
     await processor.start()
     await intake.start()
@@ -132,7 +145,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[keys.config] = config
     app[keys.clock] = clock
-    app[keys.hasher] = Hasher(config.passwords, config.users.effective_hash_format)
     app[keys.codec] = TokenCodec(
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
     )
@@ -145,6 +157,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.on_response_prepare.append(security_headers)
 
     app.cleanup_ctx.append(loop_monitor_ctx)
+    app.cleanup_ctx.append(hashing_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(signin_ctx)
     if config.dev_inbox.enabled:

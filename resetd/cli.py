@@ -23,10 +23,9 @@ from .config_rules import check_serve_safety
 from .db import Database, with_database
 from .logs import clean_text, setup_logging
 from .mail_headers import clean
-from .outbox_store import OutboxStore
+from .outbox import OutboxStore, RelayStatusStore
 from .passwords import Hasher, check_policy
-from .relay_status import RelayStatusStore
-from .request_queue import FAILED_KEPT, RequestQueue
+from .reset.queue import FAILED_KEPT, RequestQueue
 from .serve import serve
 from .users import DuplicateUser, UserStore, username_problem
 

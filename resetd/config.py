@@ -167,6 +167,13 @@ class Config:
     def login_location(self) -> str:
         return self.server.login_url or "/login"
 
+    @property
+    def relay_is_inbox(self) -> bool:
+        """Whether ``[mail]`` points at the dev inbox's SMTP sink (its configured
+        address: the outbox then sends to the port the sink really bound)."""
+        sink = (self.dev_inbox.smtp_host, self.dev_inbox.smtp_port)
+        return self.dev_inbox.enabled and (self.mail.server, self.mail.port) == sink
+
 
 SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,

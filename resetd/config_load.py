@@ -113,25 +113,41 @@ def load_config(
     writing files. Raises ConfigError with a one-line message.
     """
     env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    source = "<defaults>"
-    if path is not None:
-        p = Path(path)
-        source = str(p)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found (use --config PATH)") from None
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{p}: config file is not UTF-8 text") from None
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    source = "<defaults>" if path is None else str(Path(path))
+    values = _file_values({} if path is None else _read_toml(Path(path)))
+    _add_env_values(values, env)
+    for section, table in (overrides or {}).items():
+        for key, value in table.items():
+            values[section][key] = (value, False)
 
-    values: dict[str, dict[str, tuple[Any, bool]]] = {name: {} for name in SECTIONS}
+    built = {name: _build_section(name, vals) for name, vals in values.items()}
+    cfg = Config(**built, source=source)
+    validate(cfg)
+    return cfg
+
+
+# section → key → (value, whether it came from the environment)
+Values = dict[str, dict[str, tuple[Any, bool]]]
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found (use --config PATH)") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: config file is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+
+
+def _file_values(raw: dict[str, Any]) -> Values:
+    """The file's values by section; an unknown section is an error."""
+    values: Values = {name: {} for name in SECTIONS}
     for section, table in raw.items():
         if section not in SECTIONS:
             raise ConfigError(
@@ -141,7 +157,12 @@ def load_config(
             raise ConfigError(f"[{section}]: expected a table")
         for key, value in table.items():
             values[section][key] = (value, False)
+    return values
 
+
+def _add_env_values(values: Values, env: Mapping[str, str]) -> None:
+    """The tutorial's variables (SECRET_KEY, MAIL_SERVER…), then ``RESETD_<SECTION>_<KEY>``,
+    over what the file says."""
     for name, (section, key) in TUTORIAL_ENV.items():
         if name in env:
             values[section][key] = (env[name], True)
@@ -155,12 +176,3 @@ def load_config(
                 break
         else:
             raise ConfigError(f"{name}: unknown environment override (no such section)")
-
-    for section, table in (overrides or {}).items():
-        for key, value in table.items():
-            values[section][key] = (value, False)
-
-    built = {name: _build_section(name, vals) for name, vals in values.items()}
-    cfg = Config(**built, source=source)
-    validate(cfg)
-    return cfg

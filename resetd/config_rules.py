@@ -18,7 +18,13 @@ from .config import (
     MIN_SECRET_KEY,
     Config,
     ConfigError,
+    DevInboxConfig,
     LimitsConfig,
+    MailConfig,
+    PasswordConfig,
+    ResetConfig,
+    ServerConfig,
+    UsersConfig,
 )
 from .errors import UnsendableAddress
 from .hosts import check_pattern, is_local_host
@@ -44,7 +50,20 @@ def _check_sender(sender: str) -> None:
 
 
 def validate(cfg: Config) -> None:
-    s = cfg.server
+    """Raises ConfigError for the first rule ``cfg`` breaks, section by section."""
+    _check_server(cfg.server)
+    _check_mail(cfg.mail)
+    _check_reset(cfg.reset)
+    _check_limits(cfg.limits)
+    _check_session_lifetimes(cfg)
+    _check_passwords(cfg.passwords)
+    _check_sign_in(cfg.server)
+    _check_users(cfg.users)
+    _check_dev_inbox(cfg.dev_inbox)
+    _check_paths(cfg)
+
+
+def _check_server(s: ServerConfig) -> None:
     if not 0 <= s.port <= 65535:
         raise ConfigError(f"[server] port: expected 0-65535, got {s.port}")
     parts = urlsplit(s.public_url)
@@ -80,7 +99,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"[server] trusted_proxies: {proxy!r} is not an IP address or network"
             ) from None
-    m = cfg.mail
+
+
+def _check_mail(m: MailConfig) -> None:
     if not 0 <= m.port <= 65535:
         raise ConfigError(f"[mail] port: expected 0-65535, got {m.port}")
     if m.use_tls and m.use_ssl:
@@ -102,22 +123,27 @@ def validate(cfg: Config) -> None:
             f"[mail] retry_base: expected a positive number up to backoff_cap, got {m.retry_base}"
         )
     _check_sender(m.sender)
-    if cfg.reset.token_ttl < 30 or cfg.reset.token_ttl > 86400:
-        raise ConfigError(
-            f"[reset] token_ttl: expected 30-86400 seconds, got {cfg.reset.token_ttl}"
-        )
+
+
+def _check_reset(r: ResetConfig) -> None:
+    if r.token_ttl < 30 or r.token_ttl > 86400:
+        raise ConfigError(f"[reset] token_ttl: expected 30-86400 seconds, got {r.token_ttl}")
+
+
+def _check_limits(limits: LimitsConfig) -> None:
     for f in dataclasses.fields(LimitsConfig):
-        value = getattr(cfg.limits, f.name)
+        value = getattr(limits, f.name)
         if value < 1:
             raise ConfigError(f"[limits] {f.name}: expected a positive integer, got {value}")
     for key in ("failed_logins_per_account_window", "failed_logins_per_ip_window"):
         # Counters are purged two days after their window starts.
-        if getattr(cfg.limits, key) > 86400:
+        if getattr(limits, key) > 86400:
             raise ConfigError(
-                f"[limits] {key}: expected at most 86400 seconds, got {getattr(cfg.limits, key)}"
+                f"[limits] {key}: expected at most 86400 seconds, got {getattr(limits, key)}"
             )
-    _check_session_lifetimes(cfg)
-    p = cfg.passwords
+
+
+def _check_passwords(p: PasswordConfig) -> None:
     if p.min_length < 8:
         raise ConfigError(f"[passwords] min_length: must be at least 8, got {p.min_length}")
     if p.max_length < max(64, p.min_length):
@@ -128,6 +154,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             "[passwords] argon2_*: below OWASP's floor (memory_cost >= 8192 KiB, time_cost >= 1)"
         )
+
+
+def _check_sign_in(s: ServerConfig) -> None:
+    """Where users sign in: resetd's own pages, or the host application's."""
     if s.login_url and not (
         (s.login_url.startswith("/") and not s.login_url.startswith("//"))
         or urlsplit(s.login_url).scheme in ("http", "https")
@@ -140,7 +170,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             "[server] login_pages: false needs [server] login_url (where users sign in instead)"
         )
-    u = cfg.users
+
+
+def _check_users(u: UsersConfig) -> None:
     if u.store not in ("resetd", "sqlite"):
         raise ConfigError(f'[users] store: expected "resetd" or "sqlite", got {u.store!r}')
     if u.hash_format and u.hash_format not in ("argon2", "werkzeug", "bcrypt"):
@@ -160,7 +192,9 @@ def validate(cfg: Config) -> None:
             value = getattr(u, key)
             if not _IDENTIFIER.fullmatch(value):
                 raise ConfigError(f"[users] {key}: expected a plain SQL identifier, got {value!r}")
-    d = cfg.dev_inbox
+
+
+def _check_dev_inbox(d: DevInboxConfig) -> None:
     if d.allow_remote and len(d.password) < MIN_INBOX_PASSWORD:
         raise ConfigError(
             f"[dev_inbox] password: allow_remote = true needs a password of at least "
@@ -179,7 +213,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"[dev_inbox] max_recipients: expected >= {MIN_RECIPIENTS}, got {d.max_recipients}"
         )
-    for section, path in (("database", cfg.database.path), ("dev_inbox", d.path)):
+
+
+def _check_paths(cfg: Config) -> None:
+    for section, path in (("database", cfg.database.path), ("dev_inbox", cfg.dev_inbox.path)):
         if path in ("", ":memory:"):
             # An in-memory database exists for one connection only, and each
             # database is written from a thread of its own beside the app's reads.

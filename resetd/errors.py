@@ -1,4 +1,30 @@
-"""The domain's exceptions; middlewares.py maps them to HTTP in one place."""
+"""resetd's exceptions, and what becomes of each.
+
+The whole tree; classes are defined here unless another module is named,
+next to the code that raises them::
+
+    Exception
+    ├── FormError                 400 error page: a form that cannot be read at all
+    ├── CsrfFailure               400 error page: "this form has expired…"
+    ├── TokenInvalid              400 invalid-link page, audited      (reset/tokens.py)
+    ├── SigninRefused             429/503 sign-in page + Retry-After  (login_guard.py)
+    ├── ConfigError               "resetd: [section] key: …", exit 2  (config.py)
+    ├── DuplicateUser             "resetd user add" says which, exit 1 (users.py)
+    ├── PermanentFailure          the mail is failed, not retried     (outbox/failures.py)
+    ├── TemporaryFailure          the mail is retried with back-off   (outbox/failures.py)
+    │   └── SessionRefused        the same, logged as an ERROR with a hint
+    │       └── CertificateRefused    the relay's state shows tls_error
+    └── ValueError
+        └── UnsendableAddress     a request set aside; a [mail] sender refused
+
+The first four reach a request handler's boundary, and ``errors_middleware``
+(:mod:`resetd.middlewares`) is the one place that answers them, as it does
+aiohttp's ``HTTPException`` (an error page with its status, JSON under
+``/dev/inbox/api/``) and anything unexpected (logged with its traceback, a
+plain 500 page that reveals nothing). The others never reach a request: the
+CLI, the outbox worker and the request processor handle them where they
+happen.
+"""
 
 from __future__ import annotations
 

@@ -14,14 +14,12 @@ if TYPE_CHECKING:
     from .inbox.store import InboxStore
     from .limits import RateLimiter
     from .login_guard import LoginGuard
-    from .mail_compose import MailComposer
-    from .outbox import OutboxWorker
-    from .outbox_store import OutboxStore
+    from .outbox import OutboxStore, OutboxWorker
     from .passwords import Hasher
-    from .request_processor import RequestProcessor
-    from .reset_request import Intake
+    from .reset.compose import MailComposer
+    from .reset.intake import Intake
+    from .reset.tokens import TokenCodec, TokenLedger
     from .session_store import SessionStore
-    from .tokens import TokenCodec, TokenLedger
     from .users import AccountStore, User
 
 config: web.AppKey[Config] = web.AppKey("config")
@@ -33,7 +31,6 @@ ledger: web.AppKey[TokenLedger] = web.AppKey("ledger")
 composer: web.AppKey[MailComposer] = web.AppKey("composer")
 outbox_store: web.AppKey[OutboxStore] = web.AppKey("outbox_store")
 outbox_worker: web.AppKey[OutboxWorker] = web.AppKey("outbox_worker")
-request_processor: web.AppKey[RequestProcessor] = web.AppKey("request_processor")
 intake: web.AppKey[Intake] = web.AppKey("intake")
 limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
 audit: web.AppKey[AuditLog] = web.AppKey("audit")

@@ -3,7 +3,9 @@
 Every password check at sign-in goes through :mod:`resetd.login_guard`
 (failed sign-ins throttled per account and per client, hashing bounded per
 client and per process, failures timed alike); what a signed-in session is
-lives in :mod:`resetd.sessions`.
+lives in :mod:`resetd.sessions`. A sign-in the guard refuses before any
+password is checked raises :class:`~resetd.login_guard.SigninRefused`, which
+the error middleware answers with :func:`refused_page`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from aiohttp import web
 
 from . import keys
 from .clientinfo import client_ip, user_agent
-from .login_guard import Refused
+from .login_guard import Attempt, SigninRefused
 from .render import render
-from .reset_request import SENT_MESSAGE
+from .reset.request import SENT_MESSAGE
 from .sessions import current_user, flash, sign_in, sign_out
+from .users import User
 
 BAD_LOGIN = "Invalid username or password."
 # Fixed notices a redirect may ask the sign-in page to show (?notice=…).
@@ -30,14 +33,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     if request.method in ("GET", "HEAD"):
-        if await current_user(request) is not None:
-            raise web.HTTPFound(location="/")
-        notice = NOTICES.get(request.query.get("notice", ""))
-        return await render(
-            request,
-            "login.html",
-            {"username": "", "remember_me": False, "notice": notice},
-        )
+        return await _login_page(request)
     if request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
     form = await request.post()
@@ -53,47 +49,65 @@ async def login(request: web.Request) -> web.StreamResponse:
     if errors:
         return await render(request, "login.html", {**ctx, "errors": errors}, status=400)
     app = request.app
-    hasher, users = app[keys.hasher], app[keys.users]
-    ip = client_ip(request)
-    try:
-        async with app[keys.login_guard].attempt(ip, username[:254]) as attempt:
-            user = await users.find_by_login(username[:254])
-            ok = await attempt.check(hasher, user.password_hash if user else None, password[:1024])
-            if user is None or not ok:
-                filled = attempt.filled
-                outcome = "failed" + (f" ({' and '.join(filled)} limit reached)" if filled else "")
-                await app[keys.audit].add(
-                    "login",
-                    outcome,
-                    user_id=user.id if user else None,
-                    client_ip=ip,
-                    user_agent=user_agent(request),
-                )
-                return await render(
-                    request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400
-                )
-            await attempt.succeeded()
-    except Refused as refused:
-        return await _refused(request, refused, remember)
-    if hasher.needs_rehash(user.password_hash):
-        # Parameters changed or a Werkzeug-format hash: upgrade while we know the password.
-        new_hash = await hasher.hash(password)
-        if await users.upgrade_hash(user.id, user.password_hash, new_hash):
-            user = await users.get(user.id) or user
-    await app[keys.audit].add(
-        "login",
-        "success",
-        user_id=user.id,
-        client_ip=ip,
-        user_agent=user_agent(request),
-    )
+    async with app[keys.login_guard].attempt(client_ip(request), username[:254]) as attempt:
+        user = await app[keys.users].find_by_login(username[:254])
+        # Checked even without an account: an unknown name costs what a known one does.
+        ok = await attempt.check(
+            app[keys.hasher], user.password_hash if user else None, password[:1024]
+        )
+        if user is None or not ok:
+            await _audit(request, _failure(attempt), user)
+            return await render(request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400)
+        await attempt.succeeded()
+    user = await _upgrade_hash(app, user, password)
+    await _audit(request, "success", user)
     await sign_in(request, user, remember)
     raise web.HTTPSeeOther(location="/")
 
 
-async def _refused(request: web.Request, refused: Refused, remember: bool) -> web.Response:
+async def _login_page(request: web.Request) -> web.StreamResponse:
+    if await current_user(request) is not None:
+        raise web.HTTPFound(location="/")
+    notice = NOTICES.get(request.query.get("notice", ""))
+    return await render(
+        request,
+        "login.html",
+        {"username": "", "remember_me": False, "notice": notice},
+    )
+
+
+def _failure(attempt: Attempt) -> str:
+    """A failed sign-in as the audit trail names it, with the limits it filled."""
+    filled = attempt.filled
+    return "failed" + (f" ({' and '.join(filled)} limit reached)" if filled else "")
+
+
+async def _audit(request: web.Request, outcome: str, user: User | None) -> None:
+    await request.app[keys.audit].add(
+        "login",
+        outcome,
+        user_id=user.id if user else None,
+        client_ip=client_ip(request),
+        user_agent=user_agent(request),
+    )
+
+
+async def _upgrade_hash(app: web.Application, user: User, password: str) -> User:
+    """Parameters changed or a Werkzeug-format hash: upgrade while we know the password."""
+    hasher, users = app[keys.hasher], app[keys.users]
+    if hasher.needs_rehash(user.password_hash):
+        new_hash = await hasher.hash(password)
+        if await users.upgrade_hash(user.id, user.password_hash, new_hash):
+            return await users.get(user.id) or user
+    return user
+
+
+async def refused_page(request: web.Request, refused: SigninRefused) -> web.Response:
+    """The sign-in page for an attempt the guard refused, with its Retry-After."""
     # The same page whatever was typed (the username is not echoed), so known and
     # unknown accounts cannot be told apart by it.
+    form = await request.post()  # already read, kept by aiohttp
+    remember = bool(form.get("remember_me"))
     resp = await render(
         request,
         "login.html",

@@ -41,7 +41,7 @@ CLIENT_BUSY = "Too many sign-ins at once from your network. Wait a moment and tr
 BUSY = "Sign-in is busy. Wait a moment and try again."
 
 
-class Refused(Exception):
+class SigninRefused(Exception):
     """An attempt refused before any password was checked."""
 
     def __init__(self, status: int, retry_after: int, message: str) -> None:
@@ -119,7 +119,7 @@ class LoginGuard:
     @asynccontextmanager
     async def attempt(self, ip: str, identifier: str) -> AsyncIterator[Attempt]:
         """Admit one attempt to sign in as ``identifier`` from ``ip``; raises
-        :class:`Refused` (before any password is checked) when a limit says no.
+        :class:`SigninRefused` (before any password is checked) when a limit says no.
 
         The attempt holds a place of its client until it ends (its failure's
         padding included, which slows a flood down at no cost), and a place in
@@ -127,9 +127,9 @@ class LoginGuard:
         lim = self.limits
         client = client_bucket(ip)
         if self._per_client[client] >= lim.logins_in_progress_per_ip:
-            raise Refused(429, 1, CLIENT_BUSY)
+            raise SigninRefused(429, 1, CLIENT_BUSY)
         if self.in_progress >= lim.logins_in_progress:
-            raise Refused(503, 1, BUSY)
+            raise SigninRefused(503, 1, BUSY)
         self._per_client[client] += 1
         self.in_progress += 1
         attempt: Attempt | None = None
@@ -146,7 +146,7 @@ class LoginGuard:
             ]
             taken = await self.db.writer.run(RateLimiter.take, hits, self.clock())
             if isinstance(taken, int):
-                raise Refused(429, taken, THROTTLED)
+                raise SigninRefused(429, taken, THROTTLED)
             attempt = Attempt(self, client, taken)
             yield attempt
         finally:

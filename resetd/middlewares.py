@@ -3,6 +3,7 @@
 Every error a user or a client can cause becomes a clear page (or JSON under
 ``/dev/inbox/api``) with the right status; unexpected exceptions are logged
 with their traceback and answered with a plain 500 page that reveals nothing.
+:mod:`resetd.errors` lists the exceptions and what each becomes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from .bodies import read_form
 from .config import Config
 from .errors import CsrfFailure, FormError, SearchTooLarge
 from .hosts import check_pattern, host_allowed, request_host
+from .login import refused_page
+from .login_guard import SigninRefused
 from .render import render
+from .reset.confirm import token_rejected
+from .reset.tokens import TokenInvalid
 from .sessions import csrf_ok
 
 log = logging.getLogger(__name__)
@@ -97,6 +102,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await error_page(request, 400, str(exc) or None)
     except SearchTooLarge as exc:
         return await error_page(request, 400, str(exc))
+    except TokenInvalid as exc:
+        return await token_rejected(request, exc)
+    except SigninRefused as exc:
+        return await refused_page(request, exc)
     except Exception:
         log.exception("unhandled error for %s %s", request.method, request.path)
         return await error_page(request, 500)

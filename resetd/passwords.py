@@ -18,7 +18,7 @@ import secrets
 import string
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import cache
@@ -37,18 +37,20 @@ _COMMON_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
 
 HASH_FORMATS = ("argon2", "werkzeug", "bcrypt")
 
-# Hashing is memory-hard and CPU-bound (and releases the GIL). Running as many at
-# once as there are cores starves the event loop of CPU, so one core is always
-# left to it: on 2 cores one hash at a time (~25/s), and the rest queue — which
-# also slows password guessing down.
-_POOL = ThreadPoolExecutor(
-    max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="resetd-hash"
-)
 _T = TypeVar("_T")
 
 
-async def _in_pool(fn: Callable[..., _T], *args: Any) -> _T:
-    return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
+def hashing_threads() -> ThreadPoolExecutor:
+    """The threads a :class:`Hasher` serving requests runs in; whoever makes them
+    shuts them down (the app's ``hashing_ctx``).
+
+    Hashing is memory-hard and CPU-bound (and releases the GIL). Running as many
+    at once as there are cores starves the event loop of CPU, so one core is
+    always left to it: on 2 cores one hash at a time (~25/s), and the rest queue,
+    which also slows password guessing down."""
+    return ThreadPoolExecutor(
+        max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="resetd-hash"
+    )
 
 
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores the rest; we refuse rather than truncate
@@ -62,10 +64,15 @@ class Hasher:
     across formats and are upgraded to the target on their next sign-in.
     """
 
-    def __init__(self, cfg: PasswordConfig, fmt: str = "argon2") -> None:
+    def __init__(
+        self, cfg: PasswordConfig, fmt: str = "argon2", threads: Executor | None = None
+    ) -> None:
+        """``threads``: where hashing runs (see :func:`hashing_threads`); None for
+        asyncio's default executor, enough for a command that hashes once."""
         if fmt not in HASH_FORMATS:
             raise ValueError(f"unknown hash format {fmt!r}")
         self.format = fmt
+        self.threads = threads
         self._ph = PasswordHasher(
             time_cost=cfg.argon2_time_cost,
             memory_cost=cfg.argon2_memory_cost,
@@ -74,6 +81,9 @@ class Hasher:
         # A fixed hash to verify against when an account does not exist, so a
         # wrong username costs the same time as a wrong password.
         self._dummy = self.hash_sync("resetd-timing-equaliser")
+
+    async def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self.threads, fn, *args)
 
     @property
     def max_password_bytes(self) -> int | None:
@@ -87,7 +97,7 @@ class Hasher:
         return self._ph.hash(password)
 
     async def hash(self, password: str) -> str:
-        return await _in_pool(self.hash_sync, password)
+        return await self._in_thread(self.hash_sync, password)
 
     def verify_sync(self, stored: str, password: str) -> bool:
         if stored.startswith(("scrypt:", "pbkdf2:")):
@@ -108,9 +118,9 @@ class Hasher:
     async def verify(self, stored: str | None, password: str) -> bool:
         """Constant-work check; ``stored=None`` (no such user) burns a dummy verify."""
         if stored is None:
-            await _in_pool(self.verify_sync, self._dummy, password)
+            await self._in_thread(self.verify_sync, self._dummy, password)
             return False
-        return await _in_pool(self.verify_sync, stored, password)
+        return await self._in_thread(self.verify_sync, stored, password)
 
     def _timed_verify(self, stored: str, password: str) -> tuple[bool, float]:
         started = time.perf_counter()
@@ -121,7 +131,7 @@ class Hasher:
         """:meth:`verify`, also returning the kind of hash checked (see :func:`hash_kind`)
         and the seconds the check took in its thread (the wait for the thread excluded)."""
         checked = self._dummy if stored is None else stored
-        ok, took = await _in_pool(self._timed_verify, checked, password)
+        ok, took = await self._in_thread(self._timed_verify, checked, password)
         return ok and stored is not None, hash_kind(checked), took
 
     def needs_rehash(self, stored: str) -> bool:

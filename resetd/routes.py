@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import health, keys, login, reset_confirm, reset_request
+from . import health, keys, login
 from .assets import STATIC_DIR
+from .reset.confirm import set_password, token_link
+from .reset.request import request_page
 
 
 def setup_routes(app: web.Application) -> None:
@@ -15,9 +17,9 @@ def setup_routes(app: web.Application) -> None:
         r.add_get("/", login.index, name="index")
         r.add_route("*", "/login", login.login, name="login")
         r.add_post("/logout", login.logout, name="logout")
-    r.add_route("*", "/reset_password_request", reset_request.request_page, name="reset_request")
-    r.add_route("*", "/reset_password/{token}", reset_confirm.token_link, name="reset_link")
-    r.add_route("*", "/reset_password", reset_confirm.set_password, name="reset_form")
+    r.add_route("*", "/reset_password_request", request_page, name="reset_request")
+    r.add_route("*", "/reset_password/{token}", token_link, name="reset_link")
+    r.add_route("*", "/reset_password", set_password, name="reset_form")
     r.add_static("/static", STATIC_DIR, name="static")
     r.add_get("/readyz", health.readyz, name="readyz")
     if cfg.dev_inbox.enabled:

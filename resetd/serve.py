@@ -19,7 +19,7 @@ from aiohttp import web
 from . import keys
 from .config import Config, ConfigError
 from .db import with_database
-from .outbox_store import OutboxStore
+from .outbox import OutboxStore
 from .render import warm_templates
 
 log = logging.getLogger("resetd")
@@ -80,7 +80,7 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
         ]
     relay = f"{cfg.mail.server}:{cfg.mail.port}"
     lines += [
-        f"    Mail relay        {relay}" + (" (the dev inbox)" if _relay_is_inbox(cfg) else ""),
+        f"    Mail relay        {relay}" + (" (the dev inbox)" if cfg.relay_is_inbox else ""),
         f"    Database          {cfg.database.path}",
         f"    Outbox            {counts['pending']} pending, {counts['failed']} failed,"
         f" {counts['sent']} sent",
@@ -88,11 +88,6 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
         "",
     ]
     return "\n".join(lines)
-
-
-def _relay_is_inbox(cfg: Config) -> bool:
-    d = cfg.dev_inbox
-    return d.enabled and (cfg.mail.server, cfg.mail.port) == (d.smtp_host, d.smtp_port)
 
 
 async def serve(cfg: Config) -> int:

@@ -24,7 +24,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from . import keys
 from .config import Config
-from .tokens import derive_key
+from .reset.tokens import derive_key
 from .users import User, fingerprint, same_fingerprint
 
 # aiohttp-session 2.12 stores its state under string request keys, which aiohttp

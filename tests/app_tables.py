@@ -13,7 +13,7 @@ from werkzeug.security import generate_password_hash
 
 from resetd.app import create_app
 
-from .conftest import GOOD_PASSWORD, ConfigFactory
+from .helpers import GOOD_PASSWORD, ConfigFactory
 from .relays import Relay
 
 Row = tuple[str, str | bytes] | tuple[str, str | bytes, str]

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from .conftest import csrf_from
+from .helpers import csrf_from
 
 WRONG = "not the password, just a guess"
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from resetd.app import create_app
 from resetd.config import ConfigError
-from tests.conftest import ConfigFactory, add_user, csrf_from
+from tests.helpers import ConfigFactory, add_user, csrf_from
 
 AppClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 PAGES = [

@@ -13,7 +13,7 @@ from resetd.config import DEV_SECRET_KEY, ConfigError
 from resetd.config_load import load_config
 from resetd.config_rules import check_serve_safety
 
-from .conftest import ConfigFactory
+from .helpers import ConfigFactory
 
 REPO = Path(__file__).resolve().parent.parent
 

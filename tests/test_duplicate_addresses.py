@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from resetd import keys
 
 from .app_tables import client_over_table
-from .conftest import GOOD_PASSWORD, ConfigFactory, eventually, request_reset, sign_in
+from .helpers import GOOD_PASSWORD, ConfigFactory, eventually, request_reset, sign_in
 from .relays import Relay
 
 ROWS = [("alice_upper", "Alice@example.com"), ("alice_lower", "alice@example.com")]

@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from resetd import keys
 from resetd.app import create_app
-from resetd.reset_request import SENT_MESSAGE
+from resetd.reset.request import SENT_MESSAGE
 
-from .conftest import ConfigFactory, add_user, csrf_from, eventually, request_reset, token_in
+from .helpers import ConfigFactory, add_user, csrf_from, eventually, request_reset, token_in
 from .relays import Relay
 
 IGNORED_HEADERS = {"set-cookie", "date"}

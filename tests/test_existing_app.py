@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from resetd.app import create_app
 
-from .conftest import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, set_new_password, sign_in
+from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, set_new_password, sign_in
 from .relays import Relay
 from .test_config import run_cli
 from .test_tokens import assert_rejected, mailed_token
@@ -251,8 +251,8 @@ STORED_EMAILS = [
 async def test_lookup_by_email_matches_resetds_normalisation_for_every_stored_form(
     tmp_path: Path,
 ) -> None:
-    from resetd.app_users import SqliteAppUsers
     from resetd.config import UsersConfig
+    from resetd.host_users import SqliteAppUsers
     from resetd.users import normalize
 
     path = tmp_path / "app.db"

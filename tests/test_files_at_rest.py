@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .conftest import TEST_SECRET, eventually
+from .helpers import TEST_SECRET, eventually
 from .processes import Server, request_reset_over_http, run_cli, write_config
 
 UMASK = 0o022

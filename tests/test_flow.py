@@ -7,7 +7,7 @@ from typing import Any
 from resetd import keys
 from resetd.app import create_app
 
-from .conftest import (
+from .helpers import (
     GOOD_PASSWORD,
     LINK_RE,
     NEW_PASSWORD,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from resetd.handoff import Handoff
+from resetd.outbox.handoff import Handoff
 
 
 async def test_the_getter_that_went_idle_last_gets_the_next_item() -> None:

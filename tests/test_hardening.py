@@ -15,7 +15,7 @@ from resetd import keys
 from resetd.app import create_app
 from resetd.passwords import werkzeug_scrypt_hash
 
-from .conftest import (
+from .helpers import (
     CSRF_RE,
     GOOD_PASSWORD,
     NEW_PASSWORD,

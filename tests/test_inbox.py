@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from resetd.app import create_app
-from tests.conftest import ConfigFactory
+from tests.helpers import ConfigFactory
 from tests.inbox_helpers import api_json, make_message, send_aiosmtplib, send_smtplib
 
 API = "/dev/inbox/api/v1"

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, make_mocked_request
 from resetd.app import create_app
 from resetd.inbox import appkeys as ikeys
 from resetd.inbox.access import check_access
-from tests.conftest import (
+from tests.helpers import (
     GOOD_PASSWORD,
     NEW_PASSWORD,
     ConfigFactory,

@@ -23,9 +23,9 @@ from resetd import keys
 from resetd.app import create_app
 from resetd.inbox import appkeys as ikeys
 from resetd.inbox.search import Query
-from resetd.tokens import TokenState
+from resetd.reset.tokens import TokenState
 from resetd.users import fingerprint
-from tests.conftest import ConfigFactory, add_user, eventually
+from tests.helpers import ConfigFactory, add_user, eventually
 from tests.inbox_helpers import make_message, send_smtplib
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient
 from resetd.inbox import appkeys as ikeys
 from resetd.inbox.events import MAX_SUBSCRIBERS
 from resetd.inbox.search import MAX_QUERY_LENGTH, MAX_TERMS
-from tests.conftest import csrf_from, eventually
+from tests.helpers import csrf_from, eventually
 from tests.inbox_helpers import api_json, make_message, send_smtplib
 
 API = "/dev/inbox/api/v1"

@@ -22,7 +22,7 @@ import aiohttp
 import aiosmtplib
 import pytest
 
-from .conftest import TEST_SECRET, eventually
+from .helpers import TEST_SECRET, eventually
 from .processes import Server, write_config
 
 API = "/dev/inbox/api/v1"

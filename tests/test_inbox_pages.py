@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from resetd import keys
 from resetd.users import fingerprint
-from tests.conftest import add_user, csrf_from
+from tests.helpers import add_user, csrf_from
 from tests.inbox_helpers import api_json, make_message, send_smtplib
 
 API = "/dev/inbox/api/v1"

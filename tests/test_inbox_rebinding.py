@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, async_playwright
 
 from resetd.app import create_app
-from tests.conftest import ConfigFactory
+from tests.helpers import ConfigFactory
 from tests.inbox_helpers import make_message, send_smtplib
 
 CHROMIUM = Path("/usr/bin/chromium")

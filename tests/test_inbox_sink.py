@@ -17,7 +17,7 @@ from resetd.config import ConfigError
 from resetd.inbox import appkeys as ikeys
 from resetd.inbox import tls
 from resetd.inbox.sink import MAX_CONNECTIONS, TOO_MANY_CONNECTIONS
-from tests.conftest import ConfigFactory, eventually
+from tests.helpers import ConfigFactory, eventually
 from tests.inbox_helpers import api_json, make_message, send_smtplib, smtp_address
 
 API = "/dev/inbox/api/v1"

@@ -19,7 +19,7 @@ from resetd.inbox import tls
 from resetd.inbox.guesses import GuessThrottle
 from resetd.inbox.sink import Sink, SinkHandler, SinkStats, start_sink
 from resetd.inbox.smtp_auth import SinkLogin
-from tests.conftest import ConfigFactory
+from tests.helpers import ConfigFactory
 from tests.inbox_helpers import make_message
 
 INBOX_PASSWORD = "inbox-password-0123456789"

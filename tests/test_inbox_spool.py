@@ -31,7 +31,7 @@ from resetd.inbox.smtp_data import read_data_section
 from resetd.inbox.spool import Spooled, Spooler
 from resetd.inbox.store import InboxStore
 from resetd.inbox.writer import InboxWriter
-from tests.conftest import eventually
+from tests.helpers import eventually
 from tests.inbox_helpers import api_json
 from tests.test_inbox_smtp_data import ODD_LINES, Dialog, stuffed
 

@@ -9,7 +9,7 @@ from typing import Any
 from resetd import keys
 from resetd.app import create_app
 
-from .conftest import ConfigFactory, add_user, eventually, request_reset
+from .helpers import ConfigFactory, add_user, eventually, request_reset
 from .relays import Relay
 
 

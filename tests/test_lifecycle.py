@@ -20,7 +20,7 @@ from resetd.db import Database
 from resetd.passwords import Hasher
 from resetd.users import UserStore
 
-from .conftest import GOOD_PASSWORD, TEST_SECRET, eventually, token_in
+from .helpers import GOOD_PASSWORD, TEST_SECRET, eventually, token_in
 from .processes import Server, outbox_rows, request_reset_over_http, write_config
 from .relays import ACCEPT, SLOW, Relay, free_port
 

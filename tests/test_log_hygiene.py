@@ -18,7 +18,7 @@ from resetd.audit import AuditLog
 from resetd.db import Database
 from resetd.logs import install_redaction
 
-from .conftest import TEST_SECRET, eventually
+from .helpers import TEST_SECRET, eventually
 from .processes import Server, run_cli, write_config
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJyZXNldF9wYXNzd29yZCI6MX0.c2lnbmF0dXJlLXZhbHVl"

@@ -22,7 +22,7 @@ from resetd.config import ConfigError
 from resetd.config_load import load_config
 
 from .app_tables import client_over_table
-from .conftest import ConfigFactory, add_user, request_reset
+from .helpers import ConfigFactory, add_user, request_reset
 from .relays import Received, Relay
 
 STRICT = email.policy.default.clone(raise_on_defect=True)

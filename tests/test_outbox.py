@@ -22,13 +22,13 @@ from aiohttp.test_utils import TestClient
 
 from resetd import keys
 from resetd.app import create_app
-from resetd.attempts import backoff, redact
 from resetd.config import Config
 from resetd.db import Database
-from resetd.outbox import OutboxWorker
-from resetd.outbox_store import OutboxEntry, OutboxStore
+from resetd.outbox.attempts import backoff, redact
+from resetd.outbox.store import OutboxEntry, OutboxStore
+from resetd.outbox.worker import OutboxWorker
 
-from .conftest import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
+from .helpers import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
 from .processes import run_cli, write_config
 from .relays import ACCEPT, DROP, SLOW, STALL, Relay, first_n, free_port
 

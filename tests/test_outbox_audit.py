@@ -14,7 +14,7 @@ from resetd.app import create_app
 from resetd.audit import AuditEvent
 from resetd.users import User
 
-from .conftest import (
+from .helpers import (
     TEST_SECRET,
     ConfigFactory,
     add_user,

@@ -19,11 +19,11 @@ from resetd import keys
 from resetd.app import create_app
 from resetd.config import Config
 from resetd.db import Database
-from resetd.mail_compose import ComposedMail
-from resetd.outbox import OutboxWorker
-from resetd.outbox_store import OutboxStore
+from resetd.outbox.store import OutboxStore
+from resetd.outbox.worker import OutboxWorker
+from resetd.reset.compose import ComposedMail
 
-from .conftest import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
+from .helpers import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
 from .processes import run_cli, write_config
 from .relays import Relay
 

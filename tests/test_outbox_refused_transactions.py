@@ -15,11 +15,12 @@ import pytest
 
 from resetd.config import MailConfig
 from resetd.db import Database
-from resetd.outbox import OutboxWorker
-from resetd.outbox_store import OutboxStore
-from resetd.relay import PermanentFailure, SmtpConnection, TemporaryFailure
+from resetd.outbox.failures import PermanentFailure, TemporaryFailure
+from resetd.outbox.relay import SmtpConnection
+from resetd.outbox.store import OutboxStore
+from resetd.outbox.worker import OutboxWorker
 
-from .conftest import ConfigFactory, eventually
+from .helpers import ConfigFactory, eventually
 from .raw_relay import OK, RawRelay
 
 SENDER = "no-reply@example.test"

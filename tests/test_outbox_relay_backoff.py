@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestClient
 from resetd import keys
 from resetd.app import create_app
 from resetd.db import Database
-from resetd.mail_compose import ComposedMail
-from resetd.outbox import OutboxWorker
-from resetd.outbox_store import OutboxStore
+from resetd.outbox.store import OutboxStore
+from resetd.outbox.worker import OutboxWorker
+from resetd.reset.compose import ComposedMail
 
-from .conftest import TEST_SECRET, ConfigFactory, eventually
+from .helpers import TEST_SECRET, ConfigFactory, eventually
 from .processes import run_cli, write_config
 from .raw_relay import RawRelay
 from .relays import free_port

@@ -15,11 +15,13 @@ import pytest
 
 from resetd.config import Config, MailConfig
 from resetd.db import Database
-from resetd.outbox import OutboxWorker
-from resetd.outbox_store import OutboxStore
-from resetd.relay import PermanentFailure, SmtpConnection, TemporaryFailure, data_payload
+from resetd.outbox.envelope import data_payload
+from resetd.outbox.failures import PermanentFailure, TemporaryFailure
+from resetd.outbox.relay import SmtpConnection
+from resetd.outbox.store import OutboxStore
+from resetd.outbox.worker import OutboxWorker
 
-from .conftest import ConfigFactory, eventually
+from .helpers import ConfigFactory, eventually
 from .relays import DROP, STALL, Relay, first_n, self_signed
 
 SENDER = "no-reply@example.test"

@@ -12,12 +12,13 @@ import pytest
 
 from resetd.config import MailConfig
 from resetd.db import Database
-from resetd.mail_compose import ComposedMail
-from resetd.outbox import OutboxWorker
-from resetd.outbox_store import OutboxEntry, OutboxStore
-from resetd.relay import PermanentFailure, SmtpConnection
+from resetd.outbox.failures import PermanentFailure
+from resetd.outbox.relay import SmtpConnection
+from resetd.outbox.store import OutboxEntry, OutboxStore
+from resetd.outbox.worker import OutboxWorker
+from resetd.reset.compose import ComposedMail
 
-from .conftest import TEST_SECRET, ConfigFactory, eventually
+from .helpers import TEST_SECRET, ConfigFactory, eventually
 from .processes import run_cli, write_config
 from .relays import Relay
 

@@ -20,11 +20,11 @@ from resetd import keys
 from resetd.app import create_app
 from resetd.config import ConfigError
 from resetd.db import Database
-from resetd.mail_compose import ComposedMail
-from resetd.outbox import OutboxWorker
-from resetd.outbox_store import OutboxEntry, OutboxStore
+from resetd.outbox.store import OutboxEntry, OutboxStore
+from resetd.outbox.worker import OutboxWorker
+from resetd.reset.compose import ComposedMail
 
-from .conftest import TEST_SECRET, ConfigFactory, eventually
+from .helpers import TEST_SECRET, ConfigFactory, eventually
 from .processes import run_cli, write_config
 from .relays import Relay, self_signed
 

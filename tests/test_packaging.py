@@ -1,4 +1,4 @@
-"""A non-editable install must carry every template, stylesheet and data file."""
+"""A non-editable install must carry every module, template, stylesheet and data file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_wheel_ships_templates_static_files_and_data(tmp_path: Path) -> None:
+def test_wheel_ships_every_module_template_static_file_and_data(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
         check=True,
@@ -30,6 +30,13 @@ def test_wheel_ships_templates_static_files_and_data(tmp_path: Path) -> None:
             for p in (REPO / "resetd" / folder).rglob("*")
             if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
         }
+    # Every module, subpackages included: pyproject.toml lists the packages one by one.
+    expected |= {
+        p.relative_to(REPO).as_posix()
+        for p in (REPO / "resetd").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert "resetd/outbox/worker.py" in expected, "the package's modules were not found"
     assert expected, "nothing to check"
     missing = sorted(expected - names)
     assert not missing, f"not in the wheel: {missing}"

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from resetd import keys
 from resetd.app import create_app
 
-from .conftest import (
+from .helpers import (
     TEST_SECRET,
     ConfigFactory,
     add_user,

@@ -21,7 +21,7 @@ from resetd import keys
 from resetd.app import create_app
 
 from .app_tables import client_over_table
-from .conftest import GOOD_PASSWORD, ConfigFactory, add_user, eventually, request_reset, sign_in
+from .helpers import GOOD_PASSWORD, ConfigFactory, add_user, eventually, request_reset, sign_in
 from .processes import run_cli, write_config
 from .relays import Relay
 from .test_mail_headers import strict_parse

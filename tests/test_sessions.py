@@ -16,7 +16,7 @@ from resetd.app import create_app
 from resetd.config import ConfigError
 from resetd.sessions import COOKIE_NAME
 
-from .conftest import GOOD_PASSWORD, ConfigFactory, add_user, csrf_from
+from .helpers import GOOD_PASSWORD, ConfigFactory, add_user, csrf_from
 from .relays import Relay
 from .signin_helpers import Clock, login_csrf, post_login
 from .test_tokens import mailed_token

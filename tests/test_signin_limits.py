@@ -19,7 +19,7 @@ from resetd.app import create_app
 from resetd.login_guard import THROTTLED
 from resetd.passwords import werkzeug_scrypt_hash
 
-from .conftest import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, set_new_password
+from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, set_new_password
 from .relays import Relay
 from .signin_helpers import Clock, headers_but_date, login_csrf, post_login
 from .test_tokens import mailed_token
@@ -72,8 +72,12 @@ async def test_the_throttle_lifts_when_its_window_ends(
     csrf = await login_csrf(client)
     for _ in range(10):
         assert (await post_login(client, csrf, "susan")).status == 400
-    resp = await post_login(client, csrf, "susan", GOOD_PASSWORD)
+    resp = await post_login(client, csrf, "susan", GOOD_PASSWORD, remember=True)
     assert resp.status == 429
+    # The refusal is the sign-in page again, the box as it was ticked, the name not echoed.
+    page = await resp.text()
+    assert 'name="remember_me" type="checkbox" value="y" checked>' in page
+    assert 'value="susan"' not in page
     clock.advance(int(resp.headers["Retry-After"]))
     assert (await post_login(client, csrf, "susan", GOOD_PASSWORD)).status == 303
 

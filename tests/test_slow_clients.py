@@ -18,7 +18,7 @@ import pytest
 from resetd.config import ConfigError
 from resetd.config_load import load_config
 
-from .conftest import TEST_SECRET
+from .helpers import TEST_SECRET
 from .processes import Server, write_config
 
 HEADER_TIMEOUT = 1.0

@@ -10,7 +10,7 @@ from resetd import keys
 from resetd.app import create_app
 from resetd.render import warm_templates
 
-from .conftest import ConfigFactory
+from .helpers import ConfigFactory
 
 
 def cached_names(env: jinja2.Environment) -> set[str]:

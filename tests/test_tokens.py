@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient
 
 from resetd import keys
 from resetd.app import create_app
-from resetd.tokens import AUDIENCE, TokenCodec, derive_key
+from resetd.reset.tokens import AUDIENCE, TokenCodec, derive_key
 from resetd.users import fingerprint
 
-from .conftest import (
+from .helpers import (
     CSRF_RE,
     GOOD_PASSWORD,
     NEW_PASSWORD,
@@ -269,3 +269,27 @@ async def test_failed_posts_burn_the_token(rclient: TestClient[Any, Any], relay:
     resp = await set_new_password(rclient, token, "short")  # the 5th failure burns it
     assert INVALID in await resp.text()
     assert (await set_new_password(rclient, token)).status == 400
+
+
+async def test_every_refused_use_of_a_link_is_audited_with_its_reason(
+    rclient: TestClient[Any, Any], relay: Relay
+) -> None:
+    user = await add_user(rclient.app)
+    burned = await mailed_token(rclient, relay)
+    for _ in range(5):
+        await set_new_password(rclient, burned, "short")
+    used = await mailed_token(rclient, relay)
+    assert (await set_new_password(rclient, used)).status == 303
+    await assert_rejected(rclient, used)
+    resp = await rclient.get("/reset_password", allow_redirects=False)
+    assert resp.status == 400 and resp.headers["Referrer-Policy"] == "no-referrer"
+    rejected = [
+        (e.outcome, e.user_id)
+        for e in reversed(await rclient.app[keys.audit].recent())
+        if e.event == "token_use"
+    ]
+    assert rejected == [
+        ("rejected: burned after too many failed attempts", str(user.id)),
+        ("rejected: used", None),
+        ("rejected: no token in session", None),
+    ]

@@ -4,8 +4,8 @@ Links are read from the HTML part (``<a href>`` with its anchor text) and the
 text part (bare ``http(s)://`` URLs) without making any request. A link is of
 kind ``reset`` when it is ``<public_url>/reset_password/<token>``; for those,
 :func:`reset_info` decodes the token's claims (signature checked, expiry not)
-and asks the ledger for its state, exactly as the reset page would judge it,
-without consuming anything.
+to show them, and judges the token with the reset page's own
+:func:`~resetd.reset.tokens.check_token`, without consuming anything.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .. import keys
-from ..tokens import TokenInvalid, TokenState
-from ..users import fingerprint, same_fingerprint
+from ..reset.tokens import TokenInvalid, TokenState, check_token
 
 _URL = re.compile(r"""https?://[^\s<>"'`]+""", re.IGNORECASE)
 _TRAILING = ".,;:!?)]}'\""
@@ -121,10 +120,10 @@ async def reset_info(app: web.Application, url: str) -> dict[str, Any]:
         "expires_at": claims.expires_at,
     }
     info["expires_in"] = max(0, int(claims.expires_at - time.time()))
-    state = await app[keys.ledger].state(claims.jti)
-    if state is TokenState.VALID:
-        user = await app[keys.users].get(claims.user_id)
-        if user is None or not same_fingerprint(claims.fingerprint, fingerprint(user)):
-            state = TokenState.SUPERSEDED
+    try:
+        await check_token(token, app[keys.codec], app[keys.ledger], app[keys.users])
+        state = TokenState.VALID
+    except TokenInvalid as exc:
+        state = exc.state
     info["state"] = str(state)
     return info

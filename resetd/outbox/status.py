@@ -1,6 +1,6 @@
 """The relay's state as the outbox last saw it: what operators are shown.
 
-The :class:`~resetd.relay_gate.RelayGate` keeps it in memory for ``/readyz``;
+The :class:`~resetd.outbox.gate.RelayGate` keeps it in memory for ``/readyz``;
 the worker also writes each change to the ``relay_status`` table (one row), so
 that ``resetd outbox``, another process, can show it beside the mail.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .db import Database
+from ..db import Database
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ connections``, a greeting, TLS handshake or login that fails) or closes a
 session with a 421 speaks about the client, not about one mail. Handled mail by
 mail, each refusal is followed by another connection at once for the next
 mail: hundreds of attempts a minute against a relay that allows ten. So the
-outbox's connections (:mod:`resetd.relay`) share one :class:`RelayGate`:
+outbox's connections (:mod:`resetd.outbox.relay`) share one :class:`RelayGate`:
 
 * **fewer connections**: after a refusal, at most as many as are open and
   working (at least one); a connection without a session waits for its turn;
@@ -32,8 +32,8 @@ import logging
 import time
 
 from .attempts import backoff
-from .relay_status import RelayStatus
-from .smtp_session import CertificateRefused, SessionRefused, TemporaryFailure
+from .failures import CertificateRefused, SessionRefused, TemporaryFailure
+from .status import RelayStatus
 
 log = logging.getLogger("resetd.outbox")
 

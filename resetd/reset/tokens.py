@@ -10,6 +10,9 @@ email at minting time. It is valid only while:
 * its ``jti`` is in the ledger, not used and not burned, and
 * the user's fingerprint still matches (any password or email change kills it).
 
+:func:`check_token` is that judgement, made in one place for the reset page
+and the dev inbox's reset-link panel.
+
 Decoding pins ``algorithms=["HS256"]`` and requires every claim, so ``alg=none``,
 key-confusion and claim-stripping tokens are all refused.
 """
@@ -29,20 +32,13 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .db import Database, insert_rows
+from ..db import Database, insert_rows
+from ..users import AccountStore, User, fingerprint, same_fingerprint
 
 AUDIENCE = "resetd:reset_password"
 MAX_TOKEN_LENGTH = 1024
 _ALGORITHMS = ["HS256"]
 _REQUIRED = ["exp", "iat", "jti", "aud", "reset_password", "fp"]
-
-
-class TokenInvalid(Exception):
-    """The token cannot be used; ``reason`` is for the audit trail, not the user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class TokenState(StrEnum):
@@ -52,6 +48,23 @@ class TokenState(StrEnum):
     EXPIRED = "expired"
     BURNED = "burned"
     UNKNOWN = "unknown"
+    INVALID = "invalid"  # it does not verify: forged, malformed, signed with another key
+
+
+class TokenInvalid(Exception):
+    """The token cannot be used; ``reason`` is for the audit trail, not the user.
+
+    ``state`` is what became of it (never ``VALID``), as the dev inbox's
+    reset-link panel shows it; ``user_id`` the account it was for, when known.
+    The error middleware answers it with the invalid-link page."""
+
+    def __init__(
+        self, reason: str, state: TokenState = TokenState.INVALID, *, user_id: int | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.state = state
+        self.user_id = user_id
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,7 @@ class TokenCodec:
                 )
                 break
             except jwt.ExpiredSignatureError:
-                raise TokenInvalid("expired") from None
+                raise TokenInvalid("expired", TokenState.EXPIRED) from None
             except jwt.InvalidSignatureError as exc:
                 last = exc
                 continue
@@ -195,3 +208,20 @@ class TokenLedger:
                 (time.time(), jti, limit),
             )
             return cur.rowcount == 1
+
+
+async def check_token(
+    token: str, codec: TokenCodec, ledger: TokenLedger, users: AccountStore
+) -> tuple[User, Claims]:
+    """Whether ``token`` may set a password now: signature, expiry, ledger and the
+    user's fingerprint. Raises TokenInvalid; changes nothing."""
+    claims = codec.decode(token)
+    state = await ledger.state(claims.jti)
+    if state is not TokenState.VALID:
+        raise TokenInvalid(str(state), state)
+    user = await users.get(claims.user_id)
+    if user is None:
+        raise TokenInvalid("no such user", TokenState.SUPERSEDED)
+    if not same_fingerprint(claims.fingerprint, fingerprint(user)):
+        raise TokenInvalid(str(TokenState.SUPERSEDED), TokenState.SUPERSEDED)
+    return user, claims

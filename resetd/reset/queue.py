@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .db import Database, insert_rows
+from ..db import Database, insert_rows
 
 FAILED_KEPT = 7 * 86400  # seconds a set-aside request stays listed
 

@@ -1,6 +1,6 @@
 """What one delivery attempt came to, recorded and logged.
 
-The outbox worker (:mod:`resetd.outbox`) decides what to send and when; this
+The outbox worker (:mod:`resetd.outbox.worker`) decides what to send and when; this
 module owns what an attempt's outcome means for the mail:
 
 * relay accepted → logged here, marked ``sent`` by the worker's recorder in
@@ -22,8 +22,8 @@ import random
 import re
 import time
 
-from .config import MailConfig
-from .outbox_store import OutboxStore, OutgoingMail
+from ..config import MailConfig
+from .store import OutboxStore, OutgoingMail
 
 log = logging.getLogger("resetd.outbox")
 

@@ -2,7 +2,7 @@
 
 Rows are claimed with a lease (``claimed_until``), marked sent or failed in the
 same transaction as their audit row, and released again on shutdown or after a
-crash. :mod:`resetd.outbox` holds the worker that drives them.
+crash. :mod:`resetd.outbox.worker` holds the worker that drives them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 import aiosqlite
 
-from .audit import AuditLog
-from .db import Database, Row, insert_rows
-from .mail_compose import ComposedMail
+from ..audit import AuditLog
+from ..db import Database, Row, insert_rows
+from ..reset.compose import ComposedMail
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,9 @@ class OutgoingMail:
         return f"{self.kind} outbox={self.id}"
 
 
-class Queued(NamedTuple):
-    """A mail to put in the outbox with :meth:`OutboxStore.enqueue_many`."""
+class NewMail(NamedTuple):
+    """A composed mail not yet in the outbox, and what the outbox must know about
+    it: put there with :meth:`OutboxStore.enqueue_many`."""
 
     mail: ComposedMail
     user_id: int | str | None = None  # audited with its delivery
@@ -86,18 +87,18 @@ class OutboxStore:
         cur = await conn.execute(
             "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
             " next_attempt_at, user_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _row(kind, Queued(mail, user_id, expires_at), now),
+            _row(kind, NewMail(mail, user_id, expires_at), now),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
     @staticmethod
     def enqueue_many(
-        conn: sqlite3.Connection, kind: str, mails: Sequence[Queued], now: float
+        conn: sqlite3.Connection, kind: str, mails: Sequence[NewMail], now: float
     ) -> None:
         """Queue several mails inside the caller's transaction (in a
         :class:`~resetd.db.BatchWriter` thread); see :meth:`enqueue`."""
-        insert_rows(conn, "outbox", OUTBOX_COLUMNS, [_row(kind, q, now) for q in mails])
+        insert_rows(conn, "outbox", OUTBOX_COLUMNS, [_row(kind, new, now) for new in mails])
 
     async def recover(self) -> int:
         """At start: release claims a previous run left behind (it died mid-send) and
@@ -285,10 +286,10 @@ OUTBOX_COLUMNS = (
 )  # fmt: skip
 
 
-def _row(kind: str, q: Queued, now: float) -> tuple[object, ...]:
-    m = q.mail
-    user_id = None if q.user_id is None else str(q.user_id)
-    return (kind, m.sender, m.recipient, m.subject, m.data, now, now, user_id, q.expires_at)
+def _row(kind: str, new: NewMail, now: float) -> tuple[object, ...]:
+    m = new.mail
+    user_id = None if new.user_id is None else str(new.user_id)
+    return (kind, m.sender, m.recipient, m.subject, m.data, now, now, user_id, new.expires_at)
 
 
 def _entry(r: Row) -> OutboxEntry:

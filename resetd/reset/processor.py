@@ -22,17 +22,18 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
-from aiohttp import web
-
-from . import keys
-from .audit import AuditLog
-from .errors import UnsendableAddress
-from .outbox_store import OutboxStore, Queued
-from .request_queue import QueuedRequest, RequestQueue
-from .tokens import Claims, TokenLedger
-from .users import User, fingerprint, pick
+from ..audit import AuditLog
+from ..db import Database
+from ..errors import UnsendableAddress
+from ..limits import RateLimiter
+from ..outbox import NewMail, OutboxStore
+from ..users import AccountStore, User, fingerprint, pick
+from .compose import MailComposer
+from .queue import QueuedRequest, RequestQueue
+from .tokens import Claims, TokenCodec, TokenLedger
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,24 @@ RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between tries of a batch that cann
 class RequestProcessor:
     BATCH = 128
 
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-        self.queue = RequestQueue(app[keys.db])
+    def __init__(
+        self,
+        db: Database,
+        users: AccountStore,
+        codec: TokenCodec,
+        composer: MailComposer,
+        limiter: RateLimiter,
+        mail_queued: Callable[[], None],
+    ) -> None:
+        """``mail_queued`` is called after a batch put mail in the outbox (the
+        outbox worker's wake-up); ``limiter`` is purged with the old requests."""
+        self.db = db
+        self.users = users
+        self.codec = codec
+        self.composer = composer
+        self.limiter = limiter
+        self.mail_queued = mail_queued
+        self.queue = RequestQueue(db)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -72,7 +88,7 @@ class RequestProcessor:
                 if time.time() - last_purge > 3600:
                     last_purge = time.time()
                     await self.queue.purge(time.time() - 86400)
-                    await self.app[keys.limiter].purge()
+                    await self.limiter.purge()
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
@@ -108,7 +124,7 @@ class RequestProcessor:
         if not pending:
             return 0
         wanted = sorted({r.email_norm for r in pending if r.email_norm and not r.limited})
-        accounts = await self.app[keys.users].find_all_by_email(wanted)
+        accounts = await self.users.find_all_by_email(wanted)
         outcomes: list[Outcome] = []
         minted = 0
         for req in pending:
@@ -128,7 +144,7 @@ class RequestProcessor:
                 outcomes.append(_set_aside(req, user.id, exc))
         queued_mails = await self._record(outcomes)
         if queued_mails:
-            self.app[keys.outbox_worker].wake()
+            self.mail_queued()
         return len(pending)
 
     def _no_mail(self, req: QueuedRequest, candidates: list[User]) -> Outcome:
@@ -147,21 +163,20 @@ class RequestProcessor:
 
     def _mail(self, req: QueuedRequest, user: User) -> Outcome:
         """Mint the token and compose the mail for ``user``; raises whatever they do."""
-        ttl = self.app[keys.config].reset.token_ttl
-        token, claims = self.app[keys.codec].mint(user.id, fingerprint(user))
-        mail = self.app[keys.composer].reset_mail(user.username, user.email, token, ttl)
+        token, claims = self.codec.mint(user.id, fingerprint(user))
+        mail = self.composer.reset_mail(user.username, user.email, token, self.codec.ttl)
         # Undelivered when the token expires, the mail is pointless: fail it then.
-        queued = Queued(mail, user.id, float(claims.expires_at))
-        return Outcome(req, "mail_queued", user.id, claims, queued)
+        new = NewMail(mail, user.id, float(claims.expires_at))
+        return Outcome(req, "mail_queued", user.id, claims, new)
 
     async def _record(self, outcomes: list[Outcome]) -> int:
         """Record the batch in one transaction; if the database refuses it, each
         outcome alone, setting aside those it still refuses. Returns how many
         mails were queued. An OperationalError (locked, full, unreadable) is the
         database's state, not a request's: it is raised, and the batch retried."""
-        writer = self.app[keys.db].writer
+        writer = self.db.writer
         try:
-            return await writer.run(_record, outcomes, time.time())
+            return await writer.run(_claim_and_record, outcomes, time.time())
         except sqlite3.OperationalError:
             raise
         except Exception:  # a value or a row the database refuses: find whose
@@ -169,14 +184,14 @@ class RequestProcessor:
         queued = 0
         for outcome in outcomes:
             try:
-                queued += await writer.run(_record, [outcome], time.time())
+                queued += await writer.run(_claim_and_record, [outcome], time.time())
             except sqlite3.OperationalError:
                 raise
             except Exception as exc:
                 if outcome.failure is not None:
                     raise  # even its bare set-aside is refused
                 aside = _set_aside(outcome.request, outcome.user_id, exc)
-                await writer.run(_record, [aside], time.time())
+                await writer.run(_claim_and_record, [aside], time.time())
         return queued
 
 
@@ -184,12 +199,12 @@ class Outcome(NamedTuple):
     """What one queued request came to, before it is claimed and recorded."""
 
     request: QueuedRequest
-    # mail_queued, unknown_address, ambiguous_address, rate_limited, or
-    # "failed <reason>" for a request set aside
-    outcome: str
+    # How the audit trail names it: mail_queued, unknown_address,
+    # ambiguous_address, rate_limited, or "failed <reason>" for a request set aside
+    audit_outcome: str
     user_id: int | str | None
     claims: Claims | None
-    mail: Queued | None
+    mail: NewMail | None
     failure: str | None = None  # why it was set aside, for resetd outbox
 
 
@@ -212,7 +227,7 @@ def _set_aside(req: QueuedRequest, user_id: int | str | None, exc: BaseException
     return Outcome(req, f"failed {short}", user_id, None, None, f"{who}{detail}")
 
 
-def _record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int:
+def _claim_and_record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int:
     """Claim the requests and record what came of those claimed, in one transaction
     (in the database's writer thread); returns how many mails were queued."""
     claimed = RequestQueue.claim(conn, [o.request.id for o in outcomes], now)
@@ -223,11 +238,10 @@ def _record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> in
     RequestQueue.record_failures(
         conn, [(o.request.id, o.failure) for o in mine if o.failure is not None]
     )
-    AuditLog.record_many(
-        conn,
-        [
-            ("reset_requested", o.outcome, o.user_id, o.request.client_ip, o.request.user_agent)
-            for o in mine
-        ],
-    )
+    AuditLog.record_many(conn, [_audit_row(o) for o in mine])
     return len(mails)
+
+
+def _audit_row(o: Outcome) -> tuple[str, str, int | str | None, str | None, str | None]:
+    req = o.request
+    return ("reset_requested", o.audit_outcome, o.user_id, req.client_ip, req.user_agent)

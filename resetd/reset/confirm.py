@@ -7,6 +7,9 @@ Referer header. Nothing on the server changes: link scanners and mail
 previews that fetch the link consume nothing. Only the POST that sets the
 password consumes the token, atomically, in the same transaction as the
 password change.
+
+A token that cannot be used raises :class:`~resetd.reset.tokens.TokenInvalid`;
+the error middleware answers it with :func:`token_rejected`.
 """
 
 from __future__ import annotations
@@ -18,17 +21,17 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp_session import get_session
 
-from . import keys
-from .clientinfo import client_ip, user_agent
-from .limits import RateLimiter
-from .login_guard import account_buckets
-from .outbox_store import OutboxStore
-from .passwords import check_policy
-from .render import render
-from .session_store import SessionStore
-from .sessions import flash
-from .tokens import Claims, TokenInvalid, TokenState
-from .users import User, fingerprint, same_fingerprint
+from .. import keys
+from ..clientinfo import client_ip, user_agent
+from ..limits import RateLimiter
+from ..login_guard import account_buckets
+from ..outbox import OutboxStore
+from ..passwords import check_policy
+from ..render import render
+from ..session_store import SessionStore
+from ..sessions import flash
+from ..users import User
+from .tokens import Claims, TokenInvalid, TokenState, check_token
 
 log = logging.getLogger(__name__)
 
@@ -37,29 +40,18 @@ TOKEN_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 DONE_MESSAGE = "Your password has been reset. Sign in with your new password."
 
 
-class _Stale(Exception):
-    """Raised inside the consuming transaction to roll it back."""
+async def _check(app: web.Application, token: str) -> tuple[User, Claims]:
+    """:func:`~resetd.reset.tokens.check_token` with the app's codec, ledger and accounts."""
+    return await check_token(token, app[keys.codec], app[keys.ledger], app[keys.users])
 
 
-async def check_token(app: web.Application, token: str) -> tuple[User, Claims]:
-    """Signature, expiry, ledger and fingerprint; raises TokenInvalid. Changes nothing."""
-    claims = app[keys.codec].decode(token)
-    state = await app[keys.ledger].state(claims.jti)
-    if state is not TokenState.VALID:
-        raise TokenInvalid(str(state))
-    user = await app[keys.users].get(claims.user_id)
-    if user is None:
-        raise TokenInvalid("no such user")
-    if not same_fingerprint(claims.fingerprint, fingerprint(user)):
-        raise TokenInvalid(str(TokenState.SUPERSEDED))
-    return user, claims
-
-
-async def _invalid(request: web.Request, reason: str, user_id: int | None = None) -> web.Response:
+async def token_rejected(request: web.Request, exc: TokenInvalid) -> web.Response:
+    """The one page for a link or form whose token cannot be used, whatever the
+    reason (which goes to the audit trail only); the token leaves the session."""
     await request.app[keys.audit].add(
         "token_use",
-        f"rejected: {reason}",
-        user_id=user_id,
+        f"rejected: {exc.reason}",
+        user_id=exc.user_id,
         client_ip=client_ip(request),
         user_agent=user_agent(request),
     )
@@ -77,10 +69,7 @@ async def token_link(request: web.Request) -> web.StreamResponse:
         return await _set(request, token, action=request.path)
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
-    try:
-        await check_token(request.app, token)
-    except TokenInvalid as exc:
-        return await _invalid(request, exc.reason)
+    await _check(request.app, token)
     session = await get_session(request)
     session[SESSION_TOKEN] = token
     raise web.HTTPSeeOther(location="/reset_password", headers=TOKEN_HEADERS)
@@ -91,15 +80,12 @@ async def set_password(request: web.Request) -> web.StreamResponse:
     session = await get_session(request)
     token = session.get(SESSION_TOKEN)
     if not isinstance(token, str):
-        return await _invalid(request, "no token in session")
+        raise TokenInvalid("no token in session")
     if request.method == "POST":
         return await _set(request, token, action="/reset_password")
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
-    try:
-        user, _ = await check_token(request.app, token)
-    except TokenInvalid as exc:
-        return await _invalid(request, exc.reason)
+    user, _ = await _check(request.app, token)
     return await _form(request, user, "/reset_password", {})
 
 
@@ -126,16 +112,15 @@ async def _form(
 
 
 async def _set(request: web.Request, token: str, action: str) -> web.StreamResponse:
+    """POST of the form: the password is checked against the policy, then set and
+    the token consumed in one transaction; a refused password counts against the
+    token, which is burned at ``[limits] failed_posts_per_token``."""
     app = request.app
-    cfg = app[keys.config]
-    try:
-        user, claims = await check_token(app, token)
-    except TokenInvalid as exc:
-        return await _invalid(request, exc.reason)
+    user, claims = await _check(app, token)
     form = await request.post()
     password, password2 = str(form.get("password", "")), str(form.get("password2", ""))
     problems = check_policy(
-        cfg.passwords,
+        app[keys.config].passwords,
         password,
         password2,
         user.username,
@@ -143,43 +128,53 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
         app[keys.hasher].max_password_bytes,
     )
     if problems:
-        burned = await app[keys.ledger].record_failure(
-            claims.jti, cfg.limits.failed_posts_per_token
-        )
-        if burned:
-            return await _invalid(request, "burned after too many failed attempts", user.id)
+        await _count_failure(app, user, claims)
         errors: dict[str, str] = {}
         for problem in problems:
             errors.setdefault(problem.field, problem.message)
         return await _form(request, user, action, errors, status=400)
-
     new_hash = await app[keys.hasher].hash(password)
-    now = time.time()
-    ip, agent = client_ip(request), user_agent(request)
-    try:
-        async with app[keys.db].transaction() as conn:
-            if not await app[keys.ledger].consume(conn, claims.jti, now):
-                raise _Stale("used")
-            if not await app[keys.users].replace_password_hash(
-                user.id, user.password_hash, new_hash, within=conn
-            ):
-                raise _Stale("superseded")
-            # The account starts afresh: its failed sign-ins are forgotten (whoever
-            # filled them), and every session of the old password ends.
-            await RateLimiter.forget(conn, account_buckets(user.username, user.email))
-            await SessionStore.end_all(conn, user.id)
-            notice = app[keys.composer].changed_mail(
-                user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent
-            )
-            await OutboxStore.enqueue(conn, "password_changed", notice, now, user_id=user.id)
-            await app[keys.audit].record(
-                conn, "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
-            )
-    except _Stale as exc:
-        return await _invalid(request, str(exc), user.id)
+    await _replace_password(app, user, claims, new_hash, client_ip(request), user_agent(request))
     app[keys.outbox_worker].wake()
     log.info("password reset for user %d", user.id)
     session = await get_session(request)
     session.pop(SESSION_TOKEN, None)
     await flash(request, DONE_MESSAGE, "success")
-    raise web.HTTPSeeOther(location=cfg.login_location, headers=TOKEN_HEADERS)
+    raise web.HTTPSeeOther(location=app[keys.config].login_location, headers=TOKEN_HEADERS)
+
+
+async def _count_failure(app: web.Application, user: User, claims: Claims) -> None:
+    """A refused password; raises TokenInvalid when it is the one that burns the token."""
+    limit = app[keys.config].limits.failed_posts_per_token
+    if await app[keys.ledger].record_failure(claims.jti, limit):
+        raise TokenInvalid(
+            "burned after too many failed attempts", TokenState.BURNED, user_id=user.id
+        )
+
+
+async def _replace_password(
+    app: web.Application, user: User, claims: Claims, new_hash: str, ip: str, agent: str
+) -> None:
+    """One transaction: consume the token, set the password, start the account
+    afresh, queue the "password changed" notice, audit. Raises TokenInvalid
+    (and changes nothing) when another request used the token or changed the
+    password first."""
+    now = time.time()
+    async with app[keys.db].transaction() as conn:
+        if not await app[keys.ledger].consume(conn, claims.jti, now):
+            raise TokenInvalid("used", TokenState.USED, user_id=user.id)
+        if not await app[keys.users].replace_password_hash(
+            user.id, user.password_hash, new_hash, within=conn
+        ):
+            raise TokenInvalid("superseded", TokenState.SUPERSEDED, user_id=user.id)
+        # The account starts afresh: its failed sign-ins are forgotten (whoever
+        # filled them), and every session of the old password ends.
+        await RateLimiter.forget(conn, account_buckets(user.username, user.email))
+        await SessionStore.end_all(conn, user.id)
+        notice = app[keys.composer].changed_mail(
+            user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent
+        )
+        await OutboxStore.enqueue(conn, "password_changed", notice, now, user_id=user.id)
+        await app[keys.audit].record(
+            conn, "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
+        )

@@ -1,14 +1,11 @@
-"""Step 1: "forgot your password?" — the form, and the intake that queues requests.
+"""Step 1, behind the form: reset requests queued by group commit.
 
-The request handler only validates, normalises, counts limits and queues a
-row in ``reset_requests``; it never looks the address up. Known, unknown,
-malformed and rate-limited addresses therefore cost the same work and get the
-same redirect. The user lookup and the mail happen later, in
-:mod:`resetd.request_processor`.
-
-Queuing is group-committed: concurrent requests share one short write
-transaction, run in one hand-off to a writer thread, and each response waits
-until its own row is committed, so nothing acknowledged can be lost.
+Concurrent requests share one short write transaction, run in one hand-off to
+the database's writer thread, and each response waits until its own row is
+committed, so nothing acknowledged can be lost. The same transaction counts
+the per-IP and per-address limits: a request over its IP's limit is answered
+429, and one over its address's limit is queued as ``limited``, which gets no
+mail but costs what any other request costs.
 """
 
 from __future__ import annotations
@@ -17,72 +14,20 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import keys
-from .clientinfo import client_ip, user_agent
-from .config import LimitsConfig
-from .db import BatchWriter
-from .limits import Hit, RateLimiter
-from .render import render
-from .request_queue import RequestQueue
-from .users import normalize
+from ..config import LimitsConfig
+from ..db import BatchWriter
+from ..limits import Hit, RateLimiter
+from .queue import RequestQueue
 
 log = logging.getLogger(__name__)
 
-SENT_MESSAGE = (
-    "Check your email for the instructions to reset your password. If the address belongs "
-    "to an account, a link is on its way."
-)
-MAX_EMAIL_LENGTH = 254
 MAX_BATCH = 256
 IN_FLIGHT = 2
-
-
-async def request_page(request: web.Request) -> web.StreamResponse:
-    if request.method in ("GET", "HEAD"):
-        return await render(request, "reset_password_request.html", {"email": ""})
-    if request.method != "POST":
-        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
-    form = await request.post()
-    values = form.getall("email", [])
-    typed = values[0] if len(values) == 1 and isinstance(values[0], str) else None
-    if typed is not None and not typed.strip():
-        return await render(
-            request,
-            "reset_password_request.html",
-            {"email": "", "errors": {"email": "Enter the email address of your account."}},
-            status=400,
-        )
-    # More than one `email` value (GitLab CVE-2023-7028) or an implausible one is
-    # queued like an unknown address: same work, same answer, nothing sent.
-    plausible = typed is not None and len(typed) <= MAX_EMAIL_LENGTH
-    email = typed.strip() if typed is not None and plausible else None
-    email_norm = normalize(email) if email is not None else ""
-    retry_after = await request.app[keys.intake].submit(
-        Submission(email_norm, client_ip(request), user_agent(request), email)
-    )
-    if retry_after is not None:
-        raise web.HTTPTooManyRequests(
-            headers={"Retry-After": str(retry_after)},
-            text="Too many password reset requests from your network; please wait and retry.",
-        )
-    # The notice rides in the URL, not the session: the answer sets no cookie and
-    # costs no session write, and it is the same for every address.
-    # Returned, not raised: building an HTTPException costs more than the redirect.
-    return web.Response(
-        status=303, headers={"Location": notice_url(request.app[keys.config].login_location)}
-    )
-
-
-def notice_url(login_location: str) -> str:
-    """Where to send the user after a request: resetd's own sign-in page shows the
-    notice; a host application's page is left as configured."""
-    if login_location == "/login":
-        return "/login?notice=reset-sent"
-    return login_location
 
 
 @dataclass(frozen=True)
@@ -98,18 +43,21 @@ class Submission:
 class Intake:
     """Group commit for reset requests: one transaction per batch of concurrent requests."""
 
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
+    def __init__(
+        self, writer: BatchWriter, limits: LimitsConfig, queued: Callable[[], None]
+    ) -> None:
+        """``writer``: the database's writer thread, one hand-off per batch, queued
+        behind the other hot writes instead of contending with them inside SQLite.
+        ``queued`` is called after each batch commits (the processor's wake-up)."""
+        self.writer = writer
+        self.limits = limits
+        self.queued = queued
         self._pending: list[tuple[Submission, asyncio.Future[int | None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._commits: set[asyncio.Task[None]] = set()
-        self._writer: BatchWriter | None = None
 
     async def start(self) -> None:
-        # The database's writer thread: one hand-off per batch, queued behind the
-        # other hot writes instead of contending with them inside SQLite.
-        self._writer = self.app[keys.db].writer
         self._task = asyncio.create_task(self._run(), name="reset-request-intake")
 
     async def stop(self) -> None:
@@ -169,13 +117,10 @@ class Intake:
         for (_, fut), verdict in zip(batch, verdicts, strict=True):
             if not fut.done():
                 fut.set_result(verdict)
-        self.app[keys.request_processor].wake()
+        self.queued()
 
     async def _write(self, batch: list[Submission]) -> list[int | None]:
-        assert self._writer is not None
-        return await self._writer.run(
-            _queue_batch, batch, self.app[keys.config].limits, time.time()
-        )
+        return await self.writer.run(_queue_batch, batch, self.limits, time.time())
 
 
 def _queue_batch(

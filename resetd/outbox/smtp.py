@@ -1,20 +1,21 @@
 """One SMTP session after the handshake: the mail transactions, and what replies mean.
 
-:class:`Session` takes over a connected transport from aiosmtplib
-(:mod:`resetd.relay` opens it) and runs the transactions itself. aiosmtplib's
+:class:`RelaySession` takes over a connected transport from aiosmtplib
+(:mod:`resetd.outbox.relay` opens it) and runs the transactions itself. aiosmtplib's
 ``sendmail`` costs about a millisecond of CPU per mail (address parsing, regex
 dot-stuffing, a ``wait_for`` per command) and waits for each of MAIL, RCPT, DATA
 and the end of data in turn; its reply reader cannot take several replies at
-once, so it cannot pipeline. :class:`Session` sends MAIL, RCPT and DATA in one
+once, so it cannot pipeline. :class:`RelaySession` sends MAIL, RCPT and DATA in one
 write when the relay advertises PIPELINING (RFC 2920), one at a time when it
 does not, and applies the same reply rules. With PIPELINING, the envelope of
 the mail that follows can also ride behind a mail's data, in the same write
 (RFC 2920 lets message content open a group): one round trip per mail instead
 of two.
 
-A mail's outcome is one of two exceptions, or none: :class:`PermanentFailure`
-(a 5xx reply, or a mail that can never be sent) and :class:`TemporaryFailure`
-(a lost connection, a timeout, a 4xx reply).
+A mail's outcome is one of two exceptions (:mod:`resetd.outbox.failures`), or
+none: :class:`PermanentFailure` (a 5xx reply, or a mail that can never be
+sent) and :class:`TemporaryFailure` (a lost connection, a timeout, a 4xx
+reply). Its commands and data are made by :mod:`resetd.outbox.envelope`.
 
 A refused transaction never leaves anything behind on the session: after a
 refused end of data the session is reset (RSET) before it carries another
@@ -23,9 +24,6 @@ data, since a relay may keep the refused transaction open (Postfix does after
 ``smtpd_end_of_data_restrictions``) and read that envelope into it. A 503 means
 the relay's idea of the transaction is not ours, and a DATA answered 354 after
 a refused envelope would deliver an empty mail if ended: both close the session.
-An internationalised address (or UTF-8 header fields) goes with SMTPUTF8 and
-8-bit content with BODY=8BITMIME when the relay offers them; otherwise that mail
-alone fails for good, with a reason that says so.
 The end-of-data reply is awaited for ``[mail] data_timeout`` (RFC 5321
 §4.5.3.2.6: 10 minutes), because a timeout there cannot tell a lost mail from
 a delivered one, and giving up early sends it twice.
@@ -35,91 +33,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections import deque
 from collections.abc import Callable
 
-
-class PermanentFailure(Exception):
-    """The relay refused the mail for good (5xx), or it can never be sent; do not retry."""
-
-
-class TemporaryFailure(Exception):
-    """Try again later (connection trouble, timeout, 4xx)."""
-
-
-class SessionRefused(TemporaryFailure):
-    """The relay refused the session itself (a 5xx to the greeting, EHLO, STARTTLS or
-    AUTH, such as 535 for wrong credentials). That says nothing about the mail: it
-    stays queued until the settings or the relay are fixed, or ``max_age`` ends.
-
-    ``reply`` is what went wrong, ``hint`` (maybe empty) one line on what to change;
-    the text of the exception carries both."""
-
-    def __init__(self, reply: str, hint: str = "") -> None:
-        super().__init__(f"{reply}; hint: {hint}" if hint else reply)
-        self.reply = reply
-        self.hint = hint
-
-
-class CertificateRefused(SessionRefused):
-    """The relay's TLS certificate did not verify (self-signed, a private CA, another
-    name, expired): a settings problem on one side or the other, never the mail's."""
-
-
-def failure(code: int, text: str) -> PermanentFailure | TemporaryFailure:
-    """A relay's refusal: 5xx is permanent, anything else is worth another try."""
-    reply = f"{code} {text}".strip()
-    return PermanentFailure(reply) if 500 <= code < 600 else TemporaryFailure(reply)
-
-
-# Control characters would let an address inject commands; <, > and spaces have
-# no place in the bare addresses resetd sends to.
-_UNSAFE_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]")
-
-
-def data_payload(message: bytes) -> bytes:
-    """``message`` as it travels after DATA: CRLF line endings, a dot doubled at the
-    start of any line (RFC 5321 §4.5.2), ending with the ``.`` line."""
-    crlf = message.count(b"\r\n")
-    if message.count(b"\r") != crlf or message.count(b"\n") != crlf:
-        message = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    message = message.replace(b"\r\n.", b"\r\n..")
-    if message.startswith(b"."):
-        message = b"." + message
-    return message + b".\r\n"
-
-
-def _path(address: str) -> bytes:
-    if not address or _UNSAFE_ADDRESS.search(address):
-        raise PermanentFailure(f"unsendable address: {address[:80]!r}")
-    return b"<" + address.encode("utf-8") + b">"
-
-
-def _needs_utf8(sender: str, recipient: str, payload: bytes) -> str | None:
-    """What in this mail needs SMTPUTF8 (RFC 6531), named without the local part of
-    an address (the reason is logged and stored); None when nothing does."""
-    if not recipient.isascii():
-        return "recipient …@" + recipient.rpartition("@")[2]
-    if not sender.isascii():
-        return "sender …@" + sender.rpartition("@")[2]
-    if not payload.isascii():
-        end = payload.find(b"\r\n\r\n")
-        if not payload[: end if end >= 0 else len(payload)].isascii():
-            return "UTF-8 header fields"
-    return None
-
+from .envelope import data_payload, envelope
+from .failures import PermanentFailure, TemporaryFailure, failure
 
 Reply = tuple[int, str]
-Outgoing = tuple[str, str, bytes]  # sender, recipient, payload (from data_payload)
-# Called when a mail's data is about to go: the mail to send next, if one waits.
+Outgoing = tuple[str, str, bytes]  # sender, recipient, message
+# Asked when a mail's data is about to go: the mail this session sends next, if
+# one waits (see RelaySession.transaction).
 NextMail = Callable[[], Outgoing | None]
 _MAX_REPLY = 64 * 1024  # bytes of one reply; a relay sending more is broken
 
 
-class Session(asyncio.Protocol):
+class RelaySession(asyncio.Protocol):
     """An SMTP session after the handshake: writes commands, reads replies in order.
 
     Replies are parsed as they arrive and queued, so any number of pipelined
@@ -224,25 +152,16 @@ class Session(asyncio.Protocol):
                 self._waiter = None
         return self._replies.popleft()
 
-    def _envelope(self, sender: str, recipient: str, payload: bytes) -> tuple[bytes, bytes]:
+    def _commands(self, sender: str, recipient: str, payload: bytes) -> tuple[bytes, bytes]:
         """The MAIL and RCPT commands for one mail on this session."""
-        options = b""
-        eight_bit = not payload.isascii()
-        if eight_bit or not (sender + recipient).isascii():
-            needs = _needs_utf8(sender, recipient, payload)
-            if needs is not None:
-                if not self.smtputf8:
-                    # Permanent: this relay never will, and the mail must not hold others.
-                    raise PermanentFailure(f"relay does not offer SMTPUTF8, needed for {needs}")
-                options += b" SMTPUTF8"
-            elif not self.eightbit:
-                raise PermanentFailure("relay does not offer 8BITMIME, needed for 8-bit content")
-            if eight_bit and self.eightbit:
-                options += b" BODY=8BITMIME"
-        if self.size:
-            options += b" SIZE=%d" % (len(payload) - 3)
-        mail = b"MAIL FROM:" + _path(sender) + options + b"\r\n"
-        return mail, b"RCPT TO:" + _path(recipient) + b"\r\n"
+        return envelope(
+            sender,
+            recipient,
+            payload,
+            smtputf8=self.smtputf8,
+            eightbitmime=self.eightbit,
+            size=self.size,
+        )
 
     def expects(self, sender: str, recipient: str, payload: bytes) -> bool:
         """Whether this mail can go next: no envelope was written ahead, or this
@@ -250,7 +169,7 @@ class Session(asyncio.Protocol):
         if self._ahead is None:
             return True
         try:
-            return self._ahead == b"".join(self._envelope(sender, recipient, payload))
+            return self._ahead == b"".join(self._commands(sender, recipient, payload))
         except (PermanentFailure, TemporaryFailure):
             return False
 
@@ -261,48 +180,60 @@ class Session(asyncio.Protocol):
         TemporaryFailure otherwise. ``payload`` comes from :func:`data_payload`.
 
         With PIPELINING, once the relay has accepted this mail's envelope,
-        ``then()`` is asked for the mail this session sends next; its envelope is
+        ``then()`` is asked for the mail this session sends next (sender,
+        recipient, message, or None); its envelope is
         written behind this mail's data, and its transaction must follow. Asking
         only then means no mail is held back while a session opens or an
         envelope is refused."""
-        mail, rcpt = self._envelope(sender, recipient, payload)
+        mail, rcpt = self._commands(sender, recipient, payload)
         if self._ahead is not None and self._ahead != mail + rcpt:
             raise TemporaryFailure("internal error: another mail's envelope is pending")
         self.in_sync = False
-        if self._ahead is not None:  # written behind the previous mail's data
-            self._ahead = None
-            replies = [await self.reply(), await self.reply(), await self.reply()]
-        elif self.pipelining:
-            self.write(mail + rcpt + b"DATA\r\n")
-            replies = [await self.reply(), await self.reply(), await self.reply()]
-        else:
-            replies = [await self._command(mail)]
-            if replies[0][0] == 250:
-                replies.append(await self._command(rcpt))
-                if replies[1][0] in (250, 251):
-                    replies.append(await self._command(b"DATA\r\n"))
+        replies = await self._envelope_replies(mail, rcpt)
         refusal = _first_refusal(replies)
         if refusal is None:
             await self._data(payload, then)
             return
-        code, text = refusal
+        data_opened = len(replies) == 3 and replies[2][0] == 354
+        raise await self._envelope_refused(*refusal, data_opened=data_opened)
+
+    async def _envelope_replies(self, mail: bytes, rcpt: bytes) -> list[Reply]:
+        """The replies to MAIL, RCPT and DATA: already written behind the previous
+        mail's data, written now in one go (PIPELINING), or one at a time, up to
+        the first refusal."""
+        if self._ahead is not None:
+            self._ahead = None
+            return [await self.reply(), await self.reply(), await self.reply()]
+        if self.pipelining:
+            self.write(mail + rcpt + b"DATA\r\n")
+            return [await self.reply(), await self.reply(), await self.reply()]
+        replies = [await self._command(mail)]
+        if replies[0][0] == 250:
+            replies.append(await self._command(rcpt))
+            if replies[1][0] in (250, 251):
+                replies.append(await self._command(b"DATA\r\n"))
+        return replies
+
+    async def _envelope_refused(self, code: int, text: str, *, data_opened: bool) -> Exception:
+        """Leave nothing of a refused envelope on the session (reset it, or close
+        it when that is not certain); returns the failure to raise."""
         if code == 421:  # the relay is closing this session
             self._goodbye(code, text)
-            raise failure(code, text)
+            return failure(code, text)
         if code == 503:
             # "Bad sequence of commands" to the first command that failed: the relay
             # holds a transaction we do not (Postfix's "nested MAIL command"). Nothing
             # is known about this mail, and nothing more may go on this session.
             self._break(f"session out of step: {code} {text}")
-            raise TemporaryFailure(f"session out of step: {code} {text}")
-        if len(replies) == 3 and replies[2][0] == 354:
+            return TemporaryFailure(f"session out of step: {code} {text}")
+        if data_opened:
             # DATA opened although the envelope was refused: ending the message would
             # deliver an empty mail to whatever recipients the relay holds. Closing
             # the connection in the middle of the data discards it.
             self._break(f"DATA accepted after a refused envelope: {code} {text}")
-            raise failure(code, text)
+            return failure(code, text)
         await self._reset()
-        raise failure(code, text)
+        return failure(code, text)
 
     async def _data(self, payload: bytes, then: NextMail | None) -> None:
         """The message content of a mail whose envelope was accepted, and its reply."""
@@ -352,8 +283,9 @@ class Session(asyncio.Protocol):
     def _envelope_ahead(self, then: Outgoing | None) -> bytes | None:
         if then is None or not self.pipelining:
             return None
+        sender, recipient, message = then
         try:
-            return b"".join(self._envelope(*then))
+            return b"".join(self._commands(sender, recipient, data_payload(message)))
         except (PermanentFailure, TemporaryFailure):
             return None  # that mail goes on its own, and is refused on its own
 

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 
-from .outbox_store import OutboxStore, OutgoingMail
+from .store import OutboxStore, OutgoingMail
 
 log = logging.getLogger("resetd.outbox")
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import jinja2
 
-from .assets import template_dir
-from .mail_headers import address_header, check_address, clean, unstructured_header
+from ..assets import template_dir
+from ..mail_headers import address_header, check_address, clean, unstructured_header
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 A mail becomes a row in ``outbox`` inside the same transaction as the event
 that caused it, so once that commits nothing can lose it. The worker, owned by
 the app's lifecycle, claims due rows (``claimed_until``), hands them to a
-bounded pool of reused SMTP connections (:mod:`resetd.relay`) and records the
-outcome of every attempt (:mod:`resetd.attempts`):
+bounded pool of reused SMTP connections (:mod:`resetd.outbox.relay`) and records the
+outcome of every attempt (:mod:`resetd.outbox.attempts`):
 
 * relay accepted → ``sent`` (never sent again; the body, which holds the link,
   is dropped);
@@ -17,7 +17,7 @@ outcome of every attempt (:mod:`resetd.attempts`):
   retried: the link in it would no longer work.
 
 A refused connection or a 421 slows down the whole relay, not one mail: the
-connections share a :class:`~resetd.relay_gate.RelayGate`, and a connection
+connections share a :class:`~resetd.outbox.gate.RelayGate`, and a connection
 without a session takes mail only once the gate admits it.
 
 A crash (even ``kill -9``) leaves rows ``pending``; the next start releases
@@ -35,24 +35,20 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Protocol
 
+from ..config import MailConfig
 from .attempts import Attempts, expired, redact
-from .config import MailConfig
+from .failures import PermanentFailure, SessionRefused, TemporaryFailure
+from .gate import RelayGate
 from .handoff import Handoff
-from .outbox_store import OutboxStore, OutgoingMail
-from .relay import (
-    NextMessage,
-    PermanentFailure,
-    RelayAddress,
-    SessionRefused,
-    SmtpConnection,
-    TemporaryFailure,
-    tls_context,
-)
-from .relay_gate import RelayGate
-from .relay_status import RelayStatus, RelayStatusStore
-from .sent_recorder import SentRecorder
+from .recorder import SentRecorder
+from .relay import RelayAddress, SmtpConnection, tls_context
+from .smtp import NextMail
+from .status import RelayStatus, RelayStatusStore
+from .store import OutboxStore, OutgoingMail
 
-log = logging.getLogger(__name__)
+# The whole outbox logs as one logger, "resetd.outbox", as its modules did before
+# they became a package: operators filter on that name.
+log = logging.getLogger("resetd.outbox")
 
 
 class RelayConnection(Protocol):
@@ -67,7 +63,7 @@ class RelayConnection(Protocol):
         sender: str,
         recipient: str,
         message: bytes,
-        then: NextMessage | None = None,
+        then: NextMail | None = None,
     ) -> None: ...
 
     def abort(self) -> None: ...
@@ -81,7 +77,7 @@ class OutboxWorker:
     One dispatcher task claims mail into a local queue (topping it up in one
     claim when it runs low, at most eight mails per connection, so a stop has
     little to give back); one task per connection sends from it; one recorder
-    task marks accepted mail sent in batches (:mod:`resetd.sent_recorder`). A
+    task marks accepted mail sent in batches (:mod:`resetd.outbox.recorder`). A
     mail stays held by this process until its outcome is recorded.
     """
 
@@ -313,7 +309,7 @@ class OutboxWorker:
         self,
         conn: RelayConnection,
         mail: OutgoingMail,
-        then: NextMessage | None = None,
+        then: NextMail | None = None,
     ) -> bool:
         """One attempt; returns True when the relay accepted the mail (which the
         recorder then marks sent), False when the outcome is already recorded.

@@ -1,6 +1,6 @@
 """The outbox's side of SMTP: a pool slot's reusable connection to the relay.
 
-The worker in :mod:`resetd.outbox` keeps ``[mail] pool_size`` of these
+The worker in :mod:`resetd.outbox.worker` keeps ``[mail] pool_size`` of these
 connections, each opened on first use and kept open between mails, so a burst of
 requests costs a handful of TCP/TLS handshakes rather than one per mail.
 :meth:`SmtpConnection.send` raises exactly two things: :class:`PermanentFailure`
@@ -8,12 +8,12 @@ requests costs a handful of TCP/TLS handshakes rather than one per mail.
 (connection trouble, a timeout, a 4xx reply).
 
 aiosmtplib opens the session (connect, implicit TLS or STARTTLS, EHLO, AUTH);
-then the transport is handed to :class:`~resetd.smtp_session.Session`, which
+then the transport is handed to :class:`~resetd.outbox.smtp.RelaySession`, which
 runs the mail transactions (pipelined when the relay allows it). The relay's
 certificate is checked against the system's CAs, or only against
 ``[mail] ca_file`` when that is set (for this connection only, not the whole
 process as ``SSL_CERT_FILE`` would). What the relay does with a new connection
-is reported to the :class:`~resetd.relay_gate.RelayGate` all connections share.
+is reported to the :class:`~resetd.outbox.gate.RelayGate` all connections share.
 """
 
 from __future__ import annotations
@@ -24,35 +24,13 @@ from collections.abc import Callable
 
 import aiosmtplib
 
-from .config import MailConfig
-from .relay_gate import RelayGate
-from .smtp_session import (
-    CertificateRefused,
-    Outgoing,
-    PermanentFailure,
-    Session,
-    SessionRefused,
-    TemporaryFailure,
-    data_payload,
-)
-
-__all__ = [
-    "CertificateRefused",
-    "NextMessage",
-    "PermanentFailure",
-    "RelayAddress",
-    "SessionRefused",
-    "SmtpConnection",
-    "TemporaryFailure",
-    "classify",
-    "data_payload",
-    "tls_context",
-]
+from ..config import MailConfig
+from .envelope import data_payload
+from .failures import CertificateRefused, SessionRefused, TemporaryFailure
+from .gate import RelayGate
+from .smtp import NextMail, RelaySession
 
 RelayAddress = Callable[[], tuple[str, int]]
-# Asked when a message's data is about to go: (sender, recipient, message) of the
-# one this connection sends next, or None.
-NextMessage = Callable[[], tuple[str, str, bytes] | None]
 
 
 def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
@@ -140,7 +118,7 @@ class SmtpConnection:
             tls = tls_context(cfg)
         self._tls = tls
         self._opening: aiosmtplib.SMTP | None = None
-        self._session: Session | None = None
+        self._session: RelaySession | None = None
         self.opened = 0  # how many times this slot connected (visible to tests/bench)
         self.pipelining = False  # whether the last session pipelines (visible to tests)
 
@@ -149,7 +127,7 @@ class SmtpConnection:
         """Whether a session is open, so that sending needs no new connection."""
         return self._session is not None and self._session.usable
 
-    async def _connect(self, host: str, port: int) -> Session:
+    async def _connect(self, host: str, port: int) -> RelaySession:
         smtp = aiosmtplib.SMTP(
             hostname=host,
             port=port,
@@ -171,7 +149,7 @@ class SmtpConnection:
             transport = smtp.transport
             if not isinstance(transport, asyncio.Transport) or transport.is_closing():
                 raise aiosmtplib.SMTPServerDisconnected("connection lost after the handshake")
-            session = Session(
+            session = RelaySession(
                 transport, dict(smtp.esmtp_extensions), self.cfg.timeout, self.cfg.data_timeout
             )
         except BaseException:
@@ -189,7 +167,7 @@ class SmtpConnection:
         sender: str,
         recipient: str,
         message: bytes,
-        then: NextMessage | None = None,
+        then: NextMail | None = None,
     ) -> None:
         """Deliver one message; returns once the relay accepted it.
 
@@ -216,13 +194,8 @@ class SmtpConnection:
                 self.gate.refused(self, failed)
                 raise failed from exc
             self.gate.opened(self)
-
-        def following() -> Outgoing | None:
-            nxt = then() if then is not None else None
-            return None if nxt is None else (nxt[0], nxt[1], data_payload(nxt[2]))
-
         try:
-            await session.transaction(sender, recipient, payload, following)
+            await session.transaction(sender, recipient, payload, then)
         except TemporaryFailure as exc:
             if session.goodbye is not None:  # a 421: the relay wants fewer of us
                 self.gate.refused(self, exc)

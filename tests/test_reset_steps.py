@@ -1,0 +1,120 @@
+"""The reset flow's steps are plain objects: each gets what it uses, not the app.
+
+The intake, the processor and the token check run here on a real SQLite file
+with nothing but their own dependencies, as they do inside the app.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+from resetd.config import LimitsConfig
+from resetd.db import Database
+from resetd.limits import RateLimiter
+from resetd.outbox.store import OutboxStore
+from resetd.reset.compose import MailComposer
+from resetd.reset.intake import Intake, Submission
+from resetd.reset.processor import RequestProcessor
+from resetd.reset.tokens import TokenCodec, TokenInvalid, TokenLedger, TokenState, check_token
+from resetd.users import User, UserStore, fingerprint, normalize
+
+from .helpers import LINK_RE, TEST_SECRET
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(str(tmp_path / "resetd.db"))
+    yield database
+    await database.close()
+
+
+async def test_a_request_becomes_a_queued_mail_with_a_valid_link_without_an_app(
+    db: Database,
+) -> None:
+    users = UserStore(db)
+    susan = await users.add("Susan@example.com", "susan", "$argon2id$unused")
+    codec = TokenCodec(TEST_SECRET, ttl=600)
+    composer = MailComposer("resetd <no-reply@example.test>", "http://localhost:8080")
+    woken: list[str] = []
+    processor = RequestProcessor(
+        db, users, codec, composer, RateLimiter(db), lambda: woken.append("outbox")
+    )
+    intake = Intake(db.writer, LimitsConfig(), lambda: woken.append("processor"))
+    await intake.start()
+    try:
+        typed = " Susan@example.com "
+        submission = Submission(normalize(typed), "192.0.2.7", "test-agent", typed.strip())
+        assert await intake.submit(submission) is None
+    finally:
+        await intake.stop()
+    assert woken == ["processor"]
+
+    assert await processor.process_batch() == 1
+    assert woken == ["processor", "outbox"]
+    [mail] = await OutboxStore(db).claim_due(10, lease=60)
+    assert mail.kind == "reset" and mail.recipient == "Susan@example.com"
+    parsed = message_from_bytes(mail.message, policy=default)
+    assert isinstance(parsed, EmailMessage)
+    body = parsed.get_body(("plain",))
+    assert body is not None
+    match = LINK_RE.search(body.get_content())
+    assert match, "no reset link in the mail"
+    user, claims = await check_token(match.group(1), codec, TokenLedger(db), users)
+    assert user == susan and claims.user_id == susan.id
+    assert await processor.process_batch() == 0  # claimed once, never mailed twice
+
+
+async def _recorded(db: Database, codec: TokenCodec, user: User, now: float) -> str:
+    token, claims = codec.mint(user.id, fingerprint(user), now=now)
+    async with db.transaction() as conn:
+        await TokenLedger.record(conn, claims)
+    return token
+
+
+async def _state(token: str, codec: TokenCodec, db: Database, users: UserStore) -> TokenState:
+    try:
+        await check_token(token, codec, TokenLedger(db), users)
+    except TokenInvalid as exc:
+        return exc.state
+    return TokenState.VALID
+
+
+async def test_the_one_token_check_names_every_state_the_inbox_panel_shows(
+    db: Database,
+) -> None:
+    users = UserStore(db)
+    ledger = TokenLedger(db)
+    codec = TokenCodec(TEST_SECRET, ttl=600)
+    user = await users.add("ann@example.com", "ann", "$argon2id$first")
+
+    valid = await _recorded(db, codec, user, time.time())
+    assert await _state(valid, codec, db, users) is TokenState.VALID
+
+    used = await _recorded(db, codec, user, time.time())
+    async with db.transaction() as conn:
+        assert await ledger.consume(conn, codec.decode(used).jti, time.time())
+    assert await _state(used, codec, db, users) is TokenState.USED
+
+    # Expired and used too: expired, as the reset page says, whatever the ledger holds.
+    old = await _recorded(db, codec, user, time.time() - 3600)
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE reset_tokens SET used_at = 1")
+    assert await _state(old, codec, db, users) is TokenState.EXPIRED
+
+    unrecorded, _ = codec.mint(user.id, fingerprint(user))
+    assert await _state(unrecorded, codec, db, users) is TokenState.UNKNOWN
+
+    forged = TokenCodec("another-secret-key-0123456789abcdef-0123", ttl=600)
+    other, _ = forged.mint(user.id, fingerprint(user))
+    assert await _state(other, codec, db, users) is TokenState.INVALID
+
+    fresh = await _recorded(db, codec, user, time.time())
+    await users.set_password_hash(user.id, "$argon2id$changed")
+    assert await _state(fresh, codec, db, users) is TokenState.SUPERSEDED
