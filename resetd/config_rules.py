@@ -126,6 +126,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"[dev_inbox] max_message_size: expected >= 1024 bytes, got {d.max_message_size}"
         )
+    if not 0 < d.parse_timeout <= 600:
+        raise ConfigError(
+            f"[dev_inbox] parse_timeout: expected 0-600 seconds (not 0), got {d.parse_timeout}"
+        )
     for section, path in (("database", cfg.database.path), ("dev_inbox", d.path)):
         if path in ("", ":memory:"):
             # An in-memory database exists for one connection only, and each

@@ -8,9 +8,11 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .events import InboxEvents
+    from .parser import ParserProcess
     from .sink import SinkStats
     from .writer import InboxWriter
 
 events: web.AppKey[InboxEvents] = web.AppKey("inbox_events")
 writer: web.AppKey[InboxWriter] = web.AppKey("inbox_writer")
 stats: web.AppKey[SinkStats] = web.AppKey("inbox_stats")
+parser: web.AppKey[ParserProcess] = web.AppKey("inbox_parser")

@@ -1,9 +1,12 @@
-"""The inbox database's schema and its summary row as a Python value.
+"""The inbox database's schema and its summary and view rows as Python values.
 
-The list and the searches read only the ``messages`` table (summary fields)
-and the ``addresses`` table (one row per sender/recipient, for whole-address
-matching through an index); raw sources and body text live in their own
-tables, read only when one message is opened or a free-text search runs.
+The list and the searches read only the ``messages`` table (summary fields,
+with at most LIST_ADDRESSES addresses per field and the total count) and the
+``addresses`` table (one row per sender/recipient, for whole-address
+matching through an index); raw sources, body text for search and the
+digested view (bodies, headers, parts, full address lists, links) live in
+their own tables, read only when one message is opened or a free-text search
+runs.
 IDs are the ``AUTOINCREMENT`` rowid as a string, never reused after a
 delete, so a stale link cannot show a different message.
 """
@@ -17,7 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..db import Row
-from .parse import Address
+from .addresses import Address
+from .view import Attachment, MessageView
+
+# Addresses per field in a summary (the list page, the API's lists, live
+# updates); the message itself has them all.
+LIST_ADDRESSES = 10
 
 INBOX_MIGRATIONS: list[str] = [
     # 1: summaries, raw sources, body text for free-text search, addresses, counters.
@@ -62,12 +70,24 @@ INBOX_MIGRATIONS: list[str] = [
     CREATE INDEX addresses_message ON addresses (message);
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 2: the digest of each message, made once at ingest so that opening it parses
+    # nothing; the summary's address lists are cut to LIST_ADDRESSES, with the count.
+    # Messages stored before have no view row: theirs is made when opened.
+    """
+    ALTER TABLE messages ADD COLUMN recipients INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE message_view (
+        id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        text TEXT NOT NULL,
+        html TEXT NOT NULL,
+        view_json TEXT NOT NULL  -- {"Headers", "Parts", "People", "Links"}
+    );
+    """,
 ]
 
 SUMMARY_COLUMNS = (
     "m.id, m.created, m.message_id, m.from_name, m.from_addr, m.to_json, m.cc_json, "
     "m.bcc_json, m.reply_to_json, m.subject, m.sent_at, m.size, m.attachments, m.snippet, "
-    "m.mail_from, m.rcpt_json, m.read, m.problem"
+    "m.mail_from, m.rcpt_json, m.read, m.problem, m.recipients"
 )
 
 
@@ -92,6 +112,17 @@ class Stored:
     rcpt_tos: list[str]
     read: bool
     problem: str
+    recipients: int = 0  # To + Cc + Bcc in all (0 in rows stored before it was counted)
+
+    @property
+    def people(self) -> list[Address]:
+        """The first LIST_ADDRESSES recipients (To, then Cc, then Bcc)."""
+        return (self.to + self.cc + self.bcc)[:LIST_ADDRESSES]
+
+    @property
+    def more_people(self) -> int:
+        """How many recipients :attr:`people` leaves out."""
+        return max(self.recipients, len(self.to) + len(self.cc) + len(self.bcc)) - len(self.people)
 
     def as_json(self) -> dict[str, Any]:
         """Mailpit's message-summary shape."""
@@ -117,10 +148,15 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# One encoder for every row: json.dumps(…, ensure_ascii=False) builds a new one per call.
+_JSON = json.JSONEncoder(ensure_ascii=False)
+dump_json = _JSON.encode
+
+
 def dump_addresses(addrs: Sequence[Address]) -> str:
     if not addrs:
         return "[]"  # most Cc, Bcc and Reply-To lists, without the encoder
-    return json.dumps([a.as_json() for a in addrs], ensure_ascii=False)
+    return _JSON.encode([a.as_json() for a in addrs])
 
 
 def _addrs(data: str) -> list[Address]:
@@ -147,7 +183,74 @@ def stored_from_row(row: Row) -> Stored:
         rcpt_tos=list(json.loads(row["rcpt_json"])),
         read=bool(row["read"]),
         problem=row["problem"],
+        recipients=row["recipients"],
     )
+
+
+@dataclass(frozen=True)
+class People:
+    """A message's full address lists (each as kept at ingest)."""
+
+    sender: Address | None
+    to: list[Address]
+    cc: list[Address]
+    bcc: list[Address]
+    reply_to: list[Address]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "From": self.sender.as_json() if self.sender else None,
+            "To": [a.as_json() for a in self.to],
+            "Cc": [a.as_json() for a in self.cc],
+            "Bcc": [a.as_json() for a in self.bcc],
+            "ReplyTo": [a.as_json() for a in self.reply_to],
+        }
+
+
+@dataclass(frozen=True)
+class StoredView:
+    """A message's digested view: what its page and the API's message calls show."""
+
+    view: MessageView
+    people: People
+    links: list[tuple[str, str, str]]  # URL, anchor text, part
+
+
+def view_row(
+    view: MessageView, people: People, links: Sequence[tuple[str, str, str]]
+) -> tuple[object, ...]:
+    """The message_view row after its id column."""
+    parts = [{**a.as_json(), "Inline": False} for a in view.attachments]
+    parts += [{**a.as_json(), "Inline": True} for a in view.inline]
+    data = {"Headers": view.headers, "Parts": parts, "People": people.as_json(), "Links": links}
+    return view.text, view.html, _JSON.encode(data)
+
+
+VIEW_COLUMNS = ("text", "html", "view_json")
+
+
+def stored_view_from_row(row: Row) -> StoredView:
+    data = json.loads(row["view_json"])
+    view = MessageView(text=row["text"], html=row["html"])
+    view.headers = [(str(k), str(v)) for k, v in data["Headers"]]
+    for part in data["Parts"]:
+        item = Attachment.from_json(part)
+        (view.inline if part["Inline"] else view.attachments).append(item)
+    people = data["People"]
+    sender = people["From"]
+    stored_people = People(
+        Address(sender["Name"], sender["Address"]) if sender else None,
+        _addr_list(people["To"]),
+        _addr_list(people["Cc"]),
+        _addr_list(people["Bcc"]),
+        _addr_list(people["ReplyTo"]),
+    )
+    links = [(str(u), str(t), str(p)) for u, t, p in data["Links"]]
+    return StoredView(view, stored_people, links)
+
+
+def _addr_list(items: list[dict[str, str]]) -> list[Address]:
+    return [Address(a["Name"], a["Address"]) for a in items]
 
 
 def parse_id(value: str) -> int | None:

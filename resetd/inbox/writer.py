@@ -1,6 +1,6 @@
 """Batched writes: the SMTP handler queues, one task stores in batches.
 
-The handler summarises each message (see ingest.prepare) and puts it on a
+The handler digests each message (see parser.py) and puts it on a
 bounded queue (waiting only when it is full, which is the backpressure), so
 ingest never waits on SQLite. The writer takes everything queued so far (up
 to ``batch_size``), stores it in one transaction in a worker thread and then
@@ -16,13 +16,11 @@ import sqlite3
 from ..db import BatchWriter
 from .events import InboxEvents
 from .ingest import Incoming, Prepared, prepare, store_batch, stored
+from .parser import ParserProcess
 from .store import InboxStore
-from .summary import summarize
 
 log = logging.getLogger(__name__)
 
-# Larger messages are summarised in a worker thread rather than on the loop.
-LOOP_SUMMARY_LIMIT = 256 * 1024
 # Least time between the starts of two batch writes (seconds).
 PACE = 0.1
 
@@ -32,6 +30,7 @@ class InboxWriter:
         self,
         store: InboxStore,
         events: InboxEvents,
+        parser: ParserProcess,
         batch_size: int = 500,
         # Backpressure: a full queue makes the SMTP handler wait. A second of mail at
         # full speed; more only held memory that Python does not give back.
@@ -39,6 +38,7 @@ class InboxWriter:
     ) -> None:
         self.store = store
         self.events = events
+        self.parser = parser
         self.batch_size = batch_size
         self._queue: asyncio.Queue[Prepared | None] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -49,12 +49,8 @@ class InboxWriter:
         self._task = asyncio.create_task(self._run(), name="inbox-writer")
 
     async def submit(self, item: Incoming) -> None:
-        """Summarise one message and queue it for storage (waits while the queue is full)."""
-        if len(item.raw) > LOOP_SUMMARY_LIMIT:
-            summary = await asyncio.to_thread(summarize, item.raw, item.rcpt_tos)
-        else:
-            summary = summarize(item.raw, item.rcpt_tos)
-        ready = prepare(item, summary)
+        """Digest one message and queue it for storage (waits while the queue is full)."""
+        ready = prepare(item, await self.parser.digest(item.raw, item.rcpt_tos))
         try:
             self._queue.put_nowait(ready)
         except asyncio.QueueFull:
@@ -119,7 +115,8 @@ class InboxWriter:
         if not self.events.listening:
             return
         for message in stored(first_id, batch):
-            self.events.publish("new", message.as_json())
+            # "More": recipients beyond the summary's, for the live list's "and N more".
+            self.events.publish("new", {**message.as_json(), "More": message.more_people})
         total, unread = await self.store.counts()
         self.events.publish("stats", {"total": total, "unread": unread, "pruned": pruned})
 
