@@ -6,7 +6,8 @@ when ``[dev_inbox] starttls`` is on) and
 refuses a message over ``max_message_size`` with aiosmtpd's 552 during the
 transaction, after which the connection and the server carry on. The greeting
 hostname is given explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs.
-Accepted mail is handed to the :class:`~resetd.inbox.writer.InboxWriter`.
+Accepted mail is handed to the :class:`~resetd.inbox.writer.InboxWriter`;
+when it cannot store mail the answer is 451, so the client keeps the mail.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, syntax
 from ..config import DevInboxConfig
 from .ingest import Incoming
 from .smtp_data import STREAM_LIMIT, read_data_section
-from .writer import InboxWriter
+from .writer import InboxWriter, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,13 @@ class SinkHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         # aiosmtpd gives every transaction a new Envelope, so its list is ours to keep.
-        await self.writer.submit(
-            Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw)
-        )
+        try:
+            await self.writer.submit(
+                Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw)
+            )
+        except StorageUnavailable as exc:
+            log.warning("dev inbox: answering 451: %s", exc)
+            return "451 4.3.0 The dev inbox cannot store mail right now; try again later"
         stats = self.stats
         stats.accepted += 1
         stats.accepted_size += len(raw)
