@@ -335,6 +335,22 @@ def _corpus() -> dict[str, tuple[bytes, list[str] | None]]:
             + b"\r\n",
             None,
         ),
+        "4 MB of text, and HTML full of reset links": (
+            mail(
+                {"Content-Type": 'multipart/alternative; boundary="r"', "Subject": "big"},
+                "--r\r\nContent-Type: text/plain\r\n\r\n"
+                + lines("All work and no play. " * 190_000)
+                + "\r\n--r\r\nContent-Type: text/html\r\n\r\n"
+                + lines(
+                    "".join(
+                        f'<a href="http://localhost:8080/reset_password/t{n}">r</a>'
+                        for n in range(2000)
+                    )
+                )
+                + "\r\n--r--\r\n",
+            ),
+            None,
+        ),
         "100,000 recipients in To": (mail({"To": fold(many_to), "Subject": "many"}), None),
         "1,500 recipients in the envelope": (
             mail({"Subject": "envelope"}),
@@ -374,7 +390,7 @@ PIECES = [
     " ", "\r\n ", "\r\n\t", "(", ")", '"', "<", ">", ",", ";", ":", "@", "\\", "[", "]",
     "=?", "?=", "=?utf-7?q?+2AA-?=", "=?x-bogus?b?AAAA?=", "=?utf-8?q?", "=?punycode?q?a?=",
     "a@b.example", "Name <n@x.example>", "<a", "</a>", "<script>", "<!--", "&amp", "&#xD800;",
-    "\udcff", "é", "\x00", "\x1b[2J", "=\r\n", "--",
+    "\udcff", "é", "\x00", "\x1b[2J", "=\r\n", "--", "\r", "\n", "\r\n\r\n",
 ]  # fmt: skip
 HEADER_NAMES = [
     "From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "Content-Type",

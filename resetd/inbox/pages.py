@@ -29,6 +29,7 @@ from .view import iframe_document
 PAGE_SIZE = 50
 RAW_SHOWN = 512 * 1024  # the raw tab shows this much; the .eml download has it all
 PEOPLE_SHOWN = 100  # addresses shown per field on the message page
+RESET_PANELS = 10  # reset-link panels on the message page (the Links tab lists all)
 # The list page's own policy, so the inbox does not depend on the site default:
 # EventSource needs connect-src, the favicon badge is a data: PNG, no inline script.
 LIST_CSP = (
@@ -128,8 +129,9 @@ async def message_page(request: web.Request) -> web.StreamResponse:
     view = opened.view
     links = with_kinds(opened.links, request.app[keys.config].public_origin)
     # A reset mail carries its link in both the text and the HTML part: one panel per URL.
-    reset_urls = dict.fromkeys(link.url for link in links if link.kind == "reset")
-    resets = [await reset_info(request.app, url) for url in reset_urls]
+    reset_urls = list(dict.fromkeys(link.url for link in links if link.kind == "reset"))
+    # Each panel checks a token and asks the ledger; a real reset mail has one link.
+    resets = [await reset_info(request.app, url) for url in reset_urls[:RESET_PANELS]]
     if not message.read:
         changed = await store.set_read([message.id], True)
         if changed:

@@ -94,7 +94,7 @@ class InboxStore:
         row = await self.db.fetchone(
             "SELECT substr(raw, 1, ?), length(raw) FROM message_raw WHERE id = ?", (length, rowid)
         )
-        return (bytes(row[0]), int(row[1])) if row else None
+        return (bytes(row[0] or b""), int(row[1] or 0)) if row else None
 
     async def raw(self, message_id: str) -> bytes | None:
         rowid = parse_id(message_id)
