@@ -192,7 +192,10 @@ def _view_headers(view: MessageView, headers: quick.HeaderList) -> None:
         if n >= MAX_HEADERS or total > HEADERS_TOTAL:
             view.headers.append(("…", f"{len(headers) - n} more in the raw source"))
             break
-        shown = decode_words(value, HEADER_LIMIT)
+        if value.isascii() and "=?" not in value and "\n" not in value:
+            shown = value[:HEADER_LIMIT]  # nearly every header: nothing to decode
+        else:
+            shown = decode_words(value, HEADER_LIMIT)
         total += len(shown)
         view.headers.append((valid(name)[:200], shown))
 

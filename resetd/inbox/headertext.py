@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import functools
 import re
 
 # More encoded words than this in one header are left as they are: each may
@@ -25,6 +26,7 @@ _ENCODINGS = "qQbB"
 _SLOW_CODECS = frozenset({"punycode", "idna"})
 
 
+@functools.lru_cache(maxsize=256)
 def codec(charset: str) -> str | None:
     """The codec to read ``charset`` with, or None when it is unknown (or unsafe)."""
     try:

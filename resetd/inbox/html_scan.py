@@ -108,14 +108,6 @@ def anchors(html: str, limit: int) -> list[tuple[str, str]]:
     text_at = 0
     missing: set[str] = set()  # as in _pieces
     no_comment_end = False
-
-    def close(text_end: int) -> None:
-        if href:
-            text = html_to_text(
-                html[text_at : min(text_end, text_at + ANCHOR_TEXT_LIMIT * 4)], ANCHOR_TEXT_LIMIT
-            )
-            found.append((href, text))
-
     pos = 0
     while len(found) < limit:
         match = _INTERESTING.search(html, pos)
@@ -140,12 +132,17 @@ def anchors(html: str, limit: int) -> list[tuple[str, str]]:
                 else:
                     pos = end_tag.end()
             continue
-        close(match.start())
+        if href:
+            found.append((href, _anchor_text(html, text_at, match.start())))
         href = None if closing else _href(html[match.end() : gt])
         text_at = pos
-    if len(found) < limit:
-        close(len(html))
+    if href and len(found) < limit:
+        found.append((href, _anchor_text(html, text_at, len(html))))
     return found
+
+
+def _anchor_text(html: str, start: int, end: int) -> str:
+    return html_to_text(html[start : min(end, start + ANCHOR_TEXT_LIMIT * 4)], ANCHOR_TEXT_LIMIT)
 
 
 def _href(inner: str) -> str | None:

@@ -24,7 +24,6 @@ from .headertext import valid
 from .schema import (
     LIST_ADDRESSES,
     VIEW_COLUMNS,
-    People,
     Stored,
     dump_addresses,
     dump_json,
@@ -64,7 +63,10 @@ def prepare(inc: Incoming, digest: Digest) -> Prepared:
     sender = s.sender or Address("", "")
     # aiosmtpd decodes the envelope strictly, but whatever reaches SQLite, a page or a
     # log must be valid Unicode whoever produced it.
-    inc = inc._replace(mail_from=valid(inc.mail_from), rcpt_tos=[valid(r) for r in inc.rcpt_tos])
+    if not (inc.mail_from.isascii() and all(r.isascii() for r in inc.rcpt_tos)):
+        inc = inc._replace(
+            mail_from=valid(inc.mail_from), rcpt_tos=[valid(r) for r in inc.rcpt_tos]
+        )
     row = (
         inc.received, s.message_id, sender.name, sender.address,
         dump_addresses(s.to[:LIST_ADDRESSES]), dump_addresses(s.cc[:LIST_ADDRESSES]),
@@ -72,8 +74,7 @@ def prepare(inc: Incoming, digest: Digest) -> Prepared:
         s.subject, s.date, len(inc.raw), s.attachments, s.snippet, inc.mail_from,
         dump_json(inc.rcpt_tos), s.problem, s.recipients,
     )  # fmt: skip
-    people = People(s.sender, s.to, s.cc, s.bcc, s.reply_to)
-    view = view_row(digest.view, people, digest.links)
+    view = view_row(digest.view, s, digest.links)
     names = " ".join(f"{a.name} {a.address}" for a in [*s.to, *s.cc, *s.bcc])
     who = f"{sender.name} {sender.address}" if s.sender else ""
     text = f"{s.subject}\n{who} {names}\n{s.search_text}".casefold()

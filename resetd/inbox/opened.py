@@ -17,7 +17,7 @@ from .schema import People, Stored, StoredView
 async def view_of(app: web.Application, message: Stored) -> StoredView | None:
     """The view of ``message``, or None when it is gone (deleted or pruned meanwhile)."""
     store = app[keys.inbox_store]
-    found = await store.view(message.id)
+    found = await store.view(message)
     if found is not None:
         return found
     raw = await store.raw(message.id)

@@ -17,7 +17,9 @@ the caller uses the stdlib parser in the parser process.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
+from collections.abc import Mapping, Sequence
 from email.message import Message
 from email.utils import collapse_rfc2231_value, unquote
 from functools import partial
@@ -26,8 +28,8 @@ from typing import NamedTuple
 from .headertext import decode_words, fix_8bit
 from .parse import Leaf
 
-Headers = dict[str, list[str]]  # lower-cased name → raw values
-HeaderList = list[tuple[str, str]]  # (name, raw value) in order
+Headers = Mapping[str, Sequence[str]]  # lower-cased name → raw values
+HeaderList = Sequence[tuple[str, str]]  # (name, raw value) in order
 
 MAX_DEPTH = 8
 _NAME = r"[\041-\071\073-\176]++"  # FeedParser's header-name characters
@@ -77,11 +79,8 @@ def _node(
     leaves: list[Leaf],
     limits: Limits,
 ) -> HeaderList:
-    fields, body_at = _headers(text, start, end, limits.header_block)
-    found: Headers = {}
-    for name, value in fields:
-        found.setdefault(name.lower(), []).append(value)
-    ctype = _content_type(found)
+    block, body_at = _headers(text, start, end, limits.header_block)
+    fields, found, ctype = _read_block(block)
     if ctype.startswith("multipart/"):
         boundary = _param(found, "content-type", "boundary")
         cte = _first(found, "content-transfer-encoding", "8bit").lower()
@@ -107,14 +106,14 @@ def _node(
     return fields
 
 
-def _headers(text: str, start: int, end: int, limit: int) -> tuple[HeaderList, int]:
+def _headers(text: str, start: int, end: int, limit: int) -> tuple[str, int]:
     """The header block at ``start``, and where the body after its blank line starts."""
     if start >= end:
-        return [], end
+        return "", end
     if text.startswith("\n", start, end):
-        return [], start + 1
+        return "", start + 1
     if text.startswith("\r\n", start, end):
-        return [], start + 2
+        return "", start + 2
     stop = min(end, start + limit + 3)  # a block past the limit is not looked at
     lf, crlf = text.find("\n\n", start, stop), text.find("\n\r\n", start, stop)
     if lf < 0 and crlf < 0:
@@ -127,11 +126,33 @@ def _headers(text: str, start: int, end: int, limit: int) -> tuple[HeaderList, i
         block, body_at = text[start : lf + 1], lf + 2
     else:
         block, body_at = text[start : crlf + 1], crlf + 3
-    if len(block) > limit or not _HEADER_BLOCK.fullmatch(block):
+    if len(block) > limit:
+        raise _Unsupported
+    return block, body_at
+
+
+class _Block(NamedTuple):
+    fields: tuple[tuple[str, str], ...]
+    found: Headers
+    ctype: str
+
+
+@functools.lru_cache(maxsize=128)
+def _read_block(block: str) -> _Block:
+    """The fields of a header block, by name, and its content type.
+
+    Cached: the part headers of an app's mail are the same from one mail to
+    the next (its templates). Raises _Unsupported, which is never cached.
+    """
+    if not _HEADER_BLOCK.fullmatch(block):
         raise _Unsupported  # MissingHeaderBodySeparator, a continuation first, "From "…
     # compat32's header_source_parse: folding stays in the value.
-    fields = [(name, fix_8bit(value.rstrip("\r\n"))) for name, value in _FIELD.findall(block)]
-    return fields, body_at
+    fields = tuple((name, fix_8bit(value.rstrip("\r\n"))) for name, value in _FIELD.findall(block))
+    found: dict[str, tuple[str, ...]] = {}
+    for name, value in fields:
+        key = name.lower()
+        found[key] = (*found.get(key, ()), value)
+    return _Block(fields, found, _content_type(found))
 
 
 def _first(found: Headers, name: str, default: str) -> str:
@@ -149,18 +170,23 @@ def _content_type(found: Headers) -> str:
     return ctype if ctype.count("/") == 1 else "text/plain"
 
 
-def _params(found: Headers, header: str) -> dict[str, str] | None:
+def _params(found: Headers, header: str) -> Mapping[str, str] | None:
     """The parameters of ``header`` as ``Message.get_param`` reads each of them
     (the first of a name wins; a bare first attribute is ""), or None without it."""
     if header not in found:
         return None
-    value = _first(found, header, "")
+    return _read_params(_first(found, header, ""))
+
+
+@functools.lru_cache(maxsize=128)
+def _read_params(value: str) -> Mapping[str, str]:
+    """The parameters in a header value (cached, as _read_block is)."""
     if not _PARAMS.fullmatch(value):
         raise _Unsupported
-    params: dict[str, str] = {}
+    raw: dict[str, str] = {}
     for key, raw_value in _PARAM.findall(value):
-        params.setdefault(key.lower(), raw_value)
-    params = {key: unquote(raw) for key, raw in params.items()}
+        raw.setdefault(key.lower(), raw_value)
+    params = {key: unquote(quoted) for key, quoted in raw.items()}
     params[value.partition(";")[0].strip().lower()] = ""
     return params
 

@@ -76,15 +76,15 @@ class InboxStore:
         )
         return stored_from_row(row) if row else None
 
-    async def view(self, message_id: str) -> StoredView | None:
+    async def view(self, message: Stored) -> StoredView | None:
         """The view digested at ingest; None when there is none (deleted, or stored before)."""
-        rowid = parse_id(message_id)
+        rowid = parse_id(message.id)
         if rowid is None:
             return None
         row = await self.db.fetchone(
             f"SELECT {', '.join(VIEW_COLUMNS)} FROM message_view WHERE id = ?", (rowid,)
         )
-        return stored_view_from_row(row) if row else None
+        return stored_view_from_row(row, message) if row else None
 
     async def raw_head(self, message_id: str, length: int) -> tuple[bytes, int] | None:
         """The first ``length`` bytes of the raw source and its whole size, or None."""

@@ -10,6 +10,7 @@ to ADDRESS_SCAN characters and keeps its first ADDRESSES_KEPT addresses
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .addresses import Address, parse_addresses
@@ -46,7 +47,7 @@ class Summary:
     problem: str = ""
 
 
-def header_map(headers: list[tuple[str, str]]) -> Headers:
+def header_map(headers: Iterable[tuple[str, str]]) -> Headers:
     found: Headers = {}
     for name, value in headers:
         found.setdefault(name.lower(), []).append(value)
