@@ -23,8 +23,9 @@ from .events import publish_change
 from .links import with_kinds
 from .opened import view_of
 from .parser import ParserFailed
-from .schema import Stored, StoredView, rfc3339
+from .schema import Stored, rfc3339
 from .search import parse_query
+from .view_row import StoredView
 
 MAX_WAIT = 300.0
 PART_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"

@@ -21,15 +21,9 @@ from ..db import insert_rows
 from .addresses import Address
 from .digest import Digest
 from .headertext import valid
-from .schema import (
-    LIST_ADDRESSES,
-    VIEW_COLUMNS,
-    Stored,
-    dump_addresses,
-    dump_json,
-    view_row,
-)
+from .schema import LIST_ADDRESSES, Stored, dump_addresses, dump_json
 from .summary import Summary
+from .view_row import VIEW_COLUMNS, view_row
 
 MESSAGE_COLUMNS = (
     "id", "created", "message_id", "from_name", "from_addr", "to_json", "cc_json", "bcc_json",

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from .. import keys
 from . import appkeys as ikeys
-from .schema import People, Stored, StoredView
+from .schema import Stored
+from .view_row import People, StoredView
 
 
 async def view_of(app: web.Application, message: Stored) -> StoredView | None:

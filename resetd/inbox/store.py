@@ -11,16 +11,9 @@ import os
 from collections.abc import Sequence
 
 from ..db import Database
-from .schema import (
-    SUMMARY_COLUMNS,
-    VIEW_COLUMNS,
-    Stored,
-    StoredView,
-    parse_id,
-    stored_from_row,
-    stored_view_from_row,
-)
+from .schema import SUMMARY_COLUMNS, Stored, parse_id, stored_from_row
 from .search import Query
+from .view_row import VIEW_COLUMNS, StoredView, stored_view_from_row
 
 
 class InboxStore:
