@@ -36,6 +36,7 @@ from .procs import (
     resetd_cmd,
     rss_mb,
     seed_users,
+    tree_cpu_seconds,
     write_config,
 )
 
@@ -361,7 +362,7 @@ def bench_ingest(runs: int, count: int, work: Path) -> None:
             log=d / "serve.log",
         ) as srv:
             base = f"http://127.0.0.1:{http_port}"
-            before = cpu_seconds(srv.pid)
+            before = tree_cpu_seconds(srv.pid)
             started = time.perf_counter()
             asyncio.run(_smtp_blast(inbox_port, bodies, 8))
             deadline = time.perf_counter() + 60
@@ -372,7 +373,7 @@ def bench_ingest(runs: int, count: int, work: Path) -> None:
                     break
                 time.sleep(0.02)
             elapsed = time.perf_counter() - started
-            used = cpu_seconds(srv.pid) - before
+            used = tree_cpu_seconds(srv.pid) - before
         rate.runs.append(stored / elapsed)
         cpu.runs.append(used / max(1, stored) * 1000)
         if stored != count:

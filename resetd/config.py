@@ -140,6 +140,8 @@ class DevInboxConfig:
     allow_remote: bool = False
     password: str = ""
     starttls: bool = False
+    # Seconds the parser process may spend on one mail before it is stored unparsed.
+    parse_timeout: float = 10.0
 
 
 @dataclass(frozen=True)

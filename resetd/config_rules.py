@@ -214,6 +214,11 @@ def _check_dev_inbox(d: DevInboxConfig) -> None:
             f"[dev_inbox] max_recipients: expected >= {MIN_RECIPIENTS}, got {d.max_recipients}"
         )
 
+    if not 0 < d.parse_timeout <= 600:
+        raise ConfigError(
+            f"[dev_inbox] parse_timeout: expected 0-600 seconds (not 0), got {d.parse_timeout}"
+        )
+
 
 def _check_paths(cfg: Config) -> None:
     for section, path in (("database", cfg.database.path), ("dev_inbox", cfg.dev_inbox.path)):

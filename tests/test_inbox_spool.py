@@ -25,6 +25,7 @@ from resetd.db import Database
 from resetd.inbox import appkeys as ikeys
 from resetd.inbox.events import InboxEvents
 from resetd.inbox.ingest import Incoming
+from resetd.inbox.parser import ParserProcess
 from resetd.inbox.schema import INBOX_MIGRATIONS
 from resetd.inbox.sink import SinkHandler, SinkSMTP, SinkStats
 from resetd.inbox.smtp_data import read_data_section
@@ -206,7 +207,7 @@ async def test_a_spooled_message_waits_its_turn_to_load_then_gets_451(
 async def test_the_writer_queue_holds_a_bounded_number_of_bytes(tmp_path: Path) -> None:
     db = await Database.open(str(tmp_path / "inbox.db"), migrations=INBOX_MIGRATIONS)
     store = InboxStore(db, 100)
-    writer = InboxWriter(store, InboxEvents(), queue_bytes=10_000)
+    writer = InboxWriter(store, InboxEvents(), ParserProcess(10.0), queue_bytes=10_000)
     mail = b"Subject: six kilobytes\r\n\r\n" + b"x" * 6000 + b"\r\n"
 
     def incoming() -> Incoming:

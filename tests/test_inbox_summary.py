@@ -1,8 +1,9 @@
-"""The quick summary at ingest gives exactly what the stdlib parser gives.
+"""The quick digest at ingest gives exactly what the stdlib parser gives.
 
-Compared over the odd-message corpus, well-formed mail of several shapes and,
-when the Python installation ships them, the stdlib's own test_email data
-files; each also with CRLF line endings, as SMTP delivers them.
+Summary, view (bodies, headers, parts) and links compared over the
+odd-message corpus, well-formed mail of several shapes and, when the Python
+installation ships them, the stdlib's own test_email data files; each also
+with CRLF line endings, as SMTP delivers them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 from resetd.inbox import quick
+from resetd.inbox.digest import PROCESS_LIMITS, full_digest, quick_digest, stdlib_digest
 from resetd.inbox.sink import SinkHandler, SinkSMTP, SinkStats
-from resetd.inbox.summary import summarize, summarize_full
 from tests.inbox_helpers import make_message
 from tests.test_inbox_sink import CORPUS
 
@@ -59,25 +60,29 @@ SAMPLES = _samples()
 
 
 @pytest.mark.parametrize("name", list(SAMPLES))
-def test_quick_summary_equals_the_stdlib_parse(name: str) -> None:
+def test_quick_digest_equals_the_stdlib_parse(name: str) -> None:
     raw = SAMPLES[name]
     rcpts = ["susan@example.com", "hidden@example.com"]
-    assert dataclasses.asdict(summarize(raw, rcpts)) == dataclasses.asdict(
-        summarize_full(raw, rcpts)
+    assert dataclasses.asdict(full_digest(raw, rcpts)) == dataclasses.asdict(
+        stdlib_digest(raw, rcpts)
     )
+    quick = quick_digest(raw, rcpts)
+    if quick is not None:
+        assert dataclasses.asdict(quick) == dataclasses.asdict(stdlib_digest(raw, rcpts))
 
 
-def test_well_formed_mail_takes_the_quick_route() -> None:
+def test_well_formed_mail_takes_the_quick_route_on_the_loop() -> None:
     for name, raw in _well_formed().items():
-        assert quick.split(raw) is not None, name
+        assert quick_digest(raw, []) is not None, name
         crlf = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        assert quick.split(crlf) is not None, name
+        assert quick_digest(crlf, []) is not None, name
 
 
 def test_defective_mail_takes_the_stdlib_route_and_keeps_its_problem() -> None:
     raw = CORPUS["unterminated multipart"]
-    assert quick.split(raw) is None
-    assert "CloseBoundaryNotFoundDefect" in summarize(raw, []).problem
+    assert quick.split(raw, PROCESS_LIMITS) is None
+    assert quick_digest(raw, []) is None
+    assert "CloseBoundaryNotFoundDefect" in full_digest(raw, []).summary.problem
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The dev inbox: an in-process SMTP sink, its SQLite store, pages and a Mailpit-style API.
 
-:func:`inbox_ctx` is the cleanup context (store → writer → SMTP server, torn
-down in reverse); :func:`add_inbox_routes` adds the routes. Who may reach
+:func:`inbox_ctx` is the cleanup context (store → parser process → writer →
+SMTP server, torn down in reverse); :func:`add_inbox_routes` adds the routes. Who may reach
 them is decided before any of them runs, by the middleware
 :func:`~resetd.inbox.access.inbox_gate` for every path under ``/dev/inbox``.
 """
@@ -19,6 +19,7 @@ from ..db import Database
 from . import api, api_message, events, pages, tls
 from . import appkeys as ikeys
 from .guesses import GuessThrottle
+from .parser import ParserProcess
 from .schema import INBOX_MIGRATIONS
 from .sink import SinkHandler, SinkStats, start_sink
 from .smtp_auth import SinkLogin
@@ -38,7 +39,9 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(store.close)
         hub = events.InboxEvents()
         stack.callback(hub.close)
-        writer = InboxWriter(store, hub)
+        parser = ParserProcess(cfg.parse_timeout)
+        stack.push_async_callback(parser.close)
+        writer = InboxWriter(store, hub, parser)
         await writer.start()
         stack.push_async_callback(writer.stop)
         stats = SinkStats()
@@ -54,6 +57,7 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.inbox_store] = store
         app[ikeys.events] = hub
         app[ikeys.writer] = writer
+        app[ikeys.parser] = parser
         app[ikeys.stats] = stats
         app[ikeys.guesses] = guesses
         app[keys.inbox_smtp_address] = sink.address

@@ -4,6 +4,9 @@
 Beyond Mailpit: ``message/latest?query=…&wait=SECONDS`` long-polls until a
 match arrives (no client polling loops), and ``message/{ID}/links`` lists the
 mail's links with a kind (reset / other), computed without any HTTP request.
+
+Bodies, headers and links come from the view digested at ingest; only a
+part download decodes anything, in the parser process.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from aiohttp import web
 from .. import keys
 from . import appkeys as ikeys
 from .events import publish_change
-from .links import extract_links
+from .links import with_kinds
+from .opened import view_of
+from .parser import ParserFailed
 from .schema import Stored, rfc3339
 from .search import Query, parse_query
-from .view import build_view, find_part
+from .view_row import StoredView
 
 MAX_WAIT = 300.0
 PART_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
@@ -82,9 +87,17 @@ async def _raw(request: web.Request, message: Stored) -> bytes:
     return raw
 
 
+async def _view(request: web.Request, message: Stored) -> StoredView:
+    opened = await view_of(request.app, message)
+    if opened is None:
+        raise web.HTTPNotFound(text="message not found")
+    return opened
+
+
 async def get_message(request: web.Request) -> web.StreamResponse:
     message = await _resolve(request)
-    view = await asyncio.to_thread(build_view, await _raw(request, message))
+    opened = await _view(request, message)
+    view, people = opened.view, opened.people
     if not message.read:
         await request.app[keys.inbox_store].set_read([message.id], True)
         await publish_change(request.app, "read", {"IDs": [message.id], "Read": True})
@@ -92,6 +105,10 @@ async def get_message(request: web.Request) -> web.StreamResponse:
     del summary["Created"], summary["Snippet"], summary["Attachments"]
     summary.update(
         {
+            "To": [a.as_json() for a in people.to],
+            "Cc": [a.as_json() for a in people.cc],
+            "Bcc": [a.as_json() for a in people.bcc],
+            "ReplyTo": [a.as_json() for a in people.reply_to],
             "Read": True,
             "ReturnPath": message.mail_from,
             "Date": rfc3339(message.sent_at if message.sent_at is not None else message.created),
@@ -100,16 +117,16 @@ async def get_message(request: web.Request) -> web.StreamResponse:
             "Inline": [a.as_json() for a in view.inline],
             "Attachments": [a.as_json() for a in view.attachments],
             "Envelope": {"MailFrom": message.mail_from, "RcptTo": message.rcpt_tos},
-            "ParseProblem": message.problem or view.problem,
+            "ParseProblem": message.problem,
         }
     )
     return web.json_response(summary)
 
 
 async def get_headers(request: web.Request) -> web.StreamResponse:
-    view = await asyncio.to_thread(build_view, await _raw(request, await _resolve(request)))
+    opened = await _view(request, await _resolve(request))
     grouped: dict[str, list[str]] = {}
-    for name, value in view.headers:
+    for name, value in opened.view.headers:
         grouped.setdefault(name, []).append(value)
     return web.json_response(grouped)
 
@@ -125,19 +142,23 @@ async def get_raw(request: web.Request) -> web.StreamResponse:
 
 async def get_part(request: web.Request) -> web.StreamResponse:
     raw = await _raw(request, await _resolve(request))
-    found = await asyncio.to_thread(find_part, raw, request.match_info["part"])
+    part_id = request.match_info["part"]
+    try:
+        found = await request.app[ikeys.parser].part(raw, part_id)
+    except ParserFailed:
+        raise web.HTTPServiceUnavailable(text="The part could not be decoded in time.") from None
     if found is None:
         raise web.HTTPNotFound(text="part not found")
-    part, data = found
+    content_type, filename, data = found
     # Served from our origin, so never as an active document: sandboxed, and
     # anything that is not an image is a download.
-    inline = part.content_type.startswith("image/") and part.content_type != "image/svg+xml"
-    name = json.dumps(part.filename or f"part-{part.part_id}")
+    inline = content_type.startswith("image/") and content_type != "image/svg+xml"
+    name = json.dumps(filename or f"part-{part_id}")
     disposition = "inline" if inline else "attachment"
     return web.Response(
         body=data,
         headers={
-            "Content-Type": part.content_type if inline else "application/octet-stream",
+            "Content-Type": content_type if inline else "application/octet-stream",
             "Content-Disposition": f"{disposition}; filename={name}",
             "Content-Security-Policy": PART_CSP,
         },
@@ -146,7 +167,6 @@ async def get_part(request: web.Request) -> web.StreamResponse:
 
 async def get_links(request: web.Request) -> web.StreamResponse:
     message = await _resolve(request)
-    view = await asyncio.to_thread(build_view, await _raw(request, message))
-    origin = request.app[keys.config].public_origin
-    links = extract_links(view.text, view.html, origin)
+    opened = await _view(request, message)
+    links = with_kinds(opened.links, request.app[keys.config].public_origin)
     return web.json_response({"ID": message.id, "Links": [link.as_json() for link in links]})

@@ -1,10 +1,10 @@
-"""Storing captured mail: summary and rows on the loop, the INSERTs in a worker thread.
+"""Storing captured mail: rows built on the loop, the INSERTs in a worker thread.
 
-:func:`prepare` runs on the event loop as each message arrives (the quick
-summary costs tens of microseconds; a large message is summarised in a
-thread instead). :func:`store_batch` then writes a whole batch in one
-transaction through the writer's own sqlite3 connection, in a worker thread;
-WAL lets the pages keep reading through the store's aiosqlite connection.
+:func:`prepare` turns a message and its digest (:mod:`.digest`) into rows on
+the event loop: JSON of bounded lists, a few microseconds. :func:`store_batch`
+then writes a whole batch in one transaction through the writer's own sqlite3
+connection, in a worker thread; WAL lets the pages keep reading through the
+store's aiosqlite connection.
 
 Only SQL runs in that thread, which releases the GIL while SQLite works:
 Python code there (parsing, building rows) would hold the GIL against the
@@ -13,20 +13,22 @@ event loop and delay every SMTP reply by up to a switch interval.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from ..db import insert_rows
-from .parse import Address
-from .schema import Stored, dump_addresses
+from .addresses import Address
+from .digest import Digest
+from .headertext import valid
+from .schema import LIST_ADDRESSES, Stored, dump_addresses, dump_json
 from .summary import Summary
+from .view_row import VIEW_COLUMNS, view_row
 
 MESSAGE_COLUMNS = (
     "id", "created", "message_id", "from_name", "from_addr", "to_json", "cc_json", "bcc_json",
     "reply_to_json", "subject", "sent_at", "size", "attachments", "snippet", "mail_from",
-    "rcpt_json", "problem",
+    "rcpt_json", "problem", "recipients",
 )  # fmt: skip
 
 
@@ -50,21 +52,31 @@ class Prepared(NamedTuple):
     incoming: Incoming
     summary: Summary
     row: tuple[object, ...]  # the messages row after its id column
+    view: tuple[object, ...]  # the message_view row after its id column
     text: str  # for free-text search
     addresses: list[tuple[str, str]]  # (kind, lower-cased address)
 
 
-def prepare(inc: Incoming, s: Summary) -> Prepared:
+def prepare(inc: Incoming, digest: Digest) -> Prepared:
+    s = digest.summary
     sender = s.sender or Address("", "")
+    # aiosmtpd decodes the envelope strictly, but whatever reaches SQLite, a page or a
+    # log must be valid Unicode whoever produced it.
+    if not (inc.mail_from.isascii() and all(r.isascii() for r in inc.rcpt_tos)):
+        inc = inc._replace(
+            mail_from=valid(inc.mail_from), rcpt_tos=[valid(r) for r in inc.rcpt_tos]
+        )
     row = (
-        inc.received, s.message_id, sender.name, sender.address, dump_addresses(s.to),
-        dump_addresses(s.cc), dump_addresses(s.bcc), dump_addresses(s.reply_to), s.subject,
-        s.date, len(inc.raw), s.attachments, s.snippet, inc.mail_from,
-        json.dumps(inc.rcpt_tos, ensure_ascii=False), s.problem,
+        inc.received, s.message_id, sender.name, sender.address,
+        dump_addresses(s.to[:LIST_ADDRESSES]), dump_addresses(s.cc[:LIST_ADDRESSES]),
+        dump_addresses(s.bcc[:LIST_ADDRESSES]), dump_addresses(s.reply_to[:LIST_ADDRESSES]),
+        s.subject, s.date, len(inc.raw), s.attachments, s.snippet, inc.mail_from,
+        dump_json(inc.rcpt_tos), s.problem, s.recipients,
     )  # fmt: skip
-    people = " ".join(f"{a.name} {a.address}" for a in [*s.to, *s.cc, *s.bcc])
+    view = view_row(digest.view, s, digest.links)
+    names = " ".join(f"{a.name} {a.address}" for a in [*s.to, *s.cc, *s.bcc])
     who = f"{sender.name} {sender.address}" if s.sender else ""
-    text = f"{s.subject}\n{who} {people}\n{s.search_text}".casefold()
+    text = f"{s.subject}\n{who} {names}\n{s.search_text}".casefold()
     seen: set[tuple[str, str]] = set()
     addrs: list[tuple[str, str]] = []
     for kind, group in (("from", [sender]), ("to", s.to), ("cc", s.cc), ("bcc", s.bcc)):
@@ -73,15 +85,17 @@ def prepare(inc: Incoming, s: Summary) -> Prepared:
             if a.address and key not in seen:
                 seen.add(key)
                 addrs.append(key)
-    return Prepared(inc, s, row, text, addrs)
+    return Prepared(inc, s, row, view, text, addrs)
 
 
 def stored(first_id: int, batch: Sequence[Prepared]) -> list[Stored]:
     """The summaries of a batch stored from ``first_id`` on (for live listeners)."""
     return [
-        Stored(str(first_id + n), p.incoming.received, s.message_id, s.sender, s.to, s.cc,
-               s.bcc, s.reply_to, s.subject, s.date, len(p.incoming.raw), s.attachments,
-               s.snippet, p.incoming.mail_from, p.incoming.rcpt_tos, False, s.problem)
+        Stored(str(first_id + n), p.incoming.received, s.message_id, s.sender,
+               s.to[:LIST_ADDRESSES], s.cc[:LIST_ADDRESSES], s.bcc[:LIST_ADDRESSES],
+               s.reply_to[:LIST_ADDRESSES], s.subject, s.date, len(p.incoming.raw),
+               s.attachments, s.snippet, p.incoming.mail_from, p.incoming.rcpt_tos, False,
+               s.problem, s.recipients)
         for n, p in enumerate(batch)
         for s in (p.summary,)
     ]  # fmt: skip
@@ -106,6 +120,7 @@ def store_batch(
         if len(p.incoming.raw) > RAW_INLINE:
             _insert_raw_in_chunks(conn, mid, p.incoming.raw)
     insert_rows(conn, "message_text", ("id", "text"), [(mid, p.text) for mid, p in pairs])
+    insert_rows(conn, "message_view", ("id", *VIEW_COLUMNS), [(mid, *p.view) for mid, p in pairs])
     insert_rows(
         conn,
         "addresses",

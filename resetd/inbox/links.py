@@ -1,19 +1,19 @@
 """The links in a message, and what the server thinks of any reset link among them.
 
-Links are read from the HTML part (``<a href>`` with its anchor text) and the
-text part (bare ``http(s)://`` URLs) without making any request. A link is of
-kind ``reset`` when it is ``<public_url>/reset_password/<token>``; for those,
-:func:`reset_info` decodes the token's claims (signature checked, expiry not)
-to show them, and judges the token with the reset page's own
+The links themselves are found once at ingest (:func:`.digest.extract_links`:
+``<a href>`` with its anchor text from the HTML part, bare ``http(s)://``
+URLs from the text part) and stored; nothing here fetches anything. A link
+is of kind ``reset`` when it is ``<public_url>/reset_password/<token>``; for
+those, :func:`reset_info` decodes the token's claims (signature checked,
+expiry not) to show them, and judges the token with the reset page's own
 :func:`~resetd.reset.tokens.check_token`, without consuming anything.
 """
 
 from __future__ import annotations
 
-import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,10 +21,6 @@ from aiohttp import web
 
 from .. import keys
 from ..reset.tokens import TokenInvalid, TokenState, check_token
-
-_URL = re.compile(r"""https?://[^\s<>"'`]+""", re.IGNORECASE)
-_TRAILING = ".,;:!?)]}'\""
-MAX_LINKS = 500
 
 
 @dataclass(frozen=True)
@@ -38,61 +34,12 @@ class Link:
         return {"URL": self.url, "Text": self.text, "Part": self.part, "Kind": self.kind}
 
 
-class _Anchors(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[tuple[str, str]] = []
-        self._href: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._close()
-            href = dict(attrs).get("href")
-            self._href = href.strip() if href else None
-            self._text = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a":
-            self._close()
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-
-    def _close(self) -> None:
-        if self._href:
-            self.found.append((self._href, " ".join("".join(self._text).split())))
-        self._href = None
-
-    def close(self) -> None:
-        super().close()
-        self._close()
-
-
-def extract_links(text: str, html: str, public_origin: str) -> list[Link]:
-    """Every distinct (URL, part) in the mail, HTML first, in document order."""
-    links: list[Link] = []
-    seen: set[tuple[str, str]] = set()
-
-    def add(url: str, anchor: str, part: str) -> None:
-        if (url, part) in seen or len(links) >= MAX_LINKS:
-            return
-        seen.add((url, part))
-        links.append(
-            Link(url, anchor, part, "reset" if reset_token(url, public_origin) else "other")
-        )
-
-    if html:
-        parser = _Anchors()
-        parser.feed(html)
-        parser.close()
-        for href, anchor in parser.found:
-            if href.lower().startswith(("http://", "https://", "mailto:")):
-                add(href, anchor, "html")
-    for match in _URL.finditer(text):
-        add(match.group(0).rstrip(_TRAILING), "", "text")
-    return links
+def with_kinds(found: Iterable[tuple[str, str, str]], public_origin: str) -> list[Link]:
+    """The stored (URL, text, part) links, each with its kind."""
+    return [
+        Link(url, text, part, "reset" if reset_token(url, public_origin) else "other")
+        for url, text, part in found
+    ]
 
 
 def reset_token(url: str, public_origin: str) -> str | None:

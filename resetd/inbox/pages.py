@@ -1,6 +1,8 @@
 """The inbox's HTML pages: the list, one message, delete, the .eml download.
 
-The list reads summary rows only. The message page shows the HTML body in an
+The list reads summary rows only (at most LIST_ADDRESSES addresses a row);
+the message page reads the view digested at ingest and parses nothing. It
+shows the HTML body in an
 ``<iframe sandbox srcdoc>`` without ``allow-scripts``, under a page CSP that
 allows no inline script either; remote images stay blocked (no third-party
 requests), ``cid:`` images come from the part URLs.
@@ -8,7 +10,6 @@ requests), ``cid:`` images come from the part URLs.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -19,14 +20,17 @@ from .. import keys
 from ..errors import SearchTooLarge
 from ..render import render
 from . import appkeys as ikeys
-from .links import extract_links, reset_info
+from .links import reset_info, with_kinds
+from .opened import view_of
 from .schema import Stored
 from .search import MAX_QUERY_LENGTH, Query, parse_query
 from .store import InboxStore
-from .view import build_view, iframe_document
+from .view import iframe_document
 
 PAGE_SIZE = 50
 RAW_SHOWN = 512 * 1024  # the raw tab shows this much; the .eml download has it all
+PEOPLE_SHOWN = 100  # addresses shown per field on the message page
+RESET_PANELS = 10  # reset-link panels on the message page (the Links tab lists all)
 # The list page's own policy, so the inbox does not depend on the site default:
 # EventSource needs connect-src, the favicon badge is a data: PNG, no inline script.
 LIST_CSP = (
@@ -111,12 +115,15 @@ async def inbox_page(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _message_or_404(store: InboxStore, message_id: str) -> tuple[Stored, bytes]:
+def _gone() -> web.HTTPNotFound:
+    return web.HTTPNotFound(text="No such message (it may have been deleted or pruned).")
+
+
+async def _message_or_404(store: InboxStore, message_id: str) -> Stored:
     message = await store.get(message_id)
-    raw = await store.raw(message_id) if message else None
-    if message is None or raw is None:
-        raise web.HTTPNotFound(text="No such message (it may have been deleted or pruned).")
-    return message, raw
+    if message is None:
+        raise _gone()
+    return message
 
 
 async def message_page(request: web.Request) -> web.StreamResponse:
@@ -127,27 +134,34 @@ async def message_page(request: web.Request) -> web.StreamResponse:
         if latest is None:
             raise web.HTTPNotFound(text="No message matches.")
         raise web.HTTPSeeOther(location=f"/dev/inbox/{latest.id}")
-    message, raw = await _message_or_404(store, message_id)
-    view = await asyncio.to_thread(build_view, raw)
-    links = extract_links(view.text, view.html, request.app[keys.config].public_origin)
+    message = await _message_or_404(store, message_id)
+    opened = await view_of(request.app, message)
+    head = await store.raw_head(message_id, RAW_SHOWN)
+    if opened is None or head is None:
+        raise _gone()
+    view = opened.view
+    links = with_kinds(opened.links, request.app[keys.config].public_origin)
     # A reset mail carries its link in both the text and the HTML part: one panel per URL.
-    reset_urls = dict.fromkeys(link.url for link in links if link.kind == "reset")
-    resets = [await reset_info(request.app, url) for url in reset_urls]
+    reset_urls = list(dict.fromkeys(link.url for link in links if link.kind == "reset"))
+    # Each panel checks a token and asks the ledger; a real reset mail has one link.
+    resets = [await reset_info(request.app, url) for url in reset_urls[:RESET_PANELS]]
     if not message.read:
         changed = await store.set_read([message.id], True)
         if changed:
             total, unread = await store.counts()
             request.app[ikeys.events].publish("read", {"IDs": changed, "Read": True})
             request.app[ikeys.events].publish("stats", {"total": total, "unread": unread})
-    raw_text = raw[:RAW_SHOWN].decode("utf-8", "replace")
+    raw, size = head
     ctx: dict[str, Any] = {
         "m": message,
+        "people": opened.people,
+        "people_shown": PEOPLE_SHOWN,
         "view": view,
         "srcdoc": iframe_document(view.html, message.id, view.inline) if view.html else "",
         "links": links,
         "resets": resets,
-        "raw_text": raw_text,
-        "raw_truncated": len(raw) > RAW_SHOWN,
+        "raw_text": raw.decode("utf-8", "replace"),
+        "raw_truncated": size > RAW_SHOWN,
         "when": when,
         "iso": iso,
         "plural": plural,
@@ -159,7 +173,9 @@ async def message_page(request: web.Request) -> web.StreamResponse:
 
 
 async def download_eml(request: web.Request) -> web.StreamResponse:
-    _, raw = await _message_or_404(request.app[keys.inbox_store], request.match_info["id"])
+    raw = await request.app[keys.inbox_store].raw(request.match_info["id"])
+    if raw is None:
+        raise _gone()
     return web.Response(
         body=raw,
         content_type="message/rfc822",

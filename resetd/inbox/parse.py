@@ -1,9 +1,11 @@
-"""Reading captured mail with the stdlib parser: headers, addresses, parts, bodies.
+"""Reading captured mail with the stdlib parser, for what :mod:`.quick` does not take.
 
-Everything here works on the raw bytes as received and never raises for bad
-input: the stdlib parser (``compat32``, the fastest policy) records what it
-could not understand as defects, and anything that still goes wrong while
-decoding a header or a part is caught and reported as the message's *parse
+This runs in the parser process (:mod:`.parser`), under its time limit: the
+stdlib's ``FeedParser`` is Python code that reads a line at a time, recurses
+into nested parts (a ``Content-Type`` nested 1,000 deep raises
+RecursionError) and splits parameters in quadratic time. Nothing here raises
+for bad input: what the parser could not understand is a defect, and what
+still goes wrong is caught by the caller and becomes the message's *parse
 problem*, so a malformed message is stored and shown, never a 500.
 
 Part IDs follow Mailpit: dotted 1-based positions in the MIME tree ("1",
@@ -13,139 +15,119 @@ Part IDs follow Mailpit: dotted 1-based positions in the MIME tree ("1",
 from __future__ import annotations
 
 import email.errors
-import email.utils
-import re
-from dataclasses import dataclass
-from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
+
+from .headertext import codec, decode_words, fix_8bit, valid
 
 # What the stdlib email package raises on input it cannot make sense of
-# (bad charsets, broken encoded words, odd structures); caught at the edges.
+# (bad charsets, broken encoded words, odd structures, deep nesting); caught
+# at the edges.
 MIME_ERRORS: tuple[type[Exception], ...] = (
     ValueError,  # includes email.errors.MessageError subclasses' HeaderParseError
     LookupError,  # unknown charset / codec
     TypeError,
     AttributeError,
     IndexError,
+    RecursionError,
     email.errors.MessageError,
 )
-
-_WS = re.compile(r"\s+")
-_TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+# Parts nested deeper than this, or past this many leaves, are not listed.
+MAX_DEPTH = 50
+MAX_PARTS = 1000
 _PARSER = BytesParser(policy=compat32)
-_SIMPLE_ADDRESS = re.compile(
-    r'\s*(?:([^"<>,;:@()\\]*?)\s*<([^\s<>,;:"()@]+@[^\s<>,;:"()@]+)>|([^\s<>,;:"()@]+@[^\s<>,;:"()@]+))\s*'
-)
 
 
-@dataclass(frozen=True)
-class Address:
-    name: str
-    address: str
+class Leaf(NamedTuple):
+    """A leaf of the MIME tree, as the summary and the view need it."""
 
-    def as_json(self) -> dict[str, str]:
-        return {"Name": self.name, "Address": self.address}
-
-
-@dataclass(frozen=True)
-class Part:
     part_id: str
     content_type: str
     filename: str
     content_id: str
-    disposition: str
-    message: Message
+    disposition: str  # lower-cased, "" when there is none
+    charset: str
+    data: Any  # () -> bytes: the decoded content, computed only when asked
+
+    @property
+    def is_body(self) -> bool:
+        """A text/plain or text/html part shown as the message body, not an attachment."""
+        return (
+            self.content_type in ("text/plain", "text/html")
+            and self.disposition != "attachment"
+            and not self.filename
+        )
+
+    def text(self) -> str:
+        return decode_text(self.data(), self.charset)
+
+
+def decode_text(data: bytes, charset: str) -> str:
+    """``data`` read in ``charset`` (UTF-8 when unknown), as valid Unicode."""
+    try:
+        return valid(data.decode(codec(charset or "utf-8") or "utf-8", "replace"))
+    except (LookupError, UnicodeError, TypeError, ValueError):
+        return valid(data.decode("utf-8", "replace"))
 
 
 def parse_bytes(raw: bytes) -> Message:
     return _PARSER.parsebytes(raw)
 
 
-def fix_8bit(value: str) -> str:
-    """Header text as parsed from bytes keeps raw UTF-8 as surrogates; undo that."""
-    if value.isascii():
-        return value
-    try:
-        return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        return value
+def header_list(msg: Message) -> list[tuple[str, str]]:
+    """Every top-level header as (name, raw value), 8-bit text repaired, in order."""
+    return [(fix_8bit(str(k)), fix_8bit(str(v))) for k, v in msg.raw_items()]
 
 
-def decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words; the raw text when they are broken."""
-    value = fix_8bit(value)
-    if "=?" not in value:
-        return value
-    try:
-        return str(make_header(decode_header(value)))
-    except MIME_ERRORS:
-        return value
+def walk(msg: Message, issues: list[str]) -> list[Leaf]:
+    """The leaf parts of ``msg`` with their Mailpit-style PartIDs (depth-first).
 
-
-def headers(msg: Message) -> list[tuple[str, str]]:
-    """Every header of ``msg`` in order, decoded for display."""
-    return [(fix_8bit(str(k)), decode_words(str(v))) for k, v in msg.raw_items()]
-
-
-def header_map(msg: Message) -> dict[str, list[str]]:
-    """Raw header values by lower-cased name (8-bit text repaired, words not decoded)."""
-    found: dict[str, list[str]] = {}
-    for key, value in msg.raw_items():
-        found.setdefault(key.lower(), []).append(fix_8bit(str(value)))
-    return found
-
-
-def header(found: dict[str, list[str]], name: str) -> str:
-    values = found.get(name)
-    return decode_words(values[0]) if values else ""
-
-
-def addresses(found: dict[str, list[str]], name: str) -> list[Address]:
-    values = found.get(name)
-    if not values:
-        return []
-    if len(values) == 1 and (simple := _SIMPLE_ADDRESS.fullmatch(values[0])):
-        # The common shapes, ``a@b`` and ``Name <a@b>``, without the slow general parser.
-        name = (simple.group(1) or "").strip()
-        return [Address(decode_words(name), simple.group(2) or simple.group(3))]
-    out: list[Address] = []
-    for display, addr in email.utils.getaddresses(values):
-        if addr or display:
-            out.append(Address(decode_words(display), addr.strip()))
+    Iterative, so no nesting depth can exhaust the stack; parts deeper than
+    MAX_DEPTH or past MAX_PARTS are left out and noted in ``issues``.
+    """
+    out: list[Leaf] = []
+    stack: list[tuple[Message, str, int]] = [(msg, "", 0)]
+    while stack:
+        node, prefix, depth = stack.pop()
+        if node.get_content_type().startswith("multipart/") and node.is_multipart():
+            if depth >= MAX_DEPTH:
+                _note(issues, f"parts nested deeper than {MAX_DEPTH} levels are not listed")
+                continue
+            payload = node.get_payload()
+            children = payload if isinstance(payload, list) else []
+            for n in range(len(children), 0, -1):
+                child = children[n - 1]
+                if isinstance(child, Message):
+                    stack.append((child, f"{prefix}{n}.", depth + 1))
+            continue
+        if len(out) >= MAX_PARTS:
+            _note(issues, f"only the first {MAX_PARTS} parts are listed")
+            break
+        out.append(_leaf(node, (prefix or "1.").rstrip(".")))
     return out
 
 
-def walk(msg: Message, prefix: str = "") -> list[Part]:
-    """The leaf parts of ``msg`` with their Mailpit-style PartIDs."""
-    content_type = msg.get_content_type()
-    if content_type.startswith("multipart/") and msg.is_multipart():
-        out: list[Part] = []
-        payload = msg.get_payload()
-        for n, sub in enumerate(payload if isinstance(payload, list) else [], start=1):
-            if isinstance(sub, Message):
-                out.extend(walk(sub, f"{prefix}{n}."))
-        return out
+def _leaf(msg: Message, part_id: str) -> Leaf:
     disposition = (msg.get_content_disposition() or "").lower()
-    filename = decode_words(msg.get_filename("") or "")
-    content_id = fix_8bit(str(msg.get("Content-ID", ""))).strip().strip("<>")
-    part_id = (prefix or "1.").rstrip(".")
-    return [Part(part_id, content_type, filename, content_id, disposition, msg)]
-
-
-def is_body(part: Part) -> bool:
-    return (
-        part.content_type in ("text/plain", "text/html")
-        and part.disposition != "attachment"
-        and not part.filename
+    filename = decode_words(str(msg.get_filename("") or ""), 1000).strip()
+    content_id = fix_8bit(str(msg.get("Content-ID", ""))).strip().strip("<>")[:1000]
+    charset = str(msg.get_content_charset() or "utf-8")
+    return Leaf(
+        part_id,
+        msg.get_content_type(),
+        filename,
+        content_id,
+        disposition,
+        charset,
+        partial(payload_bytes, msg),
     )
 
 
-def payload_bytes(part: Part) -> bytes:
+def payload_bytes(msg: Message) -> bytes:
     """The decoded content of a leaf part (a nested message as its source)."""
-    msg = part.message
     if msg.is_multipart():  # message/rfc822 and friends
         try:
             inner = msg.get_payload(0)
@@ -156,24 +138,22 @@ def payload_bytes(part: Part) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-def payload_text(part: Part) -> str:
-    data = payload_bytes(part)
-    charset = part.message.get_content_charset() or "utf-8"
-    try:
-        return data.decode(charset, "replace")
-    except LookupError:
-        return data.decode("utf-8", "replace")
-
-
-def html_to_text(html: str) -> str:
-    return _WS.sub(" ", _TAGS.sub(" ", html)).strip()
-
-
 def problems(msg: Message) -> list[str]:
+    """The names of the defects the parser noted anywhere in ``msg`` (iteratively)."""
     found: list[str] = []
-    for sub in msg.walk():
-        for defect in sub.defects:
-            name = type(defect).__name__
-            if name not in found:
-                found.append(name)
+    stack = [msg]
+    seen = 0
+    while stack and seen < MAX_PARTS * 2:
+        node = stack.pop()
+        seen += 1
+        for defect in node.defects:
+            _note(found, type(defect).__name__)
+        payload = node.get_payload() if node.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend(p for p in reversed(payload) if isinstance(p, Message))
     return found
+
+
+def _note(issues: list[str], issue: str) -> None:
+    if issue not in issues:
+        issues.append(issue)

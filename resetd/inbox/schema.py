@@ -1,9 +1,12 @@
-"""The inbox database's schema and its summary row as a Python value.
+"""The inbox database's schema and its summary and view rows as Python values.
 
-The list and the searches read only the ``messages`` table (summary fields)
-and the ``addresses`` table (one row per sender/recipient, for whole-address
-matching through an index); raw sources and body text live in their own
-tables, read only when one message is opened or a free-text search runs.
+The list and the searches read only the ``messages`` table (summary fields,
+with at most LIST_ADDRESSES addresses per field and the total count) and the
+``addresses`` table (one row per sender/recipient, for whole-address
+matching through an index); raw sources, body text for search and the
+digested view (bodies, headers, parts, full address lists, links; its row is
+in view_row.py) live in their own tables, read only when one message is
+opened or a free-text search runs.
 IDs are the ``AUTOINCREMENT`` rowid as a string, never reused after a
 delete, so a stale link cannot show a different message.
 """
@@ -17,7 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..db import Row
-from .parse import Address
+from .addresses import Address
+
+# Addresses per field in a summary (the list page, the API's lists, live
+# updates); the message itself has them all.
+LIST_ADDRESSES = 10
 
 INBOX_MIGRATIONS: list[str] = [
     # 1: summaries, raw sources, body text for free-text search, addresses, counters.
@@ -62,12 +69,24 @@ INBOX_MIGRATIONS: list[str] = [
     CREATE INDEX addresses_message ON addresses (message);
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 2: the digest of each message, made once at ingest so that opening it parses
+    # nothing; the summary's address lists are cut to LIST_ADDRESSES, with the count.
+    # Messages stored before have no view row: theirs is made when opened.
+    """
+    ALTER TABLE messages ADD COLUMN recipients INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE message_view (
+        id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        text TEXT NOT NULL,
+        html TEXT NOT NULL,
+        view_json TEXT NOT NULL  -- {"Headers", "Parts", "People", "Links"}
+    );
+    """,
 ]
 
 SUMMARY_COLUMNS = (
     "m.id, m.created, m.message_id, m.from_name, m.from_addr, m.to_json, m.cc_json, "
     "m.bcc_json, m.reply_to_json, m.subject, m.sent_at, m.size, m.attachments, m.snippet, "
-    "m.mail_from, m.rcpt_json, m.read, m.problem"
+    "m.mail_from, m.rcpt_json, m.read, m.problem, m.recipients"
 )
 
 
@@ -92,6 +111,17 @@ class Stored:
     rcpt_tos: list[str]
     read: bool
     problem: str
+    recipients: int = 0  # To + Cc + Bcc in all (0 in rows stored before it was counted)
+
+    @property
+    def people(self) -> list[Address]:
+        """The first LIST_ADDRESSES recipients (To, then Cc, then Bcc)."""
+        return (self.to + self.cc + self.bcc)[:LIST_ADDRESSES]
+
+    @property
+    def more_people(self) -> int:
+        """How many recipients :attr:`people` leaves out."""
+        return max(self.recipients, len(self.to) + len(self.cc) + len(self.bcc)) - len(self.people)
 
     def as_json(self) -> dict[str, Any]:
         """Mailpit's message-summary shape."""
@@ -117,10 +147,15 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# One encoder for every row: json.dumps(…, ensure_ascii=False) builds a new one per call.
+_JSON = json.JSONEncoder(ensure_ascii=False)
+dump_json = _JSON.encode
+
+
 def dump_addresses(addrs: Sequence[Address]) -> str:
     if not addrs:
         return "[]"  # most Cc, Bcc and Reply-To lists, without the encoder
-    return json.dumps([a.as_json() for a in addrs], ensure_ascii=False)
+    return _JSON.encode([a.as_json() for a in addrs])
 
 
 def _addrs(data: str) -> list[Address]:
@@ -147,6 +182,7 @@ def stored_from_row(row: Row) -> Stored:
         rcpt_tos=list(json.loads(row["rcpt_json"])),
         read=bool(row["read"]),
         problem=row["problem"],
+        recipients=row["recipients"],
     )
 
 

@@ -10,7 +10,8 @@ client sends the rest in another transaction. The greeting hostname is given
 explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs. Accepted mail is
 handed to the :class:`~resetd.inbox.writer.InboxWriter`; a large message
 arrives in a spool file (spool.py) and is read back, one at a time, only to
-be stored.
+be stored. When the writer cannot store mail the answer is 451, so the
+client keeps the mail.
 
 Listening beyond loopback (``allow_remote`` and a non-loopback ``smtp_host``),
 the sink is no longer a local catch-all but a mail drop anyone could fill:
@@ -108,7 +109,11 @@ class SinkHandler:
         that takes longer than ``spooler.wait`` the answer is a 451.
         """
         if isinstance(content, bytes):
-            await self._submit(envelope, content, wait=False)
+            try:
+                await self._submit(envelope, content, wait=False)
+            except NotStored as exc:
+                log.warning("dev inbox: answering 451: %s", exc)
+                return NOT_STORED
             return CAPTURED
         loading = self.spooler.loading
         with contextlib.closing(content):
@@ -120,7 +125,8 @@ class SinkHandler:
                 raw = await asyncio.to_thread(content.read)
                 content.close()  # frees the disk and the spool slot now
                 await self._submit(envelope, raw, wait=True)
-            except NotStored:
+            except NotStored as exc:
+                log.warning("dev inbox: answering 451: %s", exc)
                 return NOT_STORED
             finally:
                 loading.release()

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from ..db import Database
 from .schema import SUMMARY_COLUMNS, Stored, parse_id, stored_from_row
 from .search import Query
+from .view_row import VIEW_COLUMNS, StoredView, stored_view_from_row
 
 
 class InboxStore:
@@ -67,6 +68,26 @@ class InboxStore:
             (rowid,),
         )
         return stored_from_row(row) if row else None
+
+    async def view(self, message: Stored) -> StoredView | None:
+        """The view digested at ingest; None when there is none (deleted, or stored before)."""
+        rowid = parse_id(message.id)
+        if rowid is None:
+            return None
+        row = await self.db.fetchone(
+            f"SELECT {', '.join(VIEW_COLUMNS)} FROM message_view WHERE id = ?", (rowid,)
+        )
+        return stored_view_from_row(row, message) if row else None
+
+    async def raw_head(self, message_id: str, length: int) -> tuple[bytes, int] | None:
+        """The first ``length`` bytes of the raw source and its whole size, or None."""
+        rowid = parse_id(message_id)
+        if rowid is None:
+            return None
+        row = await self.db.fetchone(
+            "SELECT substr(raw, 1, ?), length(raw) FROM message_raw WHERE id = ?", (length, rowid)
+        )
+        return (bytes(row[0] or b""), int(row[1] or 0)) if row else None
 
     async def raw(self, message_id: str) -> bytes | None:
         rowid = parse_id(message_id)

@@ -1,38 +1,31 @@
 """Summary fields of a captured message: what the list, the search and the API show.
 
-:func:`summarize` runs at ingest. It first tries :mod:`.quick`, which cuts a
-well-formed message's MIME tree out with ``str.find`` instead of the stdlib's
-line-by-line ``FeedParser`` (the largest cost of storing a mail); anything
-it does not handle exactly as ``FeedParser`` would goes through the stdlib
-parser, which also records the message's parse problem. Both routes read the
-fields through the same :func:`fill_summary`, so they give the same summary.
+Read from the top-level headers and the leaf parts, whichever route found
+them (:mod:`.digest`). Every scanner here is linear in its input and every
+field is bounded: the subject and IDs are cut, an address header is read up
+to ADDRESS_SCAN characters and keeps its first ADDRESSES_KEPT addresses
+(the count covers all it read), so no header can make a row huge.
 """
 
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email.message import Message
-from functools import partial
 
-from . import quick
-from .parse import (
-    MIME_ERRORS,
-    Address,
-    addresses,
-    header,
-    header_map,
-    html_to_text,
-    is_body,
-    parse_bytes,
-    payload_text,
-    problems,
-    walk,
-)
+from .addresses import Address, parse_addresses
+from .headertext import decode_words, valid
 
 SNIPPET_LENGTH = 250
 SEARCH_TEXT_LIMIT = 64 * 1024
+SUBJECT_LIMIT = 2000
+ID_LIMIT = 1000
+ADDRESS_SCAN = 1024 * 1024
+# Addresses kept per header (and Bcc from the envelope): RFC 5321 asks a server
+# to take at least 100 recipients; mail to more than this is not a dev inbox's case.
+ADDRESSES_KEPT = 1000
+
+Headers = dict[str, list[str]]  # lower-cased name → raw values, in order
 
 
 @dataclass
@@ -45,6 +38,7 @@ class Summary:
     cc: list[Address] = field(default_factory=list)
     bcc: list[Address] = field(default_factory=list)
     reply_to: list[Address] = field(default_factory=list)
+    recipients: int = 0  # To + Cc + Bcc, counting those not kept
     subject: str = ""
     date: float | None = None
     attachments: int = 0
@@ -53,76 +47,56 @@ class Summary:
     problem: str = ""
 
 
-def summarize(raw: bytes, rcpt_tos: list[str]) -> Summary:
-    """Summary fields of ``raw``; never raises (a failure becomes ``problem``)."""
-    found = quick.split(raw)
-    if found is None:
-        return summarize_full(raw, rcpt_tos)
-    summary = Summary()
-    try:
-        fill_summary(summary, *found)
-    except MIME_ERRORS:
-        return summarize_full(raw, rcpt_tos)
-    finish_summary(summary, rcpt_tos, [])
-    return summary
+def header_map(headers: Iterable[tuple[str, str]]) -> Headers:
+    found: Headers = {}
+    for name, value in headers:
+        found.setdefault(name.lower(), []).append(value)
+    return found
 
 
-def summarize_full(raw: bytes, rcpt_tos: list[str]) -> Summary:
-    """Summary fields of ``raw`` through the stdlib parser; never raises.
-
-    A failure or a defect the parser noted becomes ``problem``.
-    """
-    try:
-        msg = parse_bytes(raw)
-    except MIME_ERRORS as exc:
-        return summarize_message(None, rcpt_tos, [f"{type(exc).__name__}: {exc}"])
-    return summarize_message(msg, rcpt_tos, problems(msg))
+def first(found: Headers, name: str, limit: int) -> str:
+    """The first ``name`` header, decoded, from at most ``limit`` raw characters."""
+    values = found.get(name)
+    return decode_words(values[0], limit) if values else ""
 
 
-def summarize_message(msg: Message | None, rcpt_tos: list[str], issues: list[str]) -> Summary:
-    """Summary fields of a parsed message (None: nothing could be parsed)."""
-    summary = Summary()
-    try:
-        if msg is not None:
-            leaves = ((p.content_type, is_body(p), partial(payload_text, p)) for p in walk(msg))
-            fill_summary(summary, header_map(msg), leaves)
-    except MIME_ERRORS as exc:
-        issues = [*issues, f"{type(exc).__name__}: {exc}"]
-    finish_summary(summary, rcpt_tos, issues)
-    return summary
+def addresses(found: Headers, name: str) -> tuple[list[Address], int]:
+    """The kept addresses of every ``name`` header, and how many they hold in all."""
+    kept: list[Address] = []
+    count = 0
+    for value in found.get(name, ()):
+        more, n = parse_addresses(value[:ADDRESS_SCAN], ADDRESSES_KEPT - len(kept))
+        kept += more
+        count += n
+    return kept, count
 
 
-def fill_summary(summary: Summary, found: quick.Headers, leaves: Iterable[quick.Leaf]) -> None:
-    """Header fields from ``found`` (see header_map), then snippet, text, attachments."""
-    summary.message_id = header(found, "message-id").strip().strip("<>")
-    senders = addresses(found, "from")
+def fill_headers(summary: Summary, found: Headers) -> int:
+    """The header fields of ``summary``; returns how many To and Cc addresses there are."""
+    summary.message_id = first(found, "message-id", ID_LIMIT).strip().strip("<>")
+    senders, _ = addresses(found, "from")
     summary.sender = senders[0] if senders else None
-    summary.to = addresses(found, "to")
-    summary.cc = addresses(found, "cc")
-    summary.reply_to = addresses(found, "reply-to")
-    summary.subject = header(found, "subject")
-    summary.date = _date(header(found, "date"))
-    text = ""
-    html: Callable[[], str] | None = None  # decoded only when there is no text
-    for content_type, body, decoded in leaves:
-        if body:
-            if content_type == "text/plain" and not text:
-                text = decoded()
-            elif content_type == "text/html" and html is None:
-                html = decoded
-        else:
-            summary.attachments += 1
-    body_text = text if text.strip() else html_to_text(html() if html else "")
+    summary.to, to_count = addresses(found, "to")
+    summary.cc, cc_count = addresses(found, "cc")
+    summary.reply_to, _ = addresses(found, "reply-to")
+    summary.subject = first(found, "subject", SUBJECT_LIMIT)
+    summary.date = _date(first(found, "date", 200))
+    return to_count + cc_count
+
+
+def fill_body(summary: Summary, body_text: str) -> None:
     # str.split() splits on what ``\s`` matches, and several times faster.
     summary.snippet = " ".join(body_text[: SNIPPET_LENGTH * 4].split())[:SNIPPET_LENGTH]
     summary.search_text = body_text[:SEARCH_TEXT_LIMIT]
 
 
-def finish_summary(summary: Summary, rcpt_tos: list[str], issues: list[str]) -> None:
+def finish(summary: Summary, shown: int, rcpt_tos: list[str], issues: list[str]) -> None:
     """Envelope-only recipients become Bcc; ``issues`` become the parse problem."""
-    shown = {a.address.lower() for a in summary.to + summary.cc}
-    summary.bcc = [Address("", r) for r in rcpt_tos if r.lower() not in shown]
-    summary.problem = ", ".join(issues)
+    seen = {a.address.lower() for a in summary.to + summary.cc}
+    bcc = [r for r in rcpt_tos if r.lower() not in seen]
+    summary.bcc = [Address("", valid(r)) for r in bcc[:ADDRESSES_KEPT]]
+    summary.recipients = shown + len(bcc)
+    summary.problem = valid(", ".join(issues))[:ID_LIMIT]
 
 
 def _date(value: str) -> float | None:

@@ -1,27 +1,26 @@
 """One message opened: bodies, headers, inline parts and attachments.
 
-Built from the stored raw bytes each time a message is opened (in a worker
-thread, since a large message is CPU work). Never raises for malformed input:
-what could not be decoded is reported in ``problem``.
+Built once at ingest (:mod:`.digest`) and stored, so opening a message reads
+a row; the pages and the API never parse. Every piece is bounded: bodies
+are kept up to BODY_LIMIT characters, headers up to MAX_HEADERS of
+HEADER_LIMIT characters each and HEADERS_TOTAL in all; the raw source and
+the .eml download have everything.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
 
-from .parse import (
-    MIME_ERRORS,
-    Part,
-    headers,
-    is_body,
-    parse_bytes,
-    payload_bytes,
-    payload_text,
-    walk,
-)
-from .parse import problems as defects
+from .parse import MIME_ERRORS, Leaf, parse_bytes, walk
 
+BODY_LIMIT = 1024 * 1024
+CUT_NOTE = "\n\n[… cut here: the rest is in the raw source]"
+MAX_HEADERS = 500
+HEADER_LIMIT = 8 * 1024
+HEADERS_TOTAL = 256 * 1024
 _CID = re.compile(r"""cid:([^"'\s)>]+)""", re.IGNORECASE)
 # Inside the srcdoc document, on top of the page's own CSP: no script, ever.
 IFRAME_CSP = "script-src 'none'; object-src 'none'; form-action 'none'; base-uri 'none'"
@@ -44,6 +43,16 @@ class Attachment:
             "Size": self.size,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attachment:
+        return cls(
+            str(data["PartID"]),
+            str(data["FileName"]),
+            str(data["ContentType"]),
+            str(data["ContentID"]),
+            int(data["Size"]),
+        )
+
 
 @dataclass
 class MessageView:
@@ -52,47 +61,32 @@ class MessageView:
     headers: list[tuple[str, str]] = field(default_factory=list)
     inline: list[Attachment] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
-    problem: str = ""
 
 
-def build_view(raw: bytes) -> MessageView:
-    view = MessageView()
-    issues: list[str] = []
+def cut(text: str, limit: int = BODY_LIMIT) -> str:
+    """``text``, or its first ``limit`` characters and a note saying so."""
+    return text if len(text) <= limit else text[:limit] + CUT_NOTE
+
+
+def add_part(view: MessageView, leaf: Leaf, size: int) -> None:
+    """List ``leaf`` as an inline part (a Content-ID, not an attachment) or an attachment."""
+    item = Attachment(leaf.part_id, leaf.filename, leaf.content_type, leaf.content_id, size)
+    if leaf.content_id and leaf.disposition != "attachment":
+        view.inline.append(item)
+    else:
+        view.attachments.append(item)
+
+
+def find_part(raw: bytes, part_id: str) -> tuple[str, str, bytes] | None:
+    """Content type, file name and decoded content of the leaf ``part_id``, or None.
+
+    Runs in the parser process (a download is rare; parsing is not bounded in time).
+    """
     try:
-        msg = parse_bytes(raw)
-        issues.extend(defects(msg))
-        view.headers = headers(msg)
-        for part in walk(msg):
-            if is_body(part):
-                if part.content_type == "text/plain" and not view.text:
-                    view.text = payload_text(part)
-                    continue
-                if part.content_type == "text/html" and not view.html:
-                    view.html = payload_text(part)
-                    continue
-            item = Attachment(
-                part.part_id,
-                part.filename,
-                part.content_type,
-                part.content_id,
-                len(payload_bytes(part)),
-            )
-            if part.content_id and part.disposition != "attachment":
-                view.inline.append(item)
-            else:
-                view.attachments.append(item)
-    except MIME_ERRORS as exc:
-        issues.append(f"{type(exc).__name__}: {exc}")
-    view.problem = ", ".join(issues)
-    return view
-
-
-def find_part(raw: bytes, part_id: str) -> tuple[Part, bytes] | None:
-    """The leaf part ``part_id`` and its decoded content, or None."""
-    try:
-        for part in walk(parse_bytes(raw)):
-            if part.part_id == part_id:
-                return part, payload_bytes(part)
+        msg: Message = parse_bytes(raw)
+        for leaf in walk(msg, []):
+            if leaf.part_id == part_id:
+                return leaf.content_type, leaf.filename, bytes(leaf.data())
     except MIME_ERRORS:
         return None
     return None

@@ -87,7 +87,10 @@
     var dot = el("span", "dot", "●");
     dot.setAttribute("aria-label", "unread");
     from.append(dot, " ", m.From.Name || m.From.Address || "(no sender)");
-    var people = m.To.concat(m.Cc, m.Bcc).map(function (p) { return p.Address; }).join(", ");
+    var all = m.To.concat(m.Cc, m.Bcc);
+    var people = all.slice(0, 10).map(function (p) { return p.Address; }).join(", ");
+    var more = m.More !== undefined ? m.More : Math.max(0, all.length - 10);
+    if (more) people += " and " + more + " more";
     var time = el("time", "m-time", new Date(m.Created).toISOString().replace("T", " ").slice(0, 19) + " UTC");
     time.dateTime = m.Created;
     a.append(from, el("span", "m-subject", m.Subject || "(no subject)"),
