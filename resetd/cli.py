@@ -233,6 +233,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a subcommand; its exit code. A reader that goes away early
+    (``resetd outbox | head``) ends the command quietly with 1."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+    except BrokenPipeError:
+        # As Python's documentation advises (signal module, "Note on SIGPIPE"):
+        # point stdout at /dev/null, or the interpreter's own flush at exit
+        # fails again and prints its complaint.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = _config(args)

@@ -4,8 +4,10 @@ Always 200 while the database answers, even when the relay is not: reset
 requests are still taken and their mail waits in the outbox, so taking this
 instance out of a load balancer would only make things worse. ``status`` says
 ``degraded`` then, and ``relay`` says why. The relay's address, error and hint
-are shown to loopback clients only (the client address as
-:func:`~resetd.clientinfo.client_ip` sees it, so not through a trusted proxy).
+are shown to local requests only, by the rule the dev inbox applies
+(:func:`~resetd.hosts.is_local_request`): a loopback peer, no proxy header, a
+loopback Host, no other site's Origin. A reverse proxy on this host connects
+from loopback for whoever is behind it, listed in ``trusted_proxies`` or not.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import sqlite3
 from aiohttp import web
 
 from . import keys
-from .clientinfo import client_ip
-from .hosts import is_local_host
+from .hosts import is_local_request
 
 _PRIVATE = ("address", "error", "hint")
 
@@ -27,7 +28,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     except sqlite3.Error:
         return web.json_response({"status": "unavailable", "database": "error"}, status=503)
     relay = request.app[keys.outbox_worker].relay_status()
-    if not is_local_host(client_ip(request)):
+    if not is_local_request(request):
         relay = {k: v for k, v in relay.items() if k not in _PRIVATE}
     healthy = relay["state"] in ("unknown", "ok")
     return web.json_response(

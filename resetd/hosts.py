@@ -1,4 +1,4 @@
-"""Which host a request names, and whether resetd answers to it.
+"""Which host a request names, whether resetd answers to it, and whether it is local.
 
 resetd never builds a link from the Host header (``public_url`` is the only
 source), but a Host it does not expect still means trouble: a DNS-rebinding
@@ -6,6 +6,15 @@ page that made a browser talk to the loopback port, or a proxy forwarding a
 name nobody configured. As Django's ``ALLOWED_HOSTS`` does, such requests get
 400. Loopback names and addresses are always accepted, whatever the port: no
 outside page can make a browser send them, and local tools use them.
+
+A request without any Host header names no host at all (HTTP/1.0 allows
+that, and a load balancer's health check such as HAProxy's ``option httpchk``
+sends exactly that); it is answered, since what the list guards against is a
+Host an attacker chose, and a browser always sends one.
+
+:func:`outside_reason` decides whether a request from a loopback peer may still
+come from elsewhere (through a proxy on this host, from a DNS-rebinding page):
+the dev inbox refuses such requests, and ``/readyz`` shows them no relay details.
 
 Everything here scans untrusted text with plain string operations, in time
 linear in its length (no regular expressions).
@@ -106,18 +115,27 @@ def is_loopback_address(text: str | None) -> bool:
     return address.is_loopback
 
 
+# What request_host returns for a request that names no host (no Host header,
+# an origin-form target): falsy, and no name or pattern equals it.
+NO_HOST = ""
+
+
 def request_host(request: web.Request) -> str | None:
-    """The host a request is addressed to, or None when it names none or several.
+    """The host a request is addressed to; :data:`NO_HOST` when it names none,
+    None when it names several or a malformed one.
 
     That is its one Host header, except for an absolute-form target
     (``GET http://name/ HTTP/1.1``), whose authority wins (RFC 9112 3.2.2).
     """
     values = request.headers.getall(hdrs.HOST, [])
-    if len(values) != 1:
+    if len(values) > 1:
         return None
-    if request.host != values[0]:  # aiohttp took the host from an absolute-form target
+    target = request.raw_path  # the request target as sent
+    if not target.startswith("/") and target != "*":  # absolute-form
         raw = request.url.raw_host
         return normalise_name(raw) if raw else None
+    if not values:  # aiohttp takes HTTP/1.0 without Host (and refuses HTTP/1.1)
+        return NO_HOST
     return parse_host(values[0])
 
 
@@ -149,3 +167,84 @@ def host_allowed(name: str, patterns: tuple[str, ...]) -> bool:
         if pattern.startswith(".") and (name == pattern[1:] or name.endswith(pattern)):
             return True
     return False
+
+
+# Headers a proxy adds: the standard ones and the common ad-hoc ones. Names are
+# compared lower-cased with "_" read as "-" (some servers and CGI-style
+# gateways treat them alike: ``X_Forwarded_For``); any ``X-Forwarded…`` or
+# ``Forwarded-…`` header counts too.
+PROXY_HEADERS = frozenset(
+    {
+        "forwarded",
+        "via",
+        "x-real-ip",
+        "client-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "akamai-client-ip",
+        "x-original-forwarded-for",
+        "x-originating-ip",
+        "x-remote-ip",
+        "x-remote-addr",
+        "x-proxyuser-ip",
+        "x-envoy-external-address",
+        "x-host",
+        "x-original-host",
+    }
+)
+
+
+def proxy_header(request: web.Request) -> str | None:
+    """The name of the first proxy header the request carries, or None."""
+    for name in request.headers:
+        lowered = name.lower().replace("_", "-")
+        if (
+            lowered in PROXY_HEADERS
+            or lowered.startswith("x-forwarded")
+            or lowered.startswith("forwarded-")
+        ):
+            return name
+    return None
+
+
+def _origin_is_local(origin: str) -> bool:
+    scheme, sep, authority = origin.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return False  # includes "null": a sandboxed frame, a privacy redirect
+    name = parse_host(authority)
+    return name is not None and is_loopback_name(name)
+
+
+def outside_reason(request: web.Request) -> str | None:
+    """Why a request from a loopback peer may still come from elsewhere, or None.
+
+    A reverse proxy on this host connects from loopback too, for whoever is on
+    the other side: it shows in its headers. A DNS-rebinding page reaches the
+    loopback port under its own name: it shows in the Host (a request without
+    one counts as elsewhere too) and the Origin. A request another site's page
+    makes (``Sec-Fetch-Site: cross-site``, other than following a link) is
+    from elsewhere as well.
+    """
+    header = proxy_header(request)
+    if header is not None:
+        return f"it carries the proxy header {header}"
+    name = request_host(request)
+    if not name or not is_loopback_name(name):
+        return "its Host is not a loopback name or address"
+    origin = request.headers.getall("Origin", [])
+    if len(origin) > 1 or (origin and not _origin_is_local(origin[0])):
+        return "its Origin is not a loopback origin"
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site" and not (
+        request.method in ("GET", "HEAD")
+        and request.headers.get("Sec-Fetch-Mode", "").lower() == "navigate"
+    ):
+        return "a page of another site sent it"
+    return None
+
+
+def is_local_request(request: web.Request) -> bool:
+    """From a loopback peer, and nothing says it comes from elsewhere (:func:`outside_reason`)."""
+    return is_loopback_address(request.remote) and outside_reason(request) is None

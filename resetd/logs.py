@@ -19,7 +19,10 @@ A record's message is therefore formatted when the record is made (only for
 enabled levels, as before), and handlers see it with no arguments left.
 
 aiosqlite's and aiosmtpd's DEBUG lines print statement parameters and mail
-lines, links included: they are kept quieter here too.
+lines, links included: they are kept quieter here too. aiohttp logs a request
+it cannot parse (no Host, a duplicate Host, a bad character in a header or the
+target) at ERROR with a full traceback, once per request: anyone could fill
+the log at will. Those become one INFO line saying what was wrong.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import re
 import traceback
 from types import TracebackType
 from typing import Any
+
+from aiohttp.http_exceptions import BadHttpMessage
 
 REDACTED = "<redacted>"
 
@@ -124,10 +129,35 @@ class _CleanRecords:
         return record
 
 
+class _MalformedRequests(logging.Filter):
+    """On ``aiohttp.server``: a request aiohttp could not parse (a client's
+    mistake, :class:`BadHttpMessage` and its kind) is one line at INFO (DEBUG
+    when aiohttp chose that) without a traceback, ``Refused a malformed request
+    from 127.0.0.1: Invalid HTTP header: …``; any other record passes as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        if not info or not isinstance(info[1], BadHttpMessage):
+            return True
+        level = min(record.levelno, logging.INFO)  # aiohttp says some at DEBUG already
+        if not logging.getLogger(record.name).isEnabledFor(level):
+            return False
+        reason = " ".join(str(info[1].message).split())[:300]
+        message = record.getMessage().replace("Error handling", "Refused a malformed")
+        record.msg, record.args = clean_text(f"{message}: {reason}"), ()
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
 def install_redaction() -> None:
-    """Clean every log record from now on (idempotent), and quiet the chatty loggers."""
+    """Clean every log record from now on (idempotent), and quiet the chatty loggers
+    (aiohttp's malformed requests included)."""
     if not isinstance(logging.getLogRecordFactory(), _CleanRecords):
         logging.setLogRecordFactory(_CleanRecords(logging.getLogRecordFactory()))
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequests) for f in server.filters):
+        server.addFilter(_MalformedRequests())
     # aiosqlite's DEBUG lines carry statement parameters (outgoing mail) and
     # aiosmtpd's ("mail.log") the commands of captured mail: never below INFO,
     # and never more talkative than the root logger.

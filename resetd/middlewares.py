@@ -19,7 +19,7 @@ from . import keys
 from .bodies import read_form
 from .config import Config
 from .errors import CsrfFailure, FormError, SearchTooLarge
-from .hosts import check_pattern, host_allowed, request_host
+from .hosts import NO_HOST, check_pattern, host_allowed, request_host
 from .login import refused_page
 from .login_guard import SigninRefused
 from .render import render
@@ -129,13 +129,17 @@ def host_patterns(config: Config) -> tuple[str, ...]:
 
 def allowed_hosts_middleware(config: Config) -> Middleware:
     """400 for a request addressed to a host resetd is not configured to answer
-    (Django's ``ALLOWED_HOSTS``): DNS rebinding, or a proxy nobody set up for it."""
+    (Django's ``ALLOWED_HOSTS``): DNS rebinding, or a proxy nobody set up for it.
+
+    A request that names no host (HTTP/1.0 without Host: a load balancer's
+    health check) passes: no attacker chose a name there, and a browser always
+    sends one. The dev inbox refuses it on its own (:mod:`resetd.inbox.access`)."""
     patterns = host_patterns(config)
 
     @web.middleware
     async def allowed_hosts(request: web.Request, handler: Handler) -> web.StreamResponse:
         name = request_host(request)
-        if name is None or not host_allowed(name, patterns):
+        if name != NO_HOST and (name is None or not host_allowed(name, patterns)):
             raise web.HTTPBadRequest(text="This server does not answer to that host name.")
         return await handler(request)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PRIVATE = 0o600
+PRIVATE_DIR = 0o700
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 # Each exposed file is named once per process, not again by every later open
@@ -56,8 +57,27 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def make_private_dir(path: Path) -> None:
-    """Create the directory ``path`` (0700, its missing parents as the umask says) if needed."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create the directory ``path`` and each of its missing parents, every one
+    0700 whatever the umask; directories that exist are left as they are.
+
+    Not ``os.makedirs(mode=0o700)``: since Python 3.7 its mode applies to the
+    last directory only, and the parents it makes follow the umask (0777 under
+    umask 000, so anyone could swap the files inside for their own).
+    Raises OSError when one cannot be made.
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, PRIVATE_DIR)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue  # made meanwhile by someone else: theirs, left as it is
+        os.chmod(directory, PRIVATE_DIR)  # a umask such as 0o277 took more bits off
 
 
 def warn_if_exposed(paths: Iterable[Path], holds: str) -> None:

@@ -124,19 +124,27 @@ async def test_star_answers_every_host(
     assert await status_for(client, "not a host") == 400  # still a well-formed Host
 
 
+async def raw_get(
+    client: TestClient[Any, Any], target: str, *hosts: str, version: str = "1.1"
+) -> bytes:
+    """The whole answer to ``GET target`` sent on a raw socket with these Host lines."""
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    head = [f"GET {target} HTTP/{version}", *(f"Host: {h}" for h in hosts), "Connection: close"]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return answer
+
+
 async def test_missing_duplicate_or_absolute_form_hosts(site: TestClient[Any, Any]) -> None:
-    server = site.server
-
     async def status(target: str, *hosts: str, version: str = "1.1") -> bytes:
-        reader, writer = await asyncio.open_connection(server.host, server.port)
-        head = [f"GET {target} HTTP/{version}", *(f"Host: {h}" for h in hosts), "Connection: close"]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), 10)
-        writer.close()
-        return answer.split(b" ", 2)[1]
+        return (await raw_get(site, target, *hosts, version=version)).split(b" ", 2)[1]
 
-    assert await status("/login", version="1.0") == b"400"
+    # HTTP/1.0 may leave Host out; an absolute-form target still names one.
+    assert await status("http://evil.example/login", version="1.0") == b"400"
+    assert await status("http://reset.example.com/login", version="1.0") == b"200"
     # aiohttp refuses this one itself; either way it is never served.
     assert await status("/login", "reset.example.com", "evil.example") == b"400"
     # An absolute-form target's host is the one that counts (RFC 9112 3.2.2).
@@ -154,3 +162,19 @@ def test_a_bad_allowed_hosts_entry_is_one_line_naming_the_key(
         make_config(server={"allowed_hosts": ["ok.example", entry]})
     assert str(info.value).startswith("[server] allowed_hosts:")
     assert "\n" not in str(info.value)
+
+
+async def test_a_health_check_without_host_is_answered_but_not_by_the_inbox(
+    aiohttp_client: AppClient, make_config: ConfigFactory
+) -> None:
+    """HAProxy's ``option httpchk`` sends ``OPTIONS / HTTP/1.0`` (or GET) with no
+    Host: no attacker chose a name there, so pages answer it. The dev inbox
+    still wants a loopback Host, which such a request does not have."""
+    cfg = make_config(server={"public_url": "http://localhost:8080"})
+    client = await aiohttp_client(create_app(cfg))
+    for path in ("/readyz", "/login", "/static/resetd.css"):
+        answer = await raw_get(client, path, version="1.0")
+        assert answer.startswith(b"HTTP/1.0 200 "), (path, answer[:60])
+    answer = await raw_get(client, "/dev/inbox/api/v1/messages", version="1.0")
+    assert answer.startswith(b"HTTP/1.0 403 "), answer[:60]
+    assert (await client.get("/dev/inbox/api/v1/messages")).status == 200  # with its Host

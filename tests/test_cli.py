@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from resetd.db import Database
+from resetd.outbox.store import OutboxStore
+from resetd.reset.compose import ComposedMail
 from resetd.users import UserStore
 
 from .test_config import run_cli
@@ -98,3 +101,30 @@ async def test_the_account_store_itself_refuses_what_user_add_refuses(tmp_path: 
         assert (await store.add("eve@example.com", "  eve ", "hash")).username == "eve"
     finally:
         await db.close()
+
+
+async def test_a_reader_that_goes_away_early_gets_no_traceback(tmp_path: Path) -> None:
+    """``resetd outbox | head``: the pipe closes before everything is written.
+    The command ends quietly (exit 1) instead of printing BrokenPipeError."""
+    cfg = config_file(tmp_path)
+    db = await Database.open(str(tmp_path / "r.db"))
+    try:
+        async with db.transaction() as conn:
+            for n in range(300):  # more than a pipe holds, and than head shows
+                to = f"user{n}@example.com"
+                data = f"To: {to}\r\nSubject: Hi\r\n\r\nhello\r\n".encode()
+                await OutboxStore.enqueue(conn, "reset", ComposedMail("a@b.test", to, "Hi", data))
+    finally:
+        await db.close()
+    for args in (["outbox", "--all"], ["user", "list"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before anything is written
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "resetd", *args, "--config", str(cfg)],
+                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+            )  # fmt: skip
+        finally:
+            os.close(write_end)
+        assert done.returncode == 1, (args, done.returncode, done.stderr)
+        assert done.stderr == "", (args, done.stderr)

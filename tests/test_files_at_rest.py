@@ -126,3 +126,42 @@ async def test_existing_files_open_to_others_are_named_in_a_warning_at_start(
     assert "inbox.db is open" not in first + second
     # Left as the operator set it: a warning, not a silent chmod.
     assert mode(exposed_db) == 0o644
+
+
+async def test_every_directory_made_for_a_new_path_is_0700_under_umask_000(
+    tmp_path: Path,
+) -> None:
+    """``os.makedirs(mode=0o700)`` makes only the last directory 0700: under umask
+    000 the ones above it came out 0777, and anyone could replace the database."""
+    db_path = tmp_path / "srv" / "resetd" / "db" / "resetd.db"
+    inbox_path = tmp_path / "var" / "inbox" / "inbox.db"
+    config = config_in(tmp_path, tmp_path)
+    config.write_text(
+        config.read_text()
+        .replace(str(tmp_path / "resetd.db"), str(db_path))
+        .replace(str(tmp_path / "inbox.db"), str(inbox_path))
+    )
+    code, _, err = await run_cli(
+        "user", "add", "--email", "susan@example.com", "--username", "susan",
+        "--password-stdin", "--config", str(config),
+        umask=0o000, stdin=b"correct horse battery staple\n",
+    )  # fmt: skip
+    assert code == 0, err
+    made = [tmp_path / "srv", tmp_path / "srv" / "resetd", db_path.parent]
+    assert {str(d): oct(mode(d)) for d in made} == {str(d): "0o700" for d in made}
+    assert mode(db_path) == 0o600
+
+    server = Server(config, tmp_path, umask=0o000)
+    await server.start()
+    try:
+        send_over_starttls(server.smtp_port)
+
+        async def stored() -> bool:
+            return "dev inbox: captured #1" in server.logs()
+
+        await eventually(stored)
+    finally:
+        await server.kill()
+    made = [tmp_path / "var", inbox_path.parent]
+    assert {str(d): oct(mode(d)) for d in made} == {str(d): "0o700" for d in made}
+    assert {p.name: oct(mode(p)) for p in inbox_path.parent.iterdir() if mode(p) != 0o600} == {}

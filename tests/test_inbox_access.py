@@ -102,6 +102,11 @@ PROXY_HEADERS = [
     {"X-Real-IP": "203.0.113.9"},
     {"X-Forwarded-Proto": "https"},
     {"Via": "1.1 proxy"},
+    {"Client-IP": "203.0.113.9"},
+    {"X_Forwarded_For": "203.0.113.9"},  # "_" for "-", as CGI-style gateways read it
+    {"x_real_ip": "203.0.113.9"},
+    {"X-Originating-IP": "203.0.113.9"},
+    {"Forwarded-For": "203.0.113.9"},
 ]
 
 

@@ -11,9 +11,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from resetd.app import create_app
 from resetd.audit import AuditLog
 from resetd.db import Database
 from resetd.logs import install_redaction
@@ -173,3 +175,52 @@ async def test_audit_and_outbox_commands_print_outside_text_escaped(tmp_path: Pa
     assert "ua=UA \\x9b2J\\x1b[2J" in audit
     assert "to=b\\x1b[31m@example.com" in outbox
     assert "last error: 550 \\x1b]0;pwned\\x07 no" in outbox
+
+
+MALFORMED = [
+    b"GET /login HTTP/1.1\r\nConnection: close\r\n\r\n",  # no Host
+    b"GET /login HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    b"GET /login HTTP/1.1\r\nHost: localhost\r\nX-B\x01ad: c\r\nConnection: close\r\n\r\n",
+    b"GET /login HTTP/1.1\r\nHost: localhost\r\nBad Name: c\r\nConnection: close\r\n\r\n",
+    b"GET /lo\x1bgin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    b"GET /login HTTP/1.1\r\nHost: localhost\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+    # A bad method (aiohttp says this one at DEBUG, with its traceback).
+    b"GET /login HTTP/1.1\r\nHost: localhost\r\n\r\nFOO\r\n\r\n",
+]
+
+
+async def test_malformed_requests_are_one_info_line_each_without_a_traceback(
+    aiohttp_client: Any, make_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp logged each of these at ERROR with a full traceback: log flooding
+    at will. Now: one INFO line per request, saying what was wrong."""
+    client = await aiohttp_client(create_app(make_config(dev_inbox={"enabled": False})))
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    for request in MALFORMED:
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert b"HTTP/1.0 400 " in answer or b"HTTP/1.1 400 " in answer, answer[:80]
+    server = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(server) == len(MALFORMED), [r.getMessage() for r in server]
+    for record in server:
+        assert record.levelno in (logging.INFO, logging.DEBUG), record.getMessage()
+        assert record.exc_info is None and not record.exc_text
+        assert record.getMessage().startswith("Refused a malformed request from 127.0.0.1: ")
+        assert "\n" not in record.getMessage() and "\x1b" not in record.getMessage()
+    assert "Traceback" not in caplog.text
+
+
+async def test_a_malformed_request_says_nothing_when_info_is_off(
+    aiohttp_client: Any, make_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await aiohttp_client(create_app(make_config(dev_inbox={"enabled": False})))
+    caplog.set_level(logging.WARNING, logger="aiohttp.server")
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(MALFORMED[0])
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.read(), 10)).startswith(b"HTTP/1.0 400 ")
+    writer.close()
+    assert not [r for r in caplog.records if r.name == "aiohttp.server"]

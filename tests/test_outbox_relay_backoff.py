@@ -147,3 +147,44 @@ async def test_a_relay_that_is_not_listening_is_tried_a_handful_of_times(
     finally:
         await worker.stop()
         await db.close()
+
+
+async def test_a_relay_that_refuses_a_connection_but_takes_the_mail_is_shown_well_again(
+    aiohttp_client: Any, make_config: ConfigFactory, tmp_path: Path, caplog: Any
+) -> None:
+    """A relay allowing two sessions refuses the pool's third connection, then
+    takes all the mail over the two. It was shown ``backing_off`` for good,
+    since only a new session it accepted made it ``ok`` again: a delivered mail
+    does too."""
+    relay = RawRelay(max_sessions=2)
+    port = await relay.start()
+    try:
+        cfg = make_config(
+            dev_inbox={"enabled": False},
+            mail={"port": port, "pool_size": 8, "retry_base": 0.5, "backoff_cap": 5},
+        )
+        caplog.set_level(logging.INFO, logger="resetd.outbox")
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(cfg))
+        recipients = [f"user{i}@example.com" for i in range(30)]
+        await enqueue(client.app[keys.db], recipients)
+        client.app[keys.outbox_worker].wake()
+        store = client.app[keys.outbox_store]
+
+        async def all_sent() -> bool:
+            return (await store.counts())["sent"] == 30
+
+        await eventually(all_sent, timeout=20)
+        assert "relay refused a connection (421 4.7.0" in caplog.text  # the third one
+        assert [relay.count_for(to) for to in recipients] == [1] * 30
+
+        ready = await (await client.get("/readyz")).json()
+        assert (ready["status"], ready["relay"]["state"]) == ("ok", "ok"), ready
+        config = write_config(
+            tmp_path / "cli.toml",
+            {"server": {"secret_key": TEST_SECRET}, "database": {"path": cfg.database.path}},
+        )
+        code, out, err = await run_cli("outbox", "--config", str(config))
+        assert code == 0, err
+        assert "relay " not in out, out
+    finally:
+        await relay.stop()

@@ -5,14 +5,11 @@ can be nothing but local, checked by :func:`inbox_gate` for every path under
 ``/dev/inbox`` (pages, API, events, downloads), before routing or CSRF:
 
 - the socket peer is a loopback address (else 404, as if the inbox were off);
-- no proxy put its headers on it (``Forwarded``, ``X-Forwarded-*``,
-  ``X-Real-IP``, ``Via`` …): a reverse proxy on the same host connects from
-  loopback too, for whoever is on the other side (else 403);
-- the Host it is addressed to is a loopback name or address, and an
-  ``Origin`` it carries is too: a DNS-rebinding page reaches the loopback
-  port under its own name (else 403); a request another site's page makes
-  (``Sec-Fetch-Site: cross-site``, other than following a link) is refused
-  the same way;
+- nothing says it comes from elsewhere (:func:`resetd.hosts.outside_reason`,
+  shared with ``/readyz``): no proxy header (``Forwarded``, ``X-Forwarded-*``,
+  ``X-Real-IP``, ``Client-IP``, ``Via`` …, ``_`` read as ``-``), a loopback
+  Host (none at all does not do), no other site's ``Origin`` or
+  ``Sec-Fetch-Site: cross-site`` (else 403);
 - with a ``[dev_inbox] password``, HTTP basic auth with it (any user name).
 
 With ``[dev_inbox] allow_remote = true`` (which needs a password of 16
@@ -31,7 +28,7 @@ from aiohttp import web
 
 from .. import keys
 from ..clientinfo import client_ip
-from ..hosts import is_loopback_address, is_loopback_name, parse_host, request_host
+from ..hosts import is_loopback_address, outside_reason
 from ..middlewares import Handler
 from . import appkeys as ikeys
 from .guesses import GuessThrottle
@@ -40,21 +37,6 @@ log = logging.getLogger(__name__)
 
 REALM = 'Basic realm="resetd dev inbox", charset="UTF-8"'
 PREFIX = "/dev/inbox"
-# Headers a proxy adds, the standard one and the common ad-hoc ones. Any
-# ``X-Forwarded-…`` header counts too.
-PROXY_HEADERS = frozenset(
-    {
-        "forwarded",
-        "via",
-        "x-real-ip",
-        "x-client-ip",
-        "x-cluster-client-ip",
-        "true-client-ip",
-        "cf-connecting-ip",
-        "fastly-client-ip",
-        "x-original-forwarded-for",
-    }
-)
 LOCAL_ONLY = "The dev inbox answers requests from this machine only."
 
 
@@ -65,42 +47,6 @@ def is_inbox_request(request: web.Request) -> bool:
         return True
     resource = request.match_info.route.resource
     return resource is not None and resource.canonical.startswith(PREFIX)
-
-
-def proxy_header(request: web.Request) -> str | None:
-    """The name of the first proxy header the request carries, or None."""
-    for name in request.headers:
-        lowered = name.lower()
-        if lowered in PROXY_HEADERS or lowered.startswith("x-forwarded-"):
-            return name
-    return None
-
-
-def _origin_is_local(origin: str) -> bool:
-    scheme, sep, authority = origin.partition("://")
-    if not sep or scheme.lower() not in ("http", "https"):
-        return False  # includes "null": a sandboxed frame, a privacy redirect
-    name = parse_host(authority)
-    return name is not None and is_loopback_name(name)
-
-
-def outside_reason(request: web.Request) -> str | None:
-    """Why a request from a loopback peer may still come from elsewhere, or None."""
-    header = proxy_header(request)
-    if header is not None:
-        return f"it carries the proxy header {header}"
-    name = request_host(request)
-    if name is None or not is_loopback_name(name):
-        return "its Host is not a loopback name or address"
-    origin = request.headers.getall("Origin", [])
-    if len(origin) > 1 or (origin and not _origin_is_local(origin[0])):
-        return "its Origin is not a loopback origin"
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site" and not (
-        request.method in ("GET", "HEAD")
-        and request.headers.get("Sec-Fetch-Mode", "").lower() == "navigate"
-    ):
-        return "a page of another site sent it"
-    return None
 
 
 def _given_password(request: web.Request) -> str | None:

@@ -21,7 +21,9 @@ refuses everything sees one attempt per wait, not ``pool_size`` at once.
 
 The gate also keeps the relay's state for operators (:class:`RelayStatus`):
 ``ok``, ``backing_off``, ``tls_error`` or ``session_refused``, with the error and
-a hint, shown by ``/readyz`` and ``resetd outbox``.
+a hint, shown by ``/readyz`` and ``resetd outbox``. A refusal sets it; a new
+session or a mail the relay accepts sets it back to ``ok`` (a relay that allows
+two sessions refuses the third and still takes every mail over the two).
 """
 
 from __future__ import annotations
@@ -110,10 +112,7 @@ class RelayGate:
         self.strikes = 0
         if self.limit < self.ceiling:
             self.limit = min(self.ceiling, max(self.limit, 2 * len(self._open)))
-        if self.status.state != "ok":
-            if not self.status.healthy:
-                log.info("outbox: the relay accepts connections again")
-            self.status = RelayStatus("ok", time.time())
+        self._well("connections")
         self._notify()
 
     def refused(self, holder: object, exc: TemporaryFailure) -> None:
@@ -145,7 +144,10 @@ class RelayGate:
         self._open.discard(holder)
 
     def accepted(self) -> None:
-        """The relay accepted a mail: past the last refusal, room grows slowly."""
+        """The relay accepted a mail: it works, whatever it said to a connection
+        before (one that allows two sessions refuses the third, and then takes
+        every mail over the two); past the last refusal, room grows slowly."""
+        self._well("mail")
         if self.limit >= self.size or self._wait_until > time.monotonic():
             return
         self._credit += 1
@@ -154,6 +156,14 @@ class RelayGate:
             self.limit += 1
             self.ceiling = max(self.ceiling, self.limit)
             self._notify()
+
+    def _well(self, what: str) -> None:
+        """The relay accepted ``what``: its state is ``ok`` again. The shared wait
+        and the allowance stay as they are: the next refusal still counts."""
+        if self.status.state != "ok":
+            if not self.status.healthy:
+                log.info("outbox: the relay accepts %s again", what)
+            self.status = RelayStatus("ok", time.time())
 
     def close(self) -> None:
         """Stop making anyone wait (the worker is stopping)."""
