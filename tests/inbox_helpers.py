@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from resetd import keys
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
 
 
 def make_message(

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "resetd"
 # keys and the hub stands alone (the handler in inbox/stream.py); this list is
 # then emptied. Any other cycle, or this one grown, fails.
 KNOWN_INBOX_CYCLES: list[list[str]] = [
-    ["resetd.inbox.appkeys", "resetd.inbox.events", "resetd.inbox.sink", "resetd.inbox.writer"],
+    ["resetd.inbox.events", "resetd.inbox.keys", "resetd.inbox.sink", "resetd.inbox.writer"],
 ]
 
 

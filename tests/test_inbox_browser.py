@@ -21,7 +21,7 @@ from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_pl
 
 from resetd import keys
 from resetd.app import create_app
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
 from resetd.inbox.search import Query
 from resetd.reset.tokens import TokenState
 from resetd.users import fingerprint

@@ -22,7 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from resetd.db import Database
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
 from resetd.inbox.events import InboxEvents
 from resetd.inbox.ingest import Incoming
 from resetd.inbox.parser import ParserProcess

@@ -14,10 +14,10 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from .. import keys
+from .. import keys as app_keys
 from ..db import Database
 from . import api, api_message, events, pages, tls
-from . import appkeys as ikeys
+from . import keys as ikeys
 from .guesses import GuessThrottle
 from .parser import ParserProcess
 from .schema import INBOX_MIGRATIONS
@@ -32,7 +32,7 @@ __all__ = ["add_inbox_routes", "inbox_ctx"]
 
 async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the store, start the writer and the SMTP sink; close all three after."""
-    cfg = app[keys.config].dev_inbox
+    cfg = app[app_keys.config].dev_inbox
     async with AsyncExitStack() as stack:
         db = await Database.open(cfg.path, migrations=INBOX_MIGRATIONS)
         store = InboxStore(db, cfg.max_messages)
@@ -54,13 +54,13 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         login = SinkLogin.for_config(cfg, guesses)
         sink = await start_sink(cfg, handler, tls_context, login)
         stack.push_async_callback(sink.close)
-        app[keys.inbox_store] = store
+        app[app_keys.inbox_store] = store
         app[ikeys.events] = hub
         app[ikeys.writer] = writer
         app[ikeys.parser] = parser
         app[ikeys.stats] = stats
         app[ikeys.guesses] = guesses
-        app[keys.inbox_smtp_address] = sink.address
+        app[app_keys.inbox_smtp_address] = sink.address
         yield
 
 

@@ -33,7 +33,7 @@ from .. import keys
 from ..clientinfo import client_ip
 from ..hosts import is_loopback_address, is_loopback_name, parse_host, request_host
 from ..middlewares import Handler
-from . import appkeys as ikeys
+from . import keys as ikeys
 from .guesses import GuessThrottle
 
 log = logging.getLogger(__name__)

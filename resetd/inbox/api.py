@@ -15,7 +15,7 @@ from aiohttp import web
 
 from .. import keys
 from ..bodies import read_json
-from . import appkeys as ikeys
+from . import keys as ikeys
 from .events import publish_change
 from .search import Query, parse_query
 

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
-from . import appkeys as ikeys
+from . import keys as ikeys
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import keys
-from . import appkeys as ikeys
+from . import keys as ikeys
 from .schema import Stored
-from .view_row import People, StoredView
+from .stored_view import People, StoredView
 
 
 async def view_of(app: web.Application, message: Stored) -> StoredView | None:

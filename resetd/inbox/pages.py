@@ -19,13 +19,13 @@ from aiohttp import web
 from .. import keys
 from ..errors import SearchTooLarge
 from ..render import render
-from . import appkeys as ikeys
+from . import keys as ikeys
 from .links import reset_info, with_kinds
+from .message_view import iframe_document
 from .opened import view_of
 from .schema import Stored
 from .search import MAX_QUERY_LENGTH, Query, parse_query
 from .store import InboxStore
-from .view import iframe_document
 
 PAGE_SIZE = 50
 RAW_SHOWN = 512 * 1024  # the raw tab shows this much; the .eml download has it all
