@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .. import keys as app_keys
 from ..db import Database
-from . import api, api_message, events, pages, tls
+from . import api, api_message, events, pages, stream, tls
 from . import keys as ikeys
 from .guesses import GuessThrottle
 from .parser import ParserProcess
@@ -75,7 +75,7 @@ def add_inbox_routes(app: web.Application) -> None:
     r = app.router
     v1 = "/dev/inbox/api/v1"
     r.add_get("/dev/inbox", pages.inbox_page, name="inbox")
-    r.add_get("/dev/inbox/events", events.event_stream, name="inbox_events")
+    r.add_get("/dev/inbox/events", stream.event_stream, name="inbox_events")
     r.add_get("/dev/inbox/livez", api.livez, name="inbox_livez")
     r.add_get("/dev/inbox/readyz", api.readyz, name="inbox_readyz")
     r.add_post("/dev/inbox/delete", pages.delete_all, name="inbox_delete_all")

@@ -16,8 +16,8 @@ from aiohttp import web
 from .. import keys
 from ..bodies import read_json
 from . import keys as ikeys
-from .events import publish_change
 from .search import Query, parse_query
+from .stream import publish_change
 
 MAX_LIMIT = 1000
 MAX_START = 10**9

@@ -20,13 +20,13 @@ from aiohttp import web
 
 from .. import keys
 from . import keys as ikeys
-from .events import publish_change
 from .links import with_kinds
 from .opened import view_of
 from .parser import ParserFailed
 from .schema import Stored, rfc3339
 from .search import Query, parse_query
 from .stored_view import StoredView
+from .stream import publish_change
 
 MAX_WAIT = 300.0
 PART_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
