@@ -19,13 +19,13 @@ from aiohttp import web
 from .. import keys
 from ..errors import SearchTooLarge
 from ..render import render
-from . import keys as ikeys
 from .links import reset_info, with_kinds
 from .message_view import iframe_document
 from .opened import view_of
 from .schema import Stored
 from .search import MAX_QUERY_LENGTH, Query, parse_query
 from .store import InboxStore
+from .stream import publish_change
 
 PAGE_SIZE = 50
 RAW_SHOWN = 512 * 1024  # the raw tab shows this much; the .eml download has it all
@@ -148,9 +148,7 @@ async def message_page(request: web.Request) -> web.StreamResponse:
     if not message.read:
         changed = await store.set_read([message.id], True)
         if changed:
-            total, unread = await store.counts()
-            request.app[ikeys.events].publish("read", {"IDs": changed, "Read": True})
-            request.app[ikeys.events].publish("stats", {"total": total, "unread": unread})
+            await publish_change(request.app, "read", {"IDs": changed, "Read": True})
     raw, size = head
     ctx: dict[str, Any] = {
         "m": message,
@@ -189,7 +187,7 @@ async def delete_message(request: web.Request) -> web.StreamResponse:
     store = request.app[keys.inbox_store]
     message_id = request.match_info["id"]
     if await store.delete([message_id]):
-        request.app[ikeys.events].publish("delete", {"IDs": [message_id]})
+        await publish_change(request.app, "delete", {"IDs": [message_id]})
     raise web.HTTPSeeOther(location="/dev/inbox")
 
 
@@ -202,5 +200,5 @@ async def delete_all(request: web.Request) -> web.StreamResponse:
         await store.delete(None)
     else:
         await store.delete_matching(query)
-    request.app[ikeys.events].publish("delete", {"IDs": None})
+    await publish_change(request.app, "delete", {"IDs": None})
     raise web.HTTPSeeOther(location="/dev/inbox")
