@@ -100,7 +100,9 @@ def relay_address(app: web.Application) -> tuple[str, int]:
     [mail] points at the inbox's configured address (port 0 in tests)."""
     cfg = app[keys.config]
     if cfg.relay_is_inbox:
-        return app[keys.inbox_smtp_address]
+        from .inbox import smtp_address
+
+        return smtp_address(app)
     return cfg.mail.server, cfg.mail.port
 
 

@@ -124,7 +124,7 @@ async def _stream_open(app: web.Application) -> None:
 
 
 async def _latest_id(app: web.Application) -> str:
-    latest = await app[keys.inbox_store].latest(Query())
+    latest = await app[ikeys.store].latest(Query())
     assert latest is not None
     return latest.id
 

@@ -27,7 +27,7 @@ from .spool import Spooler, unmap_large_frees
 from .store import InboxStore
 from .writer import InboxWriter
 
-__all__ = ["add_inbox_routes", "inbox_ctx"]
+__all__ = ["add_inbox_routes", "inbox_ctx", "smtp_address"]
 
 
 async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -54,14 +54,22 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         login = SinkLogin.for_config(cfg, guesses)
         sink = await start_sink(cfg, handler, tls_context, login)
         stack.push_async_callback(sink.close)
-        app[app_keys.inbox_store] = store
+        app[ikeys.store] = store
         app[ikeys.events] = hub
         app[ikeys.writer] = writer
         app[ikeys.parser] = parser
         app[ikeys.stats] = stats
         app[ikeys.guesses] = guesses
-        app[app_keys.inbox_smtp_address] = sink.address
+        app[ikeys.smtp_address] = sink.address
         yield
+
+
+def smtp_address(app: web.Application) -> tuple[str, int]:
+    """(host, port) the inbox's SMTP sink bound: its real port when configured as 0.
+
+    Set while the app runs (after :func:`inbox_ctx` started the sink).
+    """
+    return app[ikeys.smtp_address]
 
 
 async def _end_streams(app: web.Application) -> None:

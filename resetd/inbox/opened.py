@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import keys
 from . import keys as ikeys
 from .schema import Stored
 from .stored_view import People, StoredView
@@ -17,7 +16,7 @@ from .stored_view import People, StoredView
 
 async def view_of(app: web.Application, message: Stored) -> StoredView | None:
     """The view of ``message``, or None when it is gone (deleted or pruned meanwhile)."""
-    store = app[keys.inbox_store]
+    store = app[ikeys.store]
     found = await store.view(message)
     if found is not None:
         return found

@@ -19,6 +19,7 @@ from aiohttp import web
 from .. import keys
 from ..errors import SearchTooLarge
 from ..render import render
+from . import keys as ikeys
 from .links import reset_info, with_kinds
 from .message_view import iframe_document
 from .opened import view_of
@@ -69,7 +70,7 @@ def plural(n: int, singular: str, plural_form: str = "") -> str:
 
 
 async def inbox_page(request: web.Request) -> web.StreamResponse:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     text = request.query.get("q", "")
     start = _int_param(request, "start", 0, 10**9)
     errors: dict[str, str] = {}
@@ -103,7 +104,7 @@ async def inbox_page(request: web.Request) -> web.StreamResponse:
         "older": page_link(start + PAGE_SIZE) if start + PAGE_SIZE < matches else None,
         "max_messages": cfg.max_messages,
         "pruned": await store.pruned(),
-        "smtp": request.app[keys.inbox_smtp_address],
+        "smtp": request.app[ikeys.smtp_address],
         "when": when,
         "iso": iso,
         "plural": plural,
@@ -127,7 +128,7 @@ async def _message_or_404(store: InboxStore, message_id: str) -> Stored:
 
 
 async def message_page(request: web.Request) -> web.StreamResponse:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     message_id = request.match_info["id"]
     if message_id == "latest":
         latest = await store.latest(parse_query(request.query.get("q", "")))
@@ -171,7 +172,7 @@ async def message_page(request: web.Request) -> web.StreamResponse:
 
 
 async def download_eml(request: web.Request) -> web.StreamResponse:
-    raw = await request.app[keys.inbox_store].raw(request.match_info["id"])
+    raw = await request.app[ikeys.store].raw(request.match_info["id"])
     if raw is None:
         raise _gone()
     return web.Response(
@@ -184,7 +185,7 @@ async def download_eml(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_message(request: web.Request) -> web.StreamResponse:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     message_id = request.match_info["id"]
     if await store.delete([message_id]):
         await publish_change(request.app, "delete", {"IDs": [message_id]})
@@ -192,7 +193,7 @@ async def delete_message(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_all(request: web.Request) -> web.StreamResponse:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     form = await request.post()
     text = form.get("q")
     query = parse_query(text if isinstance(text, str) else "")

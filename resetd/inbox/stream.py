@@ -7,8 +7,8 @@ the hub drops or closes the subscription; the browser's EventSource then
 reconnects and the page reloads its list.
 
 :func:`publish_change` is what the pages and the API call after they change
-the inbox: the change, then the new counts. It lives here, beside the other
-reader of the app's keys, so that the hub imports nothing of the inbox.
+the inbox: the change, then the new counts. It lives here, not beside the
+hub, so that the hub imports nothing of the inbox.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import keys
 from . import keys as ikeys
 
 KEEPALIVE_SECONDS = 15.0
@@ -32,7 +31,7 @@ def _frame(kind: str, data: dict[str, Any]) -> bytes:
 async def event_stream(request: web.Request) -> web.StreamResponse:
     """``GET /dev/inbox/events``: text/event-stream of inbox changes."""
     hub = request.app[ikeys.events]
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -65,5 +64,5 @@ async def publish_change(app: web.Application, kind: str, data: dict[str, Any]) 
     """Publish ``kind`` (read / delete) and then the new counts as ``stats``."""
     hub = app[ikeys.events]
     hub.publish(kind, data)
-    total, unread = await app[keys.inbox_store].counts()
+    total, unread = await app[ikeys.store].counts()
     hub.publish("stats", {"total": total, "unread": unread})
