@@ -39,6 +39,12 @@ login_guard: web.AppKey[LoginGuard] = web.AppKey("login_guard")
 # pass a clock they move).
 clock: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
+# Path prefixes whose errors are JSON rather than pages, and those whose unsafe
+# methods carry no form's CSRF token: each part that serves an API registers
+# its own when it sets up its routes (the dev inbox, for /dev/inbox/api/).
+json_prefixes: web.AppKey[tuple[str, ...]] = web.AppKey("json_prefixes")
+csrf_exempt_prefixes: web.AppKey[tuple[str, ...]] = web.AppKey("csrf_exempt_prefixes")
+
 # The dev inbox's own keys are in resetd/inbox/keys.py.
 
 # Per request: the signed-in user, looked up once.

@@ -79,9 +79,17 @@ async def _end_streams(app: web.Application) -> None:
         hub.close()
 
 
+API_PREFIX = "/dev/inbox/api/"
+
+
 def add_inbox_routes(app: web.Application) -> None:
+    """The inbox's routes, and its API's rules for the app's middlewares."""
+    # The API answers JSON, errors too, and its clients (Mailpit's) send JSON
+    # with no form's CSRF token: inbox_gate decides who may call it.
+    app[app_keys.json_prefixes] += (API_PREFIX,)
+    app[app_keys.csrf_exempt_prefixes] += (API_PREFIX,)
     r = app.router
-    v1 = "/dev/inbox/api/v1"
+    v1 = f"{API_PREFIX}v1"
     r.add_get("/dev/inbox", pages.inbox_page, name="inbox")
     r.add_get("/dev/inbox/events", stream.event_stream, name="inbox_events")
     r.add_get("/dev/inbox/livez", api.livez, name="inbox_livez")
