@@ -16,8 +16,9 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 from resetd.inbox import quick_mime
+from resetd.inbox.capture import SinkHandler, SinkStats
 from resetd.inbox.digest import PROCESS_LIMITS, full_digest, quick_digest, stdlib_digest
-from resetd.inbox.sink import SinkHandler, SinkSMTP, SinkStats
+from resetd.inbox.sink import SinkSMTP
 from tests.inbox_helpers import make_message
 from tests.test_inbox_sink import CORPUS
 

@@ -18,10 +18,11 @@ from .. import keys as app_keys
 from ..db import Database
 from . import api, api_message, events, pages, stream, tls
 from . import keys as ikeys
+from .capture import SinkHandler, SinkStats
 from .guesses import GuessThrottle
 from .parser import ParserProcess
 from .schema import INBOX_MIGRATIONS
-from .sink import SinkHandler, SinkStats, start_sink
+from .sink import start_sink
 from .smtp_auth import SinkLogin
 from .spool import Spooler, unmap_large_frees
 from .store import InboxStore

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .capture import SinkStats
     from .events import InboxEvents
     from .guesses import GuessThrottle
     from .parser import ParserProcess
-    from .sink import SinkStats
     from .store import InboxStore
     from .writer import InboxWriter
 
