@@ -1,9 +1,50 @@
 """The dev inbox: an in-process SMTP sink, its SQLite store, pages and a Mailpit-style API.
 
 :func:`inbox_ctx` is the cleanup context (store → parser process → writer →
-SMTP server, torn down in reverse); :func:`add_inbox_routes` adds the routes. Who may reach
-them is decided before any of them runs, by the middleware
+SMTP server, torn down in reverse); :func:`add_inbox_routes` adds the routes
+and registers the API's rules with the app's middlewares. Who may reach them
+is decided before any of them runs, by the middleware
 :func:`~resetd.inbox.access.inbox_gate` for every path under ``/dev/inbox``.
+
+The modules, in the order a mail travels through them:
+
+Ingest side: SMTP in, one stored row per mail.
+    sink         aiosmtpd in the app's loop: the SMTP dialogue, the connection cap
+    smtp_auth    who may hand the sink mail (AUTH with the inbox's password)
+    tls          STARTTLS with a self-signed certificate made on first start
+    smtp_data    the DATA section read in bulk
+    spool        a large DATA section kept in a temporary file while it arrives
+    capture      the handler: the recipient cap, the hand-off to the writer
+    writer       one task storing in batches, publishing to the hub
+    digest       what a mail becomes, once: summary, view, links
+    quick_mime   the common case cut on the loop, linear and bounded
+    parse        the stdlib parser, for the rest …
+    parser       … in a separate process, with a time limit per mail
+    parser_child the process's own side: a job in, an answer out
+    summary      the summary fields: what the list, the search and the API show
+    headertext   header text fit to show, in time linear in its length
+    addresses    address-list headers, in one linear pass
+    html_scan    HTML bodies' text and links, in one linear pass
+    ingest       the rows built on the loop, the INSERTs in a worker thread
+
+Read side: what was stored, and what changed.
+    schema       the inbox database's tables and its rows as Python values
+    store        list, search, flags, delete, counts
+    search       Mailpit's search syntax → a parameterised SQL condition
+    message_view one message's bodies, headers and parts (built at ingest)
+    stored_view  that view as its row, and back
+    opened       one stored message with its view
+    links        a message's links, and the state of any reset link among them
+    events       the hub: live updates fanned out to subscribers
+
+Web side: who may look, and what they see.
+    keys         the inbox's typed app keys
+    access       the gate: this machine only, or the password
+    guesses      wrong passwords counted, per client and overall (HTTP and SMTP)
+    pages        the list, one message, delete, the .eml download
+    api          the Mailpit-v1 API: lists and changes
+    api_message  one message through the API
+    stream       the live updates as Server-Sent Events; publish_change
 """
 
 from __future__ import annotations
