@@ -100,7 +100,9 @@ def relay_address(app: web.Application) -> tuple[str, int]:
     [mail] points at the inbox's configured address (port 0 in tests)."""
     cfg = app[keys.config]
     if cfg.relay_is_inbox:
-        return app[keys.inbox_smtp_address]
+        from .inbox import smtp_address
+
+        return smtp_address(app)
     return cfg.mail.server, cfg.mail.port
 
 
@@ -145,6 +147,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[keys.config] = config
     app[keys.clock] = clock
+    app[keys.json_prefixes] = ()  # setup_routes: each API adds its own
+    app[keys.csrf_exempt_prefixes] = ()
     app[keys.codec] = TokenCodec(
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
     )

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from .audit import AuditLog
     from .config import Config
     from .db import Database
-    from .inbox.store import InboxStore
     from .limits import RateLimiter
     from .login_guard import LoginGuard
     from .outbox import OutboxStore, OutboxWorker
@@ -40,10 +39,13 @@ login_guard: web.AppKey[LoginGuard] = web.AppKey("login_guard")
 # pass a clock they move).
 clock: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
-# The dev inbox (present only when [dev_inbox] enabled = true).
-inbox_store: web.AppKey[InboxStore] = web.AppKey("inbox_store")
-# (host, port) the embedded SMTP sink actually bound (port 0 in tests picks a free one).
-inbox_smtp_address: web.AppKey[tuple[str, int]] = web.AppKey("inbox_smtp_address")
+# Path prefixes whose errors are JSON rather than pages, and those whose unsafe
+# methods carry no form's CSRF token: each part that serves an API registers
+# its own when it sets up its routes (the dev inbox, for /dev/inbox/api/).
+json_prefixes: web.AppKey[tuple[str, ...]] = web.AppKey("json_prefixes")
+csrf_exempt_prefixes: web.AppKey[tuple[str, ...]] = web.AppKey("csrf_exempt_prefixes")
+
+# The dev inbox's own keys are in resetd/inbox/keys.py.
 
 # Per request: the signed-in user, looked up once.
 request_user: web.RequestKey[User | None] = web.RequestKey("request_user")

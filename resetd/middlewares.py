@@ -1,8 +1,10 @@
 """Cross-cutting request handling: error pages, allowed hosts, CSRF, security headers.
 
 Every error a user or a client can cause becomes a clear page (or JSON under
-``/dev/inbox/api``) with the right status; unexpected exceptions are logged
-with their traceback and answered with a plain 500 page that reveals nothing.
+the prefixes an API registers in ``keys.json_prefixes``) with the right
+status; unexpected exceptions are logged with their traceback and answered
+with a plain 500 page that reveals nothing. The core knows no API's paths:
+the dev inbox registers its own, and which need no CSRF form token.
 :mod:`resetd.errors` lists the exceptions and what each becomes.
 """
 
@@ -43,8 +45,6 @@ _TITLES = {
 }
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-CSRF_EXEMPT_PREFIXES = ("/dev/inbox/api/",)
-API_PREFIXES = ("/dev/inbox/api/",)
 STATIC_PREFIX = "/static/"
 
 DEFAULT_CSP = (
@@ -60,7 +60,7 @@ async def error_page(
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     title, default = _TITLES.get(status, ("Error", "The request could not be completed."))
-    if request.path.startswith(API_PREFIXES):
+    if request.path.startswith(request.app[keys.json_prefixes]):
         resp: web.StreamResponse = web.json_response(
             {"Error": message or default}, status=status, headers=headers
         )
@@ -148,7 +148,8 @@ def allowed_hosts_middleware(config: Config) -> Middleware:
 
 @web.middleware
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method in UNSAFE_METHODS and not request.path.startswith(CSRF_EXEMPT_PREFIXES):
+    exempt = request.app[keys.csrf_exempt_prefixes]
+    if request.method in UNSAFE_METHODS and not request.path.startswith(exempt):
         form = await read_form(request)  # FormError, 408 or 413 when it cannot be read
         submitted = form.get("csrf_token")
         if not isinstance(submitted, str) or not await csrf_ok(request, submitted):

@@ -73,7 +73,9 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
         f"    Links in mail     {cfg.public_origin}/reset_password/…",
     ]
     if cfg.dev_inbox.enabled:
-        smtp_host, smtp_port = app[keys.inbox_smtp_address]
+        from .inbox import smtp_address
+
+        smtp_host, smtp_port = smtp_address(app)
         lines += [
             f"    Dev inbox         http://{shown}:{port}/dev/inbox",
             f"    Dev inbox SMTP    {smtp_host}:{smtp_port}",

@@ -11,8 +11,7 @@ import aiosmtplib
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from resetd import keys
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
 
 
 def make_message(
@@ -40,7 +39,7 @@ def make_message(
 
 
 def smtp_address(app: web.Application) -> tuple[str, int]:
-    return app[keys.inbox_smtp_address]
+    return app[ikeys.smtp_address]
 
 
 async def send_smtplib(

@@ -13,15 +13,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "resetd"
 
-# The one cycle still allowed, exactly as it is: the dev inbox's keys module,
-# its event hub (which also holds the SSE handler) and the writer and sink that
-# publish to the hub import one another. It goes when the inbox gets its own
-# keys and the hub stands alone (the handler in inbox/stream.py); this list is
-# then emptied. Any other cycle, or this one grown, fails.
-KNOWN_INBOX_CYCLES: list[list[str]] = [
-    ["resetd.inbox.appkeys", "resetd.inbox.events", "resetd.inbox.sink", "resetd.inbox.writer"],
-]
-
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
@@ -92,13 +83,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_package_has_no_import_cycle() -> None:
-    found = cycles(import_graph())
-    assert [c for c in found if c not in KNOWN_INBOX_CYCLES] == []
-
-
-def test_the_known_inbox_cycle_is_still_there_until_it_is_removed_from_the_list() -> None:
-    found = cycles(import_graph())
-    assert [c for c in KNOWN_INBOX_CYCLES if c not in found] == []
+    assert cycles(import_graph()) == []
 
 
 def test_the_cycle_finder_sees_a_type_only_cycle() -> None:

@@ -103,6 +103,28 @@ async def test_disabled_inbox_has_no_routes(
         assert (await client.get(path)).status == 404, path
 
 
+async def test_disabled_inbox_leaves_its_api_paths_ordinary(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    """The inbox registers its API's rules itself: off, its paths are like any other."""
+    client = await aiohttp_client(create_app(make_config(dev_inbox={"enabled": False})))
+    resp = await client.get(f"{API}/messages")
+    assert resp.status == 404 and resp.content_type == "text/html"
+    resp = await client.delete(f"{API}/messages")
+    assert resp.status == 400  # an unsafe method with no CSRF token, as anywhere else
+    assert "form has expired" in await resp.text()
+
+
+async def test_inbox_api_errors_are_json_and_need_no_form_token(
+    client: TestClient[Any, Any],
+) -> None:
+    resp = await client.get(f"{API}/message/12345")
+    assert resp.status == 404 and resp.content_type == "application/json"
+    resp = await client.put(f"{API}/messages", json={"IDs": [], "Read": "yes"})
+    assert resp.status == 400
+    assert await resp.json() == {"Error": "Read: expected true or false."}
+
+
 async def test_unknown_message_is_404(client: TestClient[Any, Any]) -> None:
     assert (await client.get("/dev/inbox/12345")).status == 404
     assert (await client.get("/dev/inbox/not-an-id")).status == 404

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
 from resetd.app import create_app
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
 from resetd.inbox.access import check_access
 from tests.helpers import (
     GOOD_PASSWORD,

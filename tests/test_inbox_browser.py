@@ -21,7 +21,7 @@ from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_pl
 
 from resetd import keys
 from resetd.app import create_app
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
 from resetd.inbox.search import Query
 from resetd.reset.tokens import TokenState
 from resetd.users import fingerprint
@@ -124,7 +124,7 @@ async def _stream_open(app: web.Application) -> None:
 
 
 async def _latest_id(app: web.Application) -> str:
-    latest = await app[keys.inbox_store].latest(Query())
+    latest = await app[ikeys.store].latest(Query())
     assert latest is not None
     return latest.id
 

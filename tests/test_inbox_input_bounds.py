@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
 from resetd.inbox.events import MAX_SUBSCRIBERS
 from resetd.inbox.search import MAX_QUERY_LENGTH, MAX_TERMS
 from tests.helpers import csrf_from, eventually

@@ -87,6 +87,44 @@ async def test_live_updates_over_server_sent_events(client: TestClient[Any, Any]
     resp.close()
 
 
+async def _following_event(resp: Any) -> tuple[str, dict[str, Any]]:
+    """The next event on the stream, whatever its kind (keepalives skipped)."""
+    kind = ""
+    while True:
+        line = (await asyncio.wait_for(resp.content.readline(), 10)).decode().rstrip("\n")
+        if line.startswith("event: "):
+            kind = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data: dict[str, Any] = json.loads(line[len("data: ") :])
+            return kind, data
+
+
+async def test_deletes_from_the_page_publish_the_new_counts(client: TestClient[Any, Any]) -> None:
+    for subject in ("first", "second", "third"):
+        await send_smtplib(client.app, make_message(subject))
+    listing = await api_json(client, f"{API}/messages")
+    drop = next(m["ID"] for m in listing["messages"] if m["Subject"] == "second")
+    token = await csrf_from(client, "/dev/inbox")
+    resp = await client.get("/dev/inbox/events")
+    assert await _following_event(resp) == ("stats", {"total": 3, "unread": 3})
+    posted = await client.post(
+        f"/dev/inbox/{drop}/delete", data={"csrf_token": token}, allow_redirects=False
+    )
+    assert posted.status == 303
+    assert await _following_event(resp) == ("delete", {"IDs": [drop]})
+    assert await _following_event(resp) == ("stats", {"total": 2, "unread": 2})
+    posted = await client.post(
+        "/dev/inbox/delete", data={"csrf_token": token, "q": "subject:third"}, allow_redirects=False
+    )
+    assert posted.status == 303
+    assert await _following_event(resp) == ("delete", {"IDs": None})
+    assert await _following_event(resp) == ("stats", {"total": 1, "unread": 1})
+    await client.post("/dev/inbox/delete", data={"csrf_token": token}, allow_redirects=False)
+    assert await _following_event(resp) == ("delete", {"IDs": None})
+    assert await _following_event(resp) == ("stats", {"total": 0, "unread": 0})
+    resp.close()
+
+
 async def _mail_reset_link(client: TestClient[Any, Any]) -> tuple[str, str]:
     """A real token for a real user, mailed like the app does; returns (message ID, jti)."""
     app = client.app

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from resetd.app import create_app
 from resetd.config import ConfigError
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
 from resetd.inbox import tls
 from resetd.inbox.sink import MAX_CONNECTIONS, TOO_MANY_CONNECTIONS
 from tests.helpers import ConfigFactory, eventually

@@ -16,8 +16,9 @@ import aiosmtplib
 import pytest
 
 from resetd.inbox import tls
+from resetd.inbox.capture import SinkHandler, SinkStats
 from resetd.inbox.guesses import GuessThrottle
-from resetd.inbox.sink import Sink, SinkHandler, SinkStats, start_sink
+from resetd.inbox.sink import Sink, start_sink
 from resetd.inbox.smtp_auth import SinkLogin
 from tests.helpers import ConfigFactory
 from tests.inbox_helpers import make_message

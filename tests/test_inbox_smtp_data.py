@@ -12,8 +12,9 @@ from typing import Any
 import aiosmtplib
 from aiohttp.test_utils import TestClient
 
-from resetd.inbox import appkeys as ikeys
-from resetd.inbox.sink import SinkHandler, SinkSMTP, SinkStats
+from resetd.inbox import keys as ikeys
+from resetd.inbox.capture import SinkHandler, SinkStats
+from resetd.inbox.sink import SinkSMTP
 from resetd.inbox.smtp_data import STREAM_LIMIT
 from tests.inbox_helpers import api_json, make_message, smtp_address
 

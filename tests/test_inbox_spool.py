@@ -22,12 +22,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from resetd.db import Database
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
+from resetd.inbox.capture import SinkHandler, SinkStats
 from resetd.inbox.events import InboxEvents
 from resetd.inbox.ingest import Incoming
 from resetd.inbox.parser import ParserProcess
 from resetd.inbox.schema import INBOX_MIGRATIONS
-from resetd.inbox.sink import SinkHandler, SinkSMTP, SinkStats
+from resetd.inbox.sink import SinkSMTP
 from resetd.inbox.smtp_data import read_data_section
 from resetd.inbox.spool import Spooled, Spooler
 from resetd.inbox.store import InboxStore

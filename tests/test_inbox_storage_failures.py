@@ -22,7 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from resetd.app import create_app
-from resetd.inbox import appkeys as ikeys
+from resetd.inbox import keys as ikeys
 from tests.conftest import TEST_SECRET, ConfigFactory
 from tests.inbox_helpers import api_json, make_message, smtp_address
 from tests.processes import Server, write_config

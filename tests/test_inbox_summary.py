@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from resetd.inbox import quick
+from resetd.inbox import quick_mime
+from resetd.inbox.capture import SinkHandler, SinkStats
 from resetd.inbox.digest import PROCESS_LIMITS, full_digest, quick_digest, stdlib_digest
-from resetd.inbox.sink import SinkHandler, SinkSMTP, SinkStats
+from resetd.inbox.sink import SinkSMTP
 from tests.inbox_helpers import make_message
 from tests.test_inbox_sink import CORPUS
 
@@ -80,7 +81,7 @@ def test_well_formed_mail_takes_the_quick_route_on_the_loop() -> None:
 
 def test_defective_mail_takes_the_stdlib_route_and_keeps_its_problem() -> None:
     raw = CORPUS["unterminated multipart"]
-    assert quick.split(raw, PROCESS_LIMITS) is None
+    assert quick_mime.split(raw, PROCESS_LIMITS) is None
     assert quick_digest(raw, []) is None
     assert "CloseBoundaryNotFoundDefect" in full_digest(raw, []).summary.problem
 

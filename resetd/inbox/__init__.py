@@ -1,9 +1,50 @@
 """The dev inbox: an in-process SMTP sink, its SQLite store, pages and a Mailpit-style API.
 
 :func:`inbox_ctx` is the cleanup context (store → parser process → writer →
-SMTP server, torn down in reverse); :func:`add_inbox_routes` adds the routes. Who may reach
-them is decided before any of them runs, by the middleware
+SMTP server, torn down in reverse); :func:`add_inbox_routes` adds the routes
+and registers the API's rules with the app's middlewares. Who may reach them
+is decided before any of them runs, by the middleware
 :func:`~resetd.inbox.access.inbox_gate` for every path under ``/dev/inbox``.
+
+The modules, in the order a mail travels through them:
+
+Ingest side: SMTP in, one stored row per mail.
+    sink         aiosmtpd in the app's loop: the SMTP dialogue, the connection cap
+    smtp_auth    who may hand the sink mail (AUTH with the inbox's password)
+    tls          STARTTLS with a self-signed certificate made on first start
+    smtp_data    the DATA section read in bulk
+    spool        a large DATA section kept in a temporary file while it arrives
+    capture      the handler: the recipient cap, the hand-off to the writer
+    writer       one task storing in batches, publishing to the hub
+    digest       what a mail becomes, once: summary, view, links
+    quick_mime   the common case cut on the loop, linear and bounded
+    parse        the stdlib parser, for the rest …
+    parser       … in a separate process, with a time limit per mail
+    parser_child the process's own side: a job in, an answer out
+    summary      the summary fields: what the list, the search and the API show
+    headertext   header text fit to show, in time linear in its length
+    addresses    address-list headers, in one linear pass
+    html_scan    HTML bodies' text and links, in one linear pass
+    ingest       the rows built on the loop, the INSERTs in a worker thread
+
+Read side: what was stored, and what changed.
+    schema       the inbox database's tables and its rows as Python values
+    store        list, search, flags, delete, counts
+    search       Mailpit's search syntax → a parameterised SQL condition
+    message_view one message's bodies, headers and parts (built at ingest)
+    stored_view  that view as its row, and back
+    opened       one stored message with its view
+    links        a message's links, and the state of any reset link among them
+    events       the hub: live updates fanned out to subscribers
+
+Web side: who may look, and what they see.
+    keys         the inbox's typed app keys
+    access       the gate: this machine only, or the password
+    guesses      wrong passwords counted, per client and overall (HTTP and SMTP)
+    pages        the list, one message, delete, the .eml download
+    api          the Mailpit-v1 API: lists and changes
+    api_message  one message through the API
+    stream       the live updates as Server-Sent Events; publish_change
 """
 
 from __future__ import annotations
@@ -14,25 +55,26 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from .. import keys
+from .. import keys as app_keys
 from ..db import Database
-from . import api, api_message, events, pages, tls
-from . import appkeys as ikeys
+from . import api, api_message, events, pages, stream, tls
+from . import keys as ikeys
+from .capture import SinkHandler, SinkStats
 from .guesses import GuessThrottle
 from .parser import ParserProcess
 from .schema import INBOX_MIGRATIONS
-from .sink import SinkHandler, SinkStats, start_sink
+from .sink import start_sink
 from .smtp_auth import SinkLogin
 from .spool import Spooler, unmap_large_frees
 from .store import InboxStore
 from .writer import InboxWriter
 
-__all__ = ["add_inbox_routes", "inbox_ctx"]
+__all__ = ["add_inbox_routes", "inbox_ctx", "smtp_address"]
 
 
 async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the store, start the writer and the SMTP sink; close all three after."""
-    cfg = app[keys.config].dev_inbox
+    cfg = app[app_keys.config].dev_inbox
     async with AsyncExitStack() as stack:
         db = await Database.open(cfg.path, migrations=INBOX_MIGRATIONS)
         store = InboxStore(db, cfg.max_messages)
@@ -54,14 +96,22 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         login = SinkLogin.for_config(cfg, guesses)
         sink = await start_sink(cfg, handler, tls_context, login)
         stack.push_async_callback(sink.close)
-        app[keys.inbox_store] = store
+        app[ikeys.store] = store
         app[ikeys.events] = hub
         app[ikeys.writer] = writer
         app[ikeys.parser] = parser
         app[ikeys.stats] = stats
         app[ikeys.guesses] = guesses
-        app[keys.inbox_smtp_address] = sink.address
+        app[ikeys.smtp_address] = sink.address
         yield
+
+
+def smtp_address(app: web.Application) -> tuple[str, int]:
+    """(host, port) the inbox's SMTP sink bound: its real port when configured as 0.
+
+    Set while the app runs (after :func:`inbox_ctx` started the sink).
+    """
+    return app[ikeys.smtp_address]
 
 
 async def _end_streams(app: web.Application) -> None:
@@ -71,11 +121,19 @@ async def _end_streams(app: web.Application) -> None:
         hub.close()
 
 
+API_PREFIX = "/dev/inbox/api/"
+
+
 def add_inbox_routes(app: web.Application) -> None:
+    """The inbox's routes, and its API's rules for the app's middlewares."""
+    # The API answers JSON, errors too, and its clients (Mailpit's) send JSON
+    # with no form's CSRF token: inbox_gate decides who may call it.
+    app[app_keys.json_prefixes] += (API_PREFIX,)
+    app[app_keys.csrf_exempt_prefixes] += (API_PREFIX,)
     r = app.router
-    v1 = "/dev/inbox/api/v1"
+    v1 = f"{API_PREFIX}v1"
     r.add_get("/dev/inbox", pages.inbox_page, name="inbox")
-    r.add_get("/dev/inbox/events", events.event_stream, name="inbox_events")
+    r.add_get("/dev/inbox/events", stream.event_stream, name="inbox_events")
     r.add_get("/dev/inbox/livez", api.livez, name="inbox_livez")
     r.add_get("/dev/inbox/readyz", api.readyz, name="inbox_readyz")
     r.add_post("/dev/inbox/delete", pages.delete_all, name="inbox_delete_all")

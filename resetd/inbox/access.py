@@ -30,7 +30,7 @@ from .. import keys
 from ..clientinfo import client_ip
 from ..hosts import is_loopback_address, outside_reason
 from ..middlewares import Handler
-from . import appkeys as ikeys
+from . import keys as ikeys
 from .guesses import GuessThrottle
 
 log = logging.getLogger(__name__)

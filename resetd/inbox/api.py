@@ -13,11 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import keys
 from ..bodies import read_json
-from . import appkeys as ikeys
-from .events import publish_change
+from . import keys as ikeys
 from .search import Query, parse_query
+from .stream import publish_change
 
 MAX_LIMIT = 1000
 MAX_START = 10**9
@@ -59,7 +58,7 @@ def _ids(body: dict[str, Any]) -> list[str] | None:
 
 
 async def _listing(request: web.Request, query: Query) -> web.Response:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     start = _int(request, "start", 0, MAX_START)
     limit = _int(request, "limit", 50, MAX_LIMIT)
     messages, matches = await store.search(query, start, limit)
@@ -90,7 +89,7 @@ async def set_read(request: web.Request) -> web.StreamResponse:
     read = body.get("Read", False)
     if not isinstance(read, bool):
         raise web.HTTPBadRequest(text="Read: expected true or false.")
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     changed = await store.set_read(_ids(body), read)
     await publish_change(request.app, "read", {"IDs": changed, "Read": read})
     return web.Response(text="ok")
@@ -98,7 +97,7 @@ async def set_read(request: web.Request) -> web.StreamResponse:
 
 async def delete_messages(request: web.Request) -> web.StreamResponse:
     ids = _ids(await _json_body(request))
-    await request.app[keys.inbox_store].delete(ids)
+    await request.app[ikeys.store].delete(ids)
     await publish_change(request.app, "delete", {"IDs": ids})
     return web.Response(text="ok")
 
@@ -107,13 +106,13 @@ async def delete_search(request: web.Request) -> web.StreamResponse:
     query = parse_query(request.query.get("query", ""))
     if query.is_empty:
         raise web.HTTPBadRequest(text="query: a search is required (DELETE messages clears all).")
-    await request.app[keys.inbox_store].delete_matching(query)
+    await request.app[ikeys.store].delete_matching(query)
     await publish_change(request.app, "delete", {"IDs": None})
     return web.Response(text="ok")
 
 
 async def info(request: web.Request) -> web.StreamResponse:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     stats = request.app[ikeys.stats]
     total, unread = await store.counts()
     return web.json_response(
@@ -142,5 +141,5 @@ async def livez(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    await request.app[keys.inbox_store].counts()  # the database answers
+    await request.app[ikeys.store].counts()  # the database answers
     return web.Response(text="ok")

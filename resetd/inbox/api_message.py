@@ -19,14 +19,14 @@ import time
 from aiohttp import web
 
 from .. import keys
-from . import appkeys as ikeys
-from .events import publish_change
+from . import keys as ikeys
 from .links import with_kinds
 from .opened import view_of
 from .parser import ParserFailed
 from .schema import Stored, rfc3339
 from .search import Query, parse_query
-from .view_row import StoredView
+from .stored_view import StoredView
+from .stream import publish_change
 
 MAX_WAIT = 300.0
 PART_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
@@ -34,7 +34,7 @@ PART_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline';
 
 async def _resolve(request: web.Request) -> Stored:
     """The message named by ``{id}``; ``latest`` (optionally ``?query=``, ``?wait=``)."""
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     message_id = request.match_info["id"]
     if message_id != "latest":
         found = await store.get(message_id)
@@ -53,7 +53,7 @@ async def _resolve(request: web.Request) -> Stored:
 
 async def _wait_for_match(request: web.Request, query: Query, wait: float) -> Stored | None:
     """The newest match arriving within ``wait`` seconds (a subscription, so bounded)."""
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     with request.app[ikeys.events].subscribe() as queue:
         latest = await store.latest(query)  # again: one may have arrived before subscribing
         deadline = time.monotonic() + wait
@@ -81,7 +81,7 @@ def _wait(raw: str) -> float:
 
 
 async def _raw(request: web.Request, message: Stored) -> bytes:
-    raw = await request.app[keys.inbox_store].raw(message.id)
+    raw = await request.app[ikeys.store].raw(message.id)
     if raw is None:
         raise web.HTTPNotFound(text="message not found")
     return raw
@@ -99,7 +99,7 @@ async def get_message(request: web.Request) -> web.StreamResponse:
     opened = await _view(request, message)
     view, people = opened.view, opened.people
     if not message.read:
-        await request.app[keys.inbox_store].set_read([message.id], True)
+        await request.app[ikeys.store].set_read([message.id], True)
         await publish_change(request.app, "read", {"IDs": [message.id], "Read": True})
     summary = message.as_json()
     del summary["Created"], summary["Snippet"], summary["Attachments"]

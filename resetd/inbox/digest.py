@@ -3,7 +3,7 @@
 Three routes give the same :class:`Digest` shape:
 
 - :func:`quick_digest`, on the event loop, for the common case: a well-formed
-  message of up to LOOP_SIZE bytes that :mod:`.quick` can cut with
+  message of up to LOOP_SIZE bytes that :mod:`.quick_mime` can cut with
   ``str.find``, with small header blocks and a modest number of tags. Every
   scanner is linear and these limits bound its input, so it costs at most a
   few milliseconds whatever the mail holds; past any limit it returns None.
@@ -24,9 +24,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from . import quick
+from . import quick_mime
 from .headertext import decode_words, fix_8bit, valid
 from .html_scan import anchors, html_to_text
+from .message_view import HEADER_LIMIT, HEADERS_TOTAL, MAX_HEADERS, MessageView, add_part, cut
 from .parse import (
     MAX_PARTS,
     MIME_ERRORS,
@@ -45,17 +46,16 @@ from .summary import (
     finish,
     header_map,
 )
-from .view import HEADER_LIMIT, HEADERS_TOTAL, MAX_HEADERS, MessageView, add_part, cut
 
 # The loop route's limits; a mail past any of them goes to the parser process.
 LOOP_SIZE = 256 * 1024
-LOOP_LIMITS = quick.Limits(header_block=8 * 1024, leaves=64, boundaries=256, words=10)
+LOOP_LIMITS = quick_mime.Limits(header_block=8 * 1024, leaves=64, boundaries=256, words=10)
 # Things each costing a step of Python work: "&" in an HTML body, "://" in a text
 # body, and a tenth of it for encoded words in the headers. A tag costs up to ten
 # steps (a link: its attributes, its text).
 LOOP_STEPS = 4000
 LOOP_TAGS = 1000
-PROCESS_LIMITS = quick.Limits(
+PROCESS_LIMITS = quick_mime.Limits(
     header_block=1024 * 1024, leaves=MAX_PARTS, boundaries=100_000, words=200
 )
 # How much of an unparsed mail is read (on the loop, when the parser process
@@ -85,7 +85,7 @@ def quick_digest(raw: bytes, rcpt_tos: list[str]) -> Digest | None:
     """The digest of a small well-formed mail, cheap enough for the loop; else None."""
     if len(raw) > LOOP_SIZE:
         return None
-    found = quick.split(raw, LOOP_LIMITS)
+    found = quick_mime.split(raw, LOOP_LIMITS)
     if found is None:
         return None
     try:
@@ -98,7 +98,7 @@ def quick_digest(raw: bytes, rcpt_tos: list[str]) -> Digest | None:
 
 def full_digest(raw: bytes, rcpt_tos: list[str]) -> Digest:
     """The digest of any mail (in the parser process); never raises for bad input."""
-    found = quick.split(raw, PROCESS_LIMITS)
+    found = quick_mime.split(raw, PROCESS_LIMITS)
     if found is not None:
         try:
             return _build(*found, rcpt_tos, [])
@@ -145,7 +145,7 @@ def describe(exc: BaseException) -> str:
 
 
 def _build(
-    headers: quick.HeaderList,
+    headers: quick_mime.HeaderList,
     leaves: Sequence[Leaf],
     rcpt_tos: list[str],
     issues: list[str],
@@ -184,7 +184,7 @@ def _build(
     return digest
 
 
-def _view_headers(view: MessageView, headers: quick.HeaderList) -> None:
+def _view_headers(view: MessageView, headers: quick_mime.HeaderList) -> None:
     """The headers to show: at most MAX_HEADERS, HEADER_LIMIT characters each,
     HEADERS_TOTAL in all; a last line says how many more the raw source has."""
     total = 0

@@ -1,7 +1,8 @@
-"""Live updates: an in-process fan-out of inbox events, served as Server-Sent Events.
+"""Live updates: an in-process fan-out of inbox events (the SSE handler is in :mod:`.stream`).
 
-The writer publishes ``new`` (one message summary), ``read``, ``delete`` and
-``stats`` (total/unread) events; each open ``/dev/inbox/events`` stream and
+The writer publishes ``new`` (one message summary) and ``stats`` (total/unread)
+events, the pages and the API ``read`` and ``delete`` followed by ``stats``
+(:func:`~.stream.publish_change`); each open ``/dev/inbox/events`` stream and
 each long-polling API request holds a subscription. A subscriber that falls
 far behind is dropped (its stream ends; the browser's EventSource reconnects
 and the page reloads its list) rather than letting a queue grow without bound,
@@ -12,7 +13,6 @@ gets a 503 with Retry-After): each may hold up to ``MAX_BACKLOG`` events.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,15 +20,11 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import keys
-from . import appkeys as ikeys
-
 log = logging.getLogger(__name__)
 
 Event = tuple[str, dict[str, Any]]
 MAX_BACKLOG = 1000
 MAX_SUBSCRIBERS = 100
-KEEPALIVE_SECONDS = 15.0
 
 
 class InboxEvents:
@@ -80,47 +76,3 @@ class InboxEvents:
         for queue in self._subscribers:
             queue.put_nowait(None)
         self._subscribers.clear()
-
-
-def _frame(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
-
-
-async def event_stream(request: web.Request) -> web.StreamResponse:
-    """``GET /dev/inbox/events``: text/event-stream of inbox changes."""
-    hub = request.app[ikeys.events]
-    store = request.app[keys.inbox_store]
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    with hub.subscribe() as queue:
-        await response.prepare(request)
-        total, unread = await store.counts()
-        try:
-            await response.write(
-                b"retry: 2000\n\n" + _frame("stats", {"total": total, "unread": unread})
-            )
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    await response.write(b": keepalive\n\n")
-                    continue
-                if item is None:
-                    break
-                await response.write(_frame(*item))
-        except ConnectionResetError:  # the browser went away
-            pass
-    return response
-
-
-async def publish_change(app: web.Application, kind: str, data: dict[str, Any]) -> None:
-    """Publish ``kind`` (read / delete) and then the new counts as ``stats``."""
-    hub = app[ikeys.events]
-    hub.publish(kind, data)
-    total, unread = await app[keys.inbox_store].counts()
-    hub.publish("stats", {"total": total, "unread": unread})

@@ -22,8 +22,8 @@ from .addresses import Address
 from .digest import Digest
 from .headertext import valid
 from .schema import LIST_ADDRESSES, Stored, dump_addresses, dump_json
+from .stored_view import VIEW_COLUMNS, view_row
 from .summary import Summary
-from .view_row import VIEW_COLUMNS, view_row
 
 MESSAGE_COLUMNS = (
     "id", "created", "message_id", "from_name", "from_addr", "to_json", "cc_json", "bcc_json",

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import keys
-from . import appkeys as ikeys
+from . import keys as ikeys
 from .schema import Stored
-from .view_row import People, StoredView
+from .stored_view import People, StoredView
 
 
 async def view_of(app: web.Application, message: Stored) -> StoredView | None:
     """The view of ``message``, or None when it is gone (deleted or pruned meanwhile)."""
-    store = app[keys.inbox_store]
+    store = app[ikeys.store]
     found = await store.view(message)
     if found is not None:
         return found

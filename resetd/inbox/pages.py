@@ -19,13 +19,14 @@ from aiohttp import web
 from .. import keys
 from ..errors import SearchTooLarge
 from ..render import render
-from . import appkeys as ikeys
+from . import keys as ikeys
 from .links import reset_info, with_kinds
+from .message_view import iframe_document
 from .opened import view_of
 from .schema import Stored
 from .search import MAX_QUERY_LENGTH, Query, parse_query
 from .store import InboxStore
-from .view import iframe_document
+from .stream import publish_change
 
 PAGE_SIZE = 50
 RAW_SHOWN = 512 * 1024  # the raw tab shows this much; the .eml download has it all
@@ -69,7 +70,7 @@ def plural(n: int, singular: str, plural_form: str = "") -> str:
 
 
 async def inbox_page(request: web.Request) -> web.StreamResponse:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     text = request.query.get("q", "")
     start = _int_param(request, "start", 0, 10**9)
     errors: dict[str, str] = {}
@@ -103,7 +104,7 @@ async def inbox_page(request: web.Request) -> web.StreamResponse:
         "older": page_link(start + PAGE_SIZE) if start + PAGE_SIZE < matches else None,
         "max_messages": cfg.max_messages,
         "pruned": await store.pruned(),
-        "smtp": request.app[keys.inbox_smtp_address],
+        "smtp": request.app[ikeys.smtp_address],
         "when": when,
         "iso": iso,
         "plural": plural,
@@ -127,7 +128,7 @@ async def _message_or_404(store: InboxStore, message_id: str) -> Stored:
 
 
 async def message_page(request: web.Request) -> web.StreamResponse:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     message_id = request.match_info["id"]
     if message_id == "latest":
         latest = await store.latest(parse_query(request.query.get("q", "")))
@@ -148,9 +149,7 @@ async def message_page(request: web.Request) -> web.StreamResponse:
     if not message.read:
         changed = await store.set_read([message.id], True)
         if changed:
-            total, unread = await store.counts()
-            request.app[ikeys.events].publish("read", {"IDs": changed, "Read": True})
-            request.app[ikeys.events].publish("stats", {"total": total, "unread": unread})
+            await publish_change(request.app, "read", {"IDs": changed, "Read": True})
     raw, size = head
     ctx: dict[str, Any] = {
         "m": message,
@@ -173,7 +172,7 @@ async def message_page(request: web.Request) -> web.StreamResponse:
 
 
 async def download_eml(request: web.Request) -> web.StreamResponse:
-    raw = await request.app[keys.inbox_store].raw(request.match_info["id"])
+    raw = await request.app[ikeys.store].raw(request.match_info["id"])
     if raw is None:
         raise _gone()
     return web.Response(
@@ -186,15 +185,15 @@ async def download_eml(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_message(request: web.Request) -> web.StreamResponse:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     message_id = request.match_info["id"]
     if await store.delete([message_id]):
-        request.app[ikeys.events].publish("delete", {"IDs": [message_id]})
+        await publish_change(request.app, "delete", {"IDs": [message_id]})
     raise web.HTTPSeeOther(location="/dev/inbox")
 
 
 async def delete_all(request: web.Request) -> web.StreamResponse:
-    store = request.app[keys.inbox_store]
+    store = request.app[ikeys.store]
     form = await request.post()
     text = form.get("q")
     query = parse_query(text if isinstance(text, str) else "")
@@ -202,5 +201,5 @@ async def delete_all(request: web.Request) -> web.StreamResponse:
         await store.delete(None)
     else:
         await store.delete_matching(query)
-    request.app[ikeys.events].publish("delete", {"IDs": None})
+    await publish_change(request.app, "delete", {"IDs": None})
     raise web.HTTPSeeOther(location="/dev/inbox")

@@ -1,4 +1,4 @@
-"""Reading captured mail with the stdlib parser, for what :mod:`.quick` does not take.
+"""Reading captured mail with the stdlib parser, for what :mod:`.quick_mime` does not take.
 
 This runs in the parser process (:mod:`.parser`), under its time limit: the
 stdlib's ``FeedParser`` is Python code that reads a line at a time, recurses

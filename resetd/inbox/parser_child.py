@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from .digest import describe, full_digest
-from .view import find_part
+from .message_view import find_part
 
 HEADER = struct.Struct("!I")
 # Address space for the process: enough for the stdlib's reading of a 25 MB

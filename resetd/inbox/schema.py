@@ -5,7 +5,7 @@ with at most LIST_ADDRESSES addresses per field and the total count) and the
 ``addresses`` table (one row per sender/recipient, for whole-address
 matching through an index); raw sources, body text for search and the
 digested view (bodies, headers, parts, full address lists, links; its row is
-in view_row.py) live in their own tables, read only when one message is
+in stored_view.py) live in their own tables, read only when one message is
 opened or a free-text search runs.
 IDs are the ``AUTOINCREMENT`` rowid as a string, never reused after a
 delete, so a stale link cannot show a different message.

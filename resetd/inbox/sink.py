@@ -7,11 +7,9 @@ on) and refuses a message over ``max_message_size`` with aiosmtpd's 552
 during the transaction, after which the connection and the server carry on.
 A recipient past the cap gets ``452 4.5.3`` (RFC 5321 §4.5.3.1.10), so the
 client sends the rest in another transaction. The greeting hostname is given
-explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs. Accepted mail is
-handed to the :class:`~resetd.inbox.writer.InboxWriter`; a large message
-arrives in a spool file (spool.py) and is read back, one at a time, only to
-be stored. When the writer cannot store mail the answer is 451, so the
-client keeps the mail.
+explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs. What happens to
+a transaction's recipients and its message is the handler's business
+(:mod:`.capture`): the message goes to the writer.
 
 Listening beyond loopback (``allow_remote`` and a non-loopback ``smtp_host``),
 the sink is no longer a local catch-all but a mail drop anyone could fill:
@@ -22,25 +20,19 @@ there it takes no MAIL before AUTH with the inbox's password
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import socket
 import ssl
-import time
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, syntax
 
 from ..config import DevInboxConfig
-from ..errors import NotStored
-from .ingest import Incoming
+from .capture import BUSY, SinkHandler
 from .smtp_auth import SinkLogin
 from .smtp_data import STREAM_LIMIT, read_data_section
-from .spool import Spooled, Spooler
-from .writer import InboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -49,96 +41,11 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
 
 
-@dataclass
-class SinkStats:
-    """Counters since the process started (the API's ``info``)."""
-
-    started: float = field(default_factory=time.time)
-    accepted: int = 0
-    accepted_size: int = 0
-    rejected: int = 0
-
-
-# RFC 5321 §4.5.3.1.10: "too many recipients" is a 452, and the client
-# sends the remaining recipients in another transaction.
-TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
-BUSY = "451 4.3.1 Too many large messages at once, try again later"
-NOT_STORED = "451 4.3.0 The message could not be stored, try again later"
 # Connections served at once; each may buffer up to twice STREAM_LIMIT of a
 # command line, so this bounds that memory too. Past it: 421 instead of the
 # greeting (RFC 5321 §3.8), and the client tries again later.
 MAX_CONNECTIONS = 100
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
-CAPTURED = "250 2.0.0 OK: captured"
-
-
-class SinkHandler:
-    """aiosmtpd handler: recipients up to the cap are welcome; DATA goes to the writer."""
-
-    def __init__(
-        self,
-        writer: InboxWriter,
-        stats: SinkStats,
-        max_recipients: int = DevInboxConfig.max_recipients,
-        spooler: Spooler | None = None,
-    ) -> None:
-        self.writer = writer
-        self.stats = stats
-        self.max_recipients = max_recipients
-        self.spooler = spooler or Spooler()
-
-    async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        if len(envelope.rcpt_tos) >= self.max_recipients:
-            return TOO_MANY_RECIPIENTS
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 OK"
-
-    async def capture(self, envelope: Envelope, content: bytes | Spooled) -> str:
-        """Hand one accepted message to the writer; returns the reply to DATA.
-
-        A spooled message is read back under ``spooler.loading`` and the reply
-        waits until it is stored, so only one is in memory at a time; when
-        that takes longer than ``spooler.wait`` the answer is a 451.
-        """
-        if isinstance(content, bytes):
-            try:
-                await self._submit(envelope, content, wait=False)
-            except NotStored as exc:
-                log.warning("dev inbox: answering 451: %s", exc)
-                return NOT_STORED
-            return CAPTURED
-        loading = self.spooler.loading
-        with contextlib.closing(content):
-            try:
-                await asyncio.wait_for(loading.acquire(), self.spooler.wait)
-            except TimeoutError:
-                return BUSY
-            try:
-                raw = await asyncio.to_thread(content.read)
-                content.close()  # frees the disk and the spool slot now
-                await self._submit(envelope, raw, wait=True)
-            except NotStored as exc:
-                log.warning("dev inbox: answering 451: %s", exc)
-                return NOT_STORED
-            finally:
-                loading.release()
-        return CAPTURED
-
-    async def _submit(self, envelope: Envelope, raw: bytes, wait: bool) -> None:
-        # aiosmtpd gives every transaction a new Envelope, so its list is ours to keep.
-        incoming = Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw)
-        await self.writer.submit(incoming, until_stored=wait)
-        stats = self.stats
-        stats.accepted += 1
-        stats.accepted_size += len(raw)
 
 
 class SinkSMTP(SMTP):

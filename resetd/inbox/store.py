@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..db import Database
 from .schema import SUMMARY_COLUMNS, Stored, parse_id, stored_from_row
 from .search import Query
-from .view_row import VIEW_COLUMNS, StoredView, stored_view_from_row
+from .stored_view import VIEW_COLUMNS, StoredView, stored_view_from_row
 
 
 class InboxStore:

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from ..db import Row
 from .addresses import Address
+from .message_view import Attachment, MessageView
 from .schema import LIST_ADDRESSES, Stored, dump_json
-from .view import Attachment, MessageView
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""The dev inbox's own ``web.AppKey``s (the store and SMTP address are in resetd.keys)."""
+"""The dev inbox's ``web.AppKey``s, set by :func:`~resetd.inbox.inbox_ctx`.
+
+Only resetd.inbox reads them; the rest of resetd asks the package
+(:func:`resetd.inbox.smtp_address`).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,16 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .capture import SinkStats
     from .events import InboxEvents
     from .guesses import GuessThrottle
     from .parser import ParserProcess
-    from .sink import SinkStats
+    from .store import InboxStore
     from .writer import InboxWriter
 
+store: web.AppKey[InboxStore] = web.AppKey("inbox_store")
+# (host, port) the SMTP sink actually bound (port 0 in tests picks a free one).
+smtp_address: web.AppKey[tuple[str, int]] = web.AppKey("inbox_smtp_address")
 events: web.AppKey[InboxEvents] = web.AppKey("inbox_events")
 writer: web.AppKey[InboxWriter] = web.AppKey("inbox_writer")
 stats: web.AppKey[SinkStats] = web.AppKey("inbox_stats")
