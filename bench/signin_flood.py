@@ -151,8 +151,8 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="resetd-flood-") as tmp:
         work = Path(tmp)
-        for n in (int(a) for a in args.attackers.split(",")):
-            d = work / f"flood{n}"
+        for i, n in enumerate(int(a) for a in args.attackers.split(",")):
+            d = work / f"flood{i}-{n}"
             d.mkdir()
             port = free_port()
             cfg = write_config(d, port)
