@@ -95,7 +95,9 @@ async def signin_ctx(app: web.Application) -> AsyncIterator[None]:
     if cfg.server.login_pages:
         samples = await app[keys.users].hash_samples(hash_kind)
         await timing.calibrate(app[keys.hasher], samples)
-    app[keys.login_guard] = LoginGuard(cfg.limits, app[keys.db], timing, app[keys.clock])
+    app[keys.login_guard] = LoginGuard(
+        cfg.limits, app[keys.db], timing, app[keys.clock], app[keys.hash_queue]
+    )
     yield
 
 

@@ -150,16 +150,30 @@ class HashQueue:
         if not go:
             raise HashingBusy
 
-    def _admit(self, who: Standing) -> _Waiter:
+    def has_place(self, who: Standing) -> bool:
+        """Whether a hash asked for now by ``who`` would get a place (perhaps by
+        pushing out a worse-placed one), so a caller can refuse before any work."""
+        self._prune()
+        return self.running + self._waiting < self.capacity or self._victim(who) is not None
+
+    def _victim(self, who: Standing) -> _Waiter | None:
+        """The waiting hash ``who`` would push out of a full queue: the worst, if
+        it is strictly worse placed than ``who`` would be."""
+        worst = self._worst()
         mine = self._clients.get(who.client)
+        newcomer = (who.rank, (len(mine.waiting) if mine else 0) + 1)
+        if worst is None or self._placing(worst) <= newcomer:
+            return None
+        return worst
+
+    def _admit(self, who: Standing) -> _Waiter:
         if self.running + self._waiting >= self.capacity:
-            worst = self._worst()
-            newcomer = (who.rank, (len(mine.waiting) if mine else 0) + 1)
-            if worst is None or self._placing(worst) <= newcomer:
+            victim = self._victim(who)
+            if victim is None:
                 raise HashingBusy
-            self._drop(worst)
-            worst.turn.set_result(False)
-            mine = self._clients.get(who.client)
+            self._drop(victim)
+            victim.turn.set_result(False)
+        mine = self._clients.get(who.client)
         if mine is None:
             mine = self._clients[who.client] = _Client()
         self._seq += 1

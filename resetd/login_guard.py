@@ -14,7 +14,9 @@ Three gates, cheapest first:
    logins_in_progress`` places in the process): the check waits its turn there,
    ordered by the client's failed sign-ins this window (read in gate 2), so a
    real user goes before clients that have been guessing; a check with no place
-   → 503 at once, and the attempt counts as no failure.
+   → 503 at once, and the attempt counts as no failure. A client whose
+   failures this process has seen is refused so before gate 2, when the queue
+   has no place for it: a flood of guesses costs no database work.
 
 An attempt is counted before its password is checked, so concurrent guesses
 cannot all slip in under a limit, and given back when the password was right
@@ -30,7 +32,7 @@ from contextlib import asynccontextmanager
 
 from .config import LimitsConfig
 from .db import Database
-from .hash_queue import HashingBusy, Standing
+from .hash_queue import HashingBusy, HashQueue, Standing
 from .limits import Hit, RateLimiter, Taken, client_bucket
 from .login_timing import FailureTiming
 from .passwords import Hasher
@@ -42,6 +44,8 @@ THROTTLED = (
 )
 CLIENT_BUSY = "Too many sign-ins at once from your network. Wait a moment and try again."
 BUSY = "Sign-in is busy. Wait a moment and try again."
+# Clients whose failed sign-ins are remembered in memory (about 100 bytes each).
+MAX_CLIENTS_SEEN = 10_000
 
 
 class SigninRefused(Exception):
@@ -65,6 +69,7 @@ class Attempt:
     def __init__(self, guard: LoginGuard, standing: Standing, taken: Taken) -> None:
         self._guard = guard
         self._taken = taken
+        self._window_start = taken.counted[1][1]  # the client bucket's
         self._checked = False
         # Who waits in the hashing queue: the client, with the failures recorded
         # for it before this attempt (an attempt of its own still under way
@@ -103,6 +108,7 @@ class Attempt:
 
     async def _give_back(self) -> None:
         await self._guard.db.writer.run(RateLimiter.give_back, self._taken.counted)
+        self._guard._saw(self.standing.client, self._window_start, self.standing.failures)
 
 
 class LoginGuard:
@@ -112,12 +118,17 @@ class LoginGuard:
         db: Database,
         timing: FailureTiming,
         clock: Callable[[], float],
+        queue: HashQueue,
     ) -> None:
         self.limits = limits
         self.db = db
         self.timing = timing
         self.clock = clock
+        self.queue = queue
         self._per_client: Counter[str] = Counter()
+        # client → (its window's start, failed sign-ins counted then), as last seen
+        # here, oldest first; an attempt under way counts until it is given back.
+        self._failures: dict[str, tuple[int, int]] = {}
 
     @asynccontextmanager
     async def attempt(self, ip: str, identifier: str) -> AsyncIterator[Attempt]:
@@ -130,6 +141,9 @@ class LoginGuard:
         client = client_bucket(ip)
         if self._per_client[client] >= lim.logins_in_progress_per_ip:
             raise SigninRefused(429, 1, CLIENT_BUSY)
+        seen = self._failures_seen(client)
+        if seen and not self.queue.has_place(Standing(client, seen)):
+            raise SigninRefused(503, HashingBusy.retry_after, BUSY)
         self._per_client[client] += 1
         try:
             hits = [
@@ -145,9 +159,24 @@ class LoginGuard:
             taken = await self.db.writer.run(RateLimiter.take, hits, self.clock())
             if isinstance(taken, int):
                 raise SigninRefused(429, taken, THROTTLED)
-            failures = taken.counts[1] - 1  # the client's, before this attempt
-            yield Attempt(self, Standing(client, failures), taken)
+            failures = taken.counts[1]  # the client's, this attempt included
+            self._saw(client, taken.counted[1][1], failures)
+            yield Attempt(self, Standing(client, failures - 1), taken)
         finally:
             self._per_client[client] -= 1
             if self._per_client[client] <= 0:
                 del self._per_client[client]
+
+    def _saw(self, client: str, window_start: int, failures: int) -> None:
+        self._failures.pop(client, None)
+        if len(self._failures) >= MAX_CLIENTS_SEEN:
+            del self._failures[next(iter(self._failures))]
+        self._failures[client] = (window_start, failures)
+
+    def _failures_seen(self, client: str) -> int:
+        """The client's failed sign-ins in the current window as last seen here
+        (0 when not seen in it); other instances' may be missing."""
+        window_start, failures = self._failures.get(client, (0, 0))
+        if self.clock() >= window_start + self.limits.failed_logins_per_ip_window:
+            return 0
+        return failures

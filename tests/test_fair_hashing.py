@@ -38,6 +38,7 @@ from .test_tokens import mailed_token
 BEHIND_PROXY = {"trusted_proxies": ["127.0.0.1"]}
 REAL_COSTS = {"argon2_memory_cost": 19456, "argon2_time_cost": 2}
 REAL_USER = "198.51.100.7"
+MISTYPED = "198.51.100.8"
 
 
 async def until(condition: Any, timeout: float = 20) -> None:
@@ -60,7 +61,7 @@ async def sign_in_afresh(base: str, ip: str) -> int:
             return resp.status
 
 
-async def test_a_real_user_signs_in_next_while_forty_guessing_clients_fill_the_queue(
+async def test_real_users_sign_in_next_while_forty_guessing_clients_fill_the_queue(
     aiohttp_client: Any, make_config: ConfigFactory
 ) -> None:
     cfg = make_config(dev_inbox={"enabled": False}, server=BEHIND_PROXY, passwords=REAL_COSTS)
@@ -68,19 +69,25 @@ async def test_a_real_user_signs_in_next_while_forty_guessing_clients_fill_the_q
     await add_user(client.app)
     csrf = await login_csrf(client)
     queue: HashQueue = client.app[keys.hash_queue]
-    # As each of the real user's hashes starts: how many hashes started while it
+    # As each real user's hash starts: who, how many hashes started while it
     # waited, and how many were still waiting behind it.
     real: list[tuple[Standing, int, int]] = []
 
     def observe(who: Standing, ahead: int) -> None:
-        if who.client == REAL_USER:
+        if who.client in (REAL_USER, MISTYPED):
             real.append((who, ahead, queue.waiting))
 
-    queue.observer = observe
-
+    # Each guessing client has two failed sign-ins on record, one real user a
+    # mistyped password.
     guessers = [f"203.0.113.{n}" for n in range(1, 41)]
-    for ip in guessers:  # each has a failed sign-in on record
-        assert (await post_login(client, csrf, f"first-{ip}", ip=ip)).status == 400
+    for round_ in range(2):
+        for batch in range(0, 40, 8):
+            answers = await asyncio.gather(
+                *(post_login(client, csrf, f"{round_}-{ip}", ip=ip) for ip in guessers[batch:][:8])
+            )
+            assert [r.status for r in answers] == [400] * 8
+    assert (await post_login(client, csrf, "susan", ip=MISTYPED)).status == 400
+    queue.observer = observe
 
     stop = asyncio.Event()
     got: Counter[int] = Counter()
@@ -92,27 +99,29 @@ async def test_a_real_user_signs_in_next_while_forty_guessing_clients_fill_the_q
             n += 1
             got[(await post_login(client, csrf, f"guess-{ip}-{n}", ip=ip)).status] += 1
 
-    async def real_user() -> list[int]:
+    async def real_users() -> list[int]:
         await until(lambda: queue.waiting >= 10)  # the flood fills the queue
+        base = str(client.make_url(""))
         answers = []
-        for _ in range(5):
-            answers.append(await sign_in_afresh(str(client.make_url("")), REAL_USER))
-            await asyncio.sleep(0.05)
+        for _ in range(4):
+            for ip in (REAL_USER, MISTYPED):
+                answers.append(await sign_in_afresh(base, ip))
+                await asyncio.sleep(0.05)
         stop.set()
         return answers
 
     flood = [asyncio.create_task(guess(ip)) for ip in guessers]
     try:
-        answers = await asyncio.wait_for(real_user(), timeout=60)
+        answers = await asyncio.wait_for(real_users(), timeout=60)
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*flood), timeout=60)
 
-    assert answers == [303] * 5
-    assert [who.failures for who, _, _ in real] == [0] * 5
-    # No hash started between the real user's arrival and its own: it was next,
+    assert answers == [303] * 8
+    assert [who.failures for who, _, _ in real] == [0, 1] * 4
+    # No hash started between a real user's arrival and its own: it was next,
     # ahead of guessers that were waiting.
-    assert [ahead for _, ahead, _ in real] == [0] * 5, real
+    assert [ahead for _, ahead, _ in real] == [0] * 8, real
     assert max(behind for _, _, behind in real) >= 5, real
     # The guessers got answers at once when the queue had no place for them.
     assert set(got) <= {400, 429, 503}, got
@@ -146,6 +155,41 @@ async def test_a_sign_in_refused_a_place_in_the_queue_counts_as_no_failure(
         counted = 1 if status == 400 else 0
         assert hits.get(f"login:ip:{ip}", 0) == counted, (ip, status)
         assert hits.get(f"login:account:guess{ip}", 0) == counted, (ip, status)
+
+
+async def test_a_guesser_at_a_full_queue_is_refused_before_any_database_work(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    threads = hashing_threads()
+    cfg = make_config(
+        dev_inbox={"enabled": False},
+        server=BEHIND_PROXY,
+        limits={"logins_in_progress": threads + 1},  # every thread busy, and one waiting
+    )
+    client = await aiohttp_client(create_app(cfg))
+    csrf = await login_csrf(client)
+    queue: HashQueue = client.app[keys.hash_queue]
+    assert (await post_login(client, csrf, "guess1", ip="203.0.113.9")).status == 400
+
+    release = threading.Event()
+    holders = [
+        asyncio.create_task(queue.run(Standing(f"holder{n}"), release.wait, 10))
+        for n in range(threads)
+    ]
+    # The database's writer is stuck: a sign-in that needed it would hang.
+    writer = asyncio.create_task(client.app[keys.db].writer.run(lambda conn: release.wait(10)))
+    try:
+        await until(lambda: queue.running == threads)
+        waiter = asyncio.create_task(queue.run(Standing("198.51.100.1"), time.sleep, 0))
+        await until(lambda: queue.waiting == 1)
+        resp = await asyncio.wait_for(
+            post_login(client, csrf, "guess2", ip="203.0.113.9"), timeout=5
+        )
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
+    finally:
+        release.set()
+    await asyncio.gather(*holders, writer, waiter)
 
 
 async def test_a_new_password_waits_in_good_standing_and_is_told_when_there_is_no_place(
