@@ -23,7 +23,8 @@ from typing import Any
 import aiohttp
 import aiosmtplib
 
-from resetd.config import PasswordConfig
+from resetd.config import LimitsConfig, PasswordConfig
+from resetd.hash_queue import HashQueue
 from resetd.passwords import Hasher, hashing_threads
 
 from .load import post_load, wrk_each_once
@@ -474,8 +475,9 @@ async def _hash_parallel(hasher: Hasher, parallel: int, rounds: int) -> tuple[fl
 
 def bench_hashing() -> None:
     cfg = PasswordConfig()
-    threads = hashing_threads()  # the app's: one core left to the loop
-    hasher = Hasher(cfg, threads=threads)
+    # The app's threads (one core left to the loop) and queue.
+    queue = HashQueue(hashing_threads(), LimitsConfig().logins_in_progress)
+    hasher = Hasher(cfg, queue=queue)
     times = []
     for _ in range(5):
         t = time.perf_counter()
@@ -489,7 +491,7 @@ def bench_hashing() -> None:
         g = fig(f"6. loop delay p99, {parallel} hashes requested", "ms", "< 5 ms")
         g.runs = [lag]
         g.ok = lag < 5
-    threads.shutdown()
+    queue.close()
 
 
 # --- report -------------------------------------------------------------------------------

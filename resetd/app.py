@@ -24,6 +24,7 @@ from .assets import template_dir
 from .audit import AuditLog
 from .config import Config
 from .db import Database
+from .hash_queue import HashQueue
 from .host_users import SqliteAppUsers
 from .limits import RateLimiter
 from .login_guard import LoginGuard
@@ -76,10 +77,13 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def hashing_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The password hasher and the threads it runs in, for the app's lifetime."""
+    """The password hasher, and the threads it runs in with the queue that gives
+    them out (resetd/hash_queue.py), for the app's lifetime."""
     cfg = app[keys.config]
-    with hashing_threads() as threads:  # on exit: hashes under way finish, threads end
-        app[keys.hasher] = Hasher(cfg.passwords, cfg.users.effective_hash_format, threads)
+    # On exit: hashes under way finish, threads end.
+    with HashQueue(hashing_threads(), cfg.limits.logins_in_progress) as queue:
+        app[keys.hash_queue] = queue
+        app[keys.hasher] = Hasher(cfg.passwords, cfg.users.effective_hash_format, queue)
         yield
 
 
@@ -91,7 +95,9 @@ async def signin_ctx(app: web.Application) -> AsyncIterator[None]:
     if cfg.server.login_pages:
         samples = await app[keys.users].hash_samples(hash_kind)
         await timing.calibrate(app[keys.hasher], samples)
-    app[keys.login_guard] = LoginGuard(cfg.limits, app[keys.db], timing, app[keys.clock])
+    app[keys.login_guard] = LoginGuard(
+        cfg.limits, app[keys.db], timing, app[keys.clock], app[keys.hash_queue]
+    )
     yield
 
 

@@ -130,11 +130,21 @@ def _check_reset(r: ResetConfig) -> None:
         raise ConfigError(f"[reset] token_ttl: expected 30-86400 seconds, got {r.token_ttl}")
 
 
+MAX_HASHES_QUEUED = 1000
+
+
 def _check_limits(limits: LimitsConfig) -> None:
     for f in dataclasses.fields(LimitsConfig):
         value = getattr(limits, f.name)
         if value < 1:
             raise ConfigError(f"[limits] {f.name}: expected a positive integer, got {value}")
+    if limits.logins_in_progress > MAX_HASHES_QUEUED:
+        # The hashing queue scans its waiting hashes on every arrival; and at ~25
+        # hashes a second per thread, a thousand waiting is a wait of 40 s already.
+        raise ConfigError(
+            f"[limits] logins_in_progress: expected at most {MAX_HASHES_QUEUED}, "
+            f"got {limits.logins_in_progress}"
+        )
     for key in ("failed_logins_per_account_window", "failed_logins_per_ip_window"):
         # Counters are purged two days after their window starts.
         if getattr(limits, key) > 86400:

@@ -8,6 +8,7 @@ next to the code that raises them::
     ├── CsrfFailure               400 error page: "this form has expired…"
     ├── TokenInvalid              400 invalid-link page, audited      (reset/tokens.py)
     ├── SigninRefused             429/503 sign-in page + Retry-After  (login_guard.py)
+    ├── HashingBusy               no hashing place: 503 + Retry-After (hash_queue.py)
     ├── ConfigError               "resetd: [section] key: …", exit 2  (config.py)
     ├── DuplicateUser             "resetd user add" says which, exit 1 (users.py)
     ├── PermanentFailure          the mail is failed, not retried     (outbox/failures.py)
@@ -23,7 +24,9 @@ aiohttp's ``HTTPException`` (an error page with its status, JSON under
 ``/dev/inbox/api/``) and anything unexpected (logged with its traceback, a
 plain 500 page that reveals nothing). The others never reach a request: the
 CLI, the outbox worker and the request processor handle them where they
-happen.
+happen. ``HashingBusy`` is answered by the handler that asked for the hash:
+a sign-in turns it into ``SigninRefused``, the new-password form shows it with
+its 503, and the hash upgrade after a sign-in waits for the next sign-in.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .audit import AuditLog
     from .config import Config
     from .db import Database
+    from .hash_queue import HashQueue
     from .limits import RateLimiter
     from .login_guard import LoginGuard
     from .outbox import OutboxStore, OutboxWorker
@@ -25,6 +26,7 @@ config: web.AppKey[Config] = web.AppKey("config")
 db: web.AppKey[Database] = web.AppKey("db")
 users: web.AppKey[AccountStore] = web.AppKey("users")
 hasher: web.AppKey[Hasher] = web.AppKey("hasher")
+hash_queue: web.AppKey[HashQueue] = web.AppKey("hash_queue")
 codec: web.AppKey[TokenCodec] = web.AppKey("codec")
 ledger: web.AppKey[TokenLedger] = web.AppKey("ledger")
 composer: web.AppKey[MailComposer] = web.AppKey("composer")

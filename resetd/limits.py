@@ -24,6 +24,8 @@ class Taken:
 
     counted: list[Counted]
     filled: list[bool]
+    # Hits in each bucket's window, this one included.
+    counts: list[int]
 
 
 @dataclass(frozen=True)
@@ -90,16 +92,17 @@ class RateLimiter:
                 wait = max(wait, max(1, int(start + hit.window - now + 0.999)))
         if wait:
             return wait
-        filled: list[bool] = []
-        for hit, (bucket, start) in zip(hits, keys, strict=True):
+        counts: list[int] = []
+        for bucket, start in keys:
             (count,) = conn.execute(
                 "INSERT INTO rate_counters (bucket, window_start, hits) VALUES (?, ?, 1) "
                 "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_counters.hits + 1 "
                 "RETURNING hits",
                 (bucket, start),
             ).fetchone()
-            filled.append(int(count) >= hit.limit)
-        return Taken(keys, filled)
+            counts.append(int(count))
+        filled = [count >= hit.limit for hit, count in zip(hits, counts, strict=True)]
+        return Taken(keys, filled, counts)
 
     @staticmethod
     def give_back(conn: sqlite3.Connection, counted: Sequence[Counted]) -> None:

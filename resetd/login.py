@@ -2,10 +2,11 @@
 
 Every password check at sign-in goes through :mod:`resetd.login_guard`
 (failed sign-ins throttled per account and per client, hashing bounded per
-client and per process, failures timed alike); what a signed-in session is
-lives in :mod:`resetd.sessions`. A sign-in the guard refuses before any
-password is checked raises :class:`~resetd.login_guard.SigninRefused`, which
-the error middleware answers with :func:`refused_page`.
+client and waiting its turn in :mod:`resetd.hash_queue`, failures timed
+alike); what a signed-in session is lives in :mod:`resetd.sessions`. A
+sign-in the guard refuses before any password is checked raises
+:class:`~resetd.login_guard.SigninRefused`, which the error middleware
+answers with :func:`refused_page`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from . import keys
 from .clientinfo import client_ip, user_agent
+from .hash_queue import HashingBusy, Standing
 from .login_guard import Attempt, SigninRefused
 from .render import render
 from .reset.request import SENT_MESSAGE
@@ -59,7 +61,8 @@ async def login(request: web.Request) -> web.StreamResponse:
             await _audit(request, _failure(attempt), user)
             return await render(request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400)
         await attempt.succeeded()
-    user = await _upgrade_hash(app, user, password)
+    # In good standing now: the password was right.
+    user = await _upgrade_hash(app, user, password, Standing(attempt.standing.client))
     await _audit(request, "success", user)
     await sign_in(request, user, remember)
     raise web.HTTPSeeOther(location="/")
@@ -92,11 +95,15 @@ async def _audit(request: web.Request, outcome: str, user: User | None) -> None:
     )
 
 
-async def _upgrade_hash(app: web.Application, user: User, password: str) -> User:
-    """Parameters changed or a Werkzeug-format hash: upgrade while we know the password."""
+async def _upgrade_hash(app: web.Application, user: User, password: str, who: Standing) -> User:
+    """Parameters changed or a Werkzeug-format hash: upgrade while we know the password
+    (or at a later sign-in, when the hashing queue has no place now)."""
     hasher, users = app[keys.hasher], app[keys.users]
     if hasher.needs_rehash(user.password_hash):
-        new_hash = await hasher.hash(password)
+        try:
+            new_hash = await hasher.hash(password, who)
+        except HashingBusy:
+            return user
         if await users.upgrade_hash(user.id, user.password_hash, new_hash):
             return await users.get(user.id) or user
     return user

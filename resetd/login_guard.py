@@ -1,33 +1,38 @@
 """The limits in front of every password check at sign-in.
 
-Three gates, cheapest first; each answers at once instead of queueing:
+Three gates, cheapest first:
 
 1. **Sign-ins under way per client** (an IPv4 address or an IPv6 /64) in this
-   process: past ``[limits] logins_in_progress_per_ip`` → 429. However many
-   connections one client opens, it holds that many places in the hashing queue.
-2. **Sign-ins under way in this process**: past ``[limits] logins_in_progress``
-   → 503. The hashing thread's queue is bounded, so a real user waits behind at
-   most that many hashes, never behind a whole flood.
-3. **Failed sign-ins** per account identifier and per client, counted in SQLite
+   process: past ``[limits] logins_in_progress_per_ip`` → 429 at once. However
+   many connections one client opens, it holds that many places in the queue.
+2. **Failed sign-ins** per account identifier and per client, counted in SQLite
    (shared by instances, kept across restarts): a full bucket → 429 with
    Retry-After until its window ends, never longer. The account's bucket is the
    normalised identifier as typed, whether an account has it or not, so known
    and unknown names get the same answers.
+3. **The hashing queue** (:mod:`resetd.hash_queue`, ``[limits]
+   logins_in_progress`` places in the process): the check waits its turn there,
+   ordered by the client's failed sign-ins this window (read in gate 2), so a
+   real user goes before clients that have been guessing; a check with no place
+   → 503 at once, and the attempt counts as no failure. A client whose
+   failures this process has seen is refused so before gate 2, when the queue
+   has no place for it: a flood of guesses costs no database work.
 
 An attempt is counted before its password is checked, so concurrent guesses
-cannot all slip in under a limit, and given back when the password was right.
-A password reset forgets the account's failures (:func:`account_buckets`).
+cannot all slip in under a limit, and given back when the password was right
+or it was refused a place. A password reset forgets the account's failures
+(:func:`account_buckets`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from .config import LimitsConfig
 from .db import Database
+from .hash_queue import HashingBusy, HashQueue, Standing
 from .limits import Hit, RateLimiter, Taken, client_bucket
 from .login_timing import FailureTiming
 from .passwords import Hasher
@@ -39,6 +44,8 @@ THROTTLED = (
 )
 CLIENT_BUSY = "Too many sign-ins at once from your network. Wait a moment and try again."
 BUSY = "Sign-in is busy. Wait a moment and try again."
+# Clients whose failed sign-ins are remembered in memory (about 100 bytes each).
+MAX_CLIENTS_SEEN = 10_000
 
 
 class SigninRefused(Exception):
@@ -59,11 +66,15 @@ def account_buckets(*identifiers: str) -> list[str]:
 class Attempt:
     """One admitted sign-in attempt (see :meth:`LoginGuard.attempt`)."""
 
-    def __init__(self, guard: LoginGuard, client: str, taken: Taken) -> None:
+    def __init__(self, guard: LoginGuard, standing: Standing, taken: Taken) -> None:
         self._guard = guard
-        self._client = client
         self._taken = taken
-        self._hash: asyncio.Future[tuple[bool, str, float]] | None = None
+        self._window_start = taken.counted[1][1]  # the client bucket's
+        self._checked = False
+        # Who waits in the hashing queue: the client, with the failures recorded
+        # for it before this attempt (an attempt of its own still under way
+        # counts as one: it is counted before it is checked).
+        self.standing = standing
 
     @property
     def filled(self) -> list[str]:
@@ -74,13 +85,17 @@ class Attempt:
         """Check ``password`` against ``stored`` (None: no such account).
 
         A failure takes as long as a check of the slowest kind of hash held
-        (:mod:`resetd.login_timing`)."""
-        assert self._hash is None, "one check per attempt"
-        self._hash = asyncio.ensure_future(hasher.verify_timed(stored, password))
-        # The process-wide place is the hashing queue's: it is freed when the hash
-        # is done, even if this request was cancelled meanwhile (a thread cannot be).
-        self._hash.add_done_callback(lambda _: self._guard._end_check())
-        ok, kind, took = await asyncio.shield(self._hash)
+        (:mod:`resetd.login_timing`); the padding sleeps after the hashing
+        thread is given back. Raises :class:`SigninRefused` (503) when the
+        hashing queue has no place for this check, or a better-placed one took it.
+        Returns only when the hashing thread is done with it, even if cancelled."""
+        assert not self._checked, "one check per attempt"
+        self._checked = True
+        try:
+            ok, kind, took = await hasher.verify_timed(stored, password, self.standing)
+        except HashingBusy as busy:
+            await self._give_back()
+            raise SigninRefused(503, busy.retry_after, BUSY) from None
         timing = self._guard.timing
         timing.observe(kind, took)
         if not ok:
@@ -89,16 +104,11 @@ class Attempt:
 
     async def succeeded(self) -> None:
         """The password was right: this attempt counts as no failure."""
-        await self._guard.db.writer.run(RateLimiter.give_back, self._taken.counted)
+        await self._give_back()
 
-    def _close(self) -> None:
-        if self._hash is None:
-            self._guard._end_check()
-            self._guard._end_client(self._client)
-        elif self._hash.done():
-            self._guard._end_client(self._client)
-        else:  # cancelled while hashing: the client's place is taken until the hash ends
-            self._hash.add_done_callback(lambda _: self._guard._end_client(self._client))
+    async def _give_back(self) -> None:
+        await self._guard.db.writer.run(RateLimiter.give_back, self._taken.counted)
+        self._guard._saw(self.standing.client, self._window_start, self.standing.failures)
 
 
 class LoginGuard:
@@ -108,31 +118,33 @@ class LoginGuard:
         db: Database,
         timing: FailureTiming,
         clock: Callable[[], float],
+        queue: HashQueue,
     ) -> None:
         self.limits = limits
         self.db = db
         self.timing = timing
         self.clock = clock
-        self.in_progress = 0
+        self.queue = queue
         self._per_client: Counter[str] = Counter()
+        # client → (its window's start, failed sign-ins counted then), as last seen
+        # here, oldest first; an attempt under way counts until it is given back.
+        self._failures: dict[str, tuple[int, int]] = {}
 
     @asynccontextmanager
     async def attempt(self, ip: str, identifier: str) -> AsyncIterator[Attempt]:
         """Admit one attempt to sign in as ``identifier`` from ``ip``; raises
         :class:`SigninRefused` (before any password is checked) when a limit says no.
 
-        The attempt holds a place of its client until it ends (its failure's
-        padding included, which slows a flood down at no cost), and a place in
-        the process until its password check is done."""
+        The attempt holds a place of its client until it ends, its failure's
+        padding included, which slows a flood down at no cost."""
         lim = self.limits
         client = client_bucket(ip)
         if self._per_client[client] >= lim.logins_in_progress_per_ip:
             raise SigninRefused(429, 1, CLIENT_BUSY)
-        if self.in_progress >= lim.logins_in_progress:
-            raise SigninRefused(503, 1, BUSY)
+        seen = self._failures_seen(client)
+        if seen and not self.queue.has_place(Standing(client, seen)):
+            raise SigninRefused(503, HashingBusy.retry_after, BUSY)
         self._per_client[client] += 1
-        self.in_progress += 1
-        attempt: Attempt | None = None
         try:
             hits = [
                 Hit(
@@ -147,19 +159,24 @@ class LoginGuard:
             taken = await self.db.writer.run(RateLimiter.take, hits, self.clock())
             if isinstance(taken, int):
                 raise SigninRefused(429, taken, THROTTLED)
-            attempt = Attempt(self, client, taken)
-            yield attempt
+            failures = taken.counts[1]  # the client's, this attempt included
+            self._saw(client, taken.counted[1][1], failures)
+            yield Attempt(self, Standing(client, failures - 1), taken)
         finally:
-            if attempt is not None:
-                attempt._close()
-            else:
-                self._end_check()
-                self._end_client(client)
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]
 
-    def _end_check(self) -> None:
-        self.in_progress -= 1
+    def _saw(self, client: str, window_start: int, failures: int) -> None:
+        self._failures.pop(client, None)
+        if len(self._failures) >= MAX_CLIENTS_SEEN:
+            del self._failures[next(iter(self._failures))]
+        self._failures[client] = (window_start, failures)
 
-    def _end_client(self, client: str) -> None:
-        self._per_client[client] -= 1
-        if self._per_client[client] <= 0:
-            del self._per_client[client]
+    def _failures_seen(self, client: str) -> int:
+        """The client's failed sign-ins in the current window as last seen here
+        (0 when not seen in it); other instances' may be missing."""
+        window_start, failures = self._failures.get(client, (0, 0))
+        if self.clock() >= window_start + self.limits.failed_logins_per_ip_window:
+            return 0
+        return failures

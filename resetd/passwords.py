@@ -1,5 +1,9 @@
 """Password hashing (argon2id, off the event loop) and the password policy.
 
+Every hash a request asks for runs in a thread given out by a
+:class:`~resetd.hash_queue.HashQueue`, in the order it picks for the asker's
+:class:`~resetd.hash_queue.Standing`.
+
 Hashes are argon2id with OWASP's recommended parameters by default. Hashes in
 the Flask Mega-Tutorial's Werkzeug formats (``scrypt:…`` and ``pbkdf2:…``)
 verify too, so accounts migrated from such an app keep working; they report
@@ -18,7 +22,6 @@ import secrets
 import string
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import cache
@@ -30,6 +33,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from .config import PasswordConfig
+from .hash_queue import RESETD, HashQueue, Standing
 from .users import normalize
 
 _COMMON_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
@@ -40,17 +44,14 @@ HASH_FORMATS = ("argon2", "werkzeug", "bcrypt")
 _T = TypeVar("_T")
 
 
-def hashing_threads() -> ThreadPoolExecutor:
-    """The threads a :class:`Hasher` serving requests runs in; whoever makes them
-    shuts them down (the app's ``hashing_ctx``).
+def hashing_threads() -> int:
+    """How many threads hash for requests (see :class:`~resetd.hash_queue.HashQueue`).
 
     Hashing is memory-hard and CPU-bound (and releases the GIL). Running as many
     at once as there are cores starves the event loop of CPU, so one core is
-    always left to it: on 2 cores one hash at a time (~25/s), and the rest queue,
-    which also slows password guessing down."""
-    return ThreadPoolExecutor(
-        max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="resetd-hash"
-    )
+    always left to it: on 2 cores one hash at a time (~25/s), and the rest wait
+    their turn, which also slows password guessing down."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores the rest; we refuse rather than truncate
@@ -65,14 +66,14 @@ class Hasher:
     """
 
     def __init__(
-        self, cfg: PasswordConfig, fmt: str = "argon2", threads: Executor | None = None
+        self, cfg: PasswordConfig, fmt: str = "argon2", queue: HashQueue | None = None
     ) -> None:
-        """``threads``: where hashing runs (see :func:`hashing_threads`); None for
-        asyncio's default executor, enough for a command that hashes once."""
+        """``queue``: the threads hashing runs in, and who goes first (the app's);
+        None for asyncio's default executor, enough for a command that hashes once."""
         if fmt not in HASH_FORMATS:
             raise ValueError(f"unknown hash format {fmt!r}")
         self.format = fmt
-        self.threads = threads
+        self.queue = queue
         self._ph = PasswordHasher(
             time_cost=cfg.argon2_time_cost,
             memory_cost=cfg.argon2_memory_cost,
@@ -82,8 +83,11 @@ class Hasher:
         # wrong username costs the same time as a wrong password.
         self._dummy = self.hash_sync("resetd-timing-equaliser")
 
-    async def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self.threads, fn, *args)
+    async def _in_thread(self, who: Standing, fn: Callable[..., _T], *args: Any) -> _T:
+        """Raises :class:`~resetd.hash_queue.HashingBusy` when the queue has no place."""
+        if self.queue is None:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await self.queue.run(who, fn, *args)
 
     @property
     def max_password_bytes(self) -> int | None:
@@ -96,8 +100,8 @@ class Hasher:
             return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
         return self._ph.hash(password)
 
-    async def hash(self, password: str) -> str:
-        return await self._in_thread(self.hash_sync, password)
+    async def hash(self, password: str, who: Standing = RESETD) -> str:
+        return await self._in_thread(who, self.hash_sync, password)
 
     def verify_sync(self, stored: str, password: str) -> bool:
         if stored.startswith(("scrypt:", "pbkdf2:")):
@@ -115,23 +119,25 @@ class Hasher:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    async def verify(self, stored: str | None, password: str) -> bool:
+    async def verify(self, stored: str | None, password: str, who: Standing = RESETD) -> bool:
         """Constant-work check; ``stored=None`` (no such user) burns a dummy verify."""
         if stored is None:
-            await self._in_thread(self.verify_sync, self._dummy, password)
+            await self._in_thread(who, self.verify_sync, self._dummy, password)
             return False
-        return await self._in_thread(self.verify_sync, stored, password)
+        return await self._in_thread(who, self.verify_sync, stored, password)
 
     def _timed_verify(self, stored: str, password: str) -> tuple[bool, float]:
         started = time.perf_counter()
         ok = self.verify_sync(stored, password)
         return ok, time.perf_counter() - started
 
-    async def verify_timed(self, stored: str | None, password: str) -> tuple[bool, str, float]:
+    async def verify_timed(
+        self, stored: str | None, password: str, who: Standing = RESETD
+    ) -> tuple[bool, str, float]:
         """:meth:`verify`, also returning the kind of hash checked (see :func:`hash_kind`)
         and the seconds the check took in its thread (the wait for the thread excluded)."""
         checked = self._dummy if stored is None else stored
-        ok, took = await self._in_thread(self._timed_verify, checked, password)
+        ok, took = await self._in_thread(who, self._timed_verify, checked, password)
         return ok and stored is not None, hash_kind(checked), took
 
     def needs_rehash(self, stored: str) -> bool:

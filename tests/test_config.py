@@ -73,6 +73,11 @@ def test_resetd_env_overrides_and_tutorial_names(tmp_path: Path) -> None:
         ("[mail]\ndata_timeout = 0\n", {}, "[mail] data_timeout: expected a positive number"),
         ("[mial]\nport = 25\n", {}, "[mial]: unknown section"),
         ("[reset]\ntoken_ttl = 5\n", {}, "[reset] token_ttl: expected 30-86400"),
+        (
+            "[limits]\nlogins_in_progress = 5000\n",
+            {},
+            "[limits] logins_in_progress: expected at most 1000, got 5000",
+        ),
         ('[server]\npublic_url = "ftp://x"\n', {}, "[server] public_url: expected an absolute"),
         ("[dev_inbox]\nenabled = 1\n", {}, "[dev_inbox] enabled: expected true or false"),
         ("", {"RESETD_MAIL_PORT": "x25"}, "[mail] port: expected an integer, got 'x25'"),

@@ -23,7 +23,8 @@ from aiohttp_session import get_session
 
 from .. import keys
 from ..clientinfo import client_ip, user_agent
-from ..limits import RateLimiter
+from ..hash_queue import HashingBusy, Standing
+from ..limits import RateLimiter, client_bucket
 from ..login_guard import account_buckets
 from ..outbox import OutboxStore
 from ..passwords import check_policy
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 SESSION_TOKEN = "reset_token"  # noqa: S105 (the session key holding the token)
 TOKEN_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 DONE_MESSAGE = "Your password has been reset. Sign in with your new password."
+BUSY_MESSAGE = "The server is busy. Wait a moment and submit again."
 
 
 async def _check(app: web.Application, token: str) -> tuple[User, Claims]:
@@ -133,7 +135,16 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
         for problem in problems:
             errors.setdefault(problem.field, problem.message)
         return await _form(request, user, action, errors, status=400)
-    new_hash = await app[keys.hasher].hash(password)
+    # Whoever holds a live link waits for a hashing thread as a client in good
+    # standing, taking turns with every other client (resetd/hash_queue.py).
+    try:
+        new_hash = await app[keys.hasher].hash(
+            password, Standing(client_bucket(client_ip(request)))
+        )
+    except HashingBusy as busy:  # nothing changed: the same link can submit again
+        resp = await _form(request, user, action, {"password": BUSY_MESSAGE}, status=503)
+        resp.headers["Retry-After"] = str(busy.retry_after)
+        return resp
     await _replace_password(app, user, claims, new_hash, client_ip(request), user_agent(request))
     app[keys.outbox_worker].wake()
     log.info("password reset for user %d", user.id)
