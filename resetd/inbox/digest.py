@@ -25,13 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import quick_mime
-from .headertext import decode_words, fix_8bit, valid
+from .headertext import codec, decode_words, fix_8bit, valid
 from .html_scan import anchors, html_to_text
 from .message_view import HEADER_LIMIT, HEADERS_TOTAL, MAX_HEADERS, MessageView, add_part, cut
 from .parse import (
     MAX_PARTS,
     MIME_ERRORS,
     Leaf,
+    Span,
     decode_text,
     header_list,
     parse_bytes,
@@ -165,10 +166,12 @@ def _build(
         if leaf.is_body:
             if leaf.content_type == "text/plain" and not text_taken:
                 view.text = decode_text(data, leaf.charset)
+                view.text_span = _source_span(leaf, view.text)
                 text_taken = bool(view.text)
                 continue
             if leaf.content_type == "text/html" and not html_taken:
                 view.html = decode_text(data, leaf.charset)
+                view.html_span = _source_span(leaf, view.html)
                 html_taken = bool(view.html)
                 continue
         else:
@@ -182,6 +185,22 @@ def _build(
     view.text, view.html = cut(view.text), cut(view.html)
     finish(summary, shown, rcpt_tos, issues)
     return digest
+
+
+def _source_span(leaf: Leaf, text: str) -> Span | None:
+    """Where ``leaf`` lies in the raw source, when reading it back from there with
+    :func:`~.message_view.body_from_source` gives ``text``; else None.
+
+    That is UTF-8 (or ASCII) that decoded without a replacement: then the strict
+    decode on read is the same as the lenient one here, and ``valid`` changes
+    nothing. Any other charset, or a replacement, keeps the decoded copy.
+    """
+    if leaf.span is None:
+        return None
+    name = codec(leaf.charset or "utf-8") or "utf-8"
+    if name == "ascii":
+        return leaf.span if text.isascii() else None
+    return leaf.span if name == "utf-8" and "\ufffd" not in text else None
 
 
 def _view_headers(view: MessageView, headers: quick_mime.HeaderList) -> None:

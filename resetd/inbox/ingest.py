@@ -73,7 +73,7 @@ def prepare(inc: Incoming, digest: Digest) -> Prepared:
         s.subject, s.date, len(inc.raw), s.attachments, s.snippet, inc.mail_from,
         dump_json(inc.rcpt_tos), s.problem, s.recipients,
     )  # fmt: skip
-    view = view_row(digest.view, s, digest.links)
+    view = view_row(digest.view, s, digest.links, len(inc.raw) <= RAW_INLINE)
     names = " ".join(f"{a.name} {a.address}" for a in [*s.to, *s.cc, *s.bcc])
     who = f"{sender.name} {sender.address}" if s.sender else ""
     text = f"{s.subject}\n{who} {names}\n{s.search_text}".casefold()

@@ -9,12 +9,14 @@ the .eml download have everything.
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from .parse import MIME_ERRORS, Leaf, parse_bytes, walk
+from .headertext import valid
+from .parse import MIME_ERRORS, Leaf, Span, parse_bytes, walk
 
 BODY_LIMIT = 1024 * 1024
 CUT_NOTE = "\n\n[… cut here: the rest is in the raw source]"
@@ -61,11 +63,26 @@ class MessageView:
     headers: list[tuple[str, str]] = field(default_factory=list)
     inline: list[Attachment] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
+    # Where text and html lie in the raw source when reading them back from it gives
+    # the same string (see :func:`body_from_source`); None: only the copy above has it.
+    text_span: Span | None = None
+    html_span: Span | None = None
 
 
 def cut(text: str, limit: int = BODY_LIMIT) -> str:
     """``text``, or its first ``limit`` characters and a note saying so."""
     return text if len(text) <= limit else text[:limit] + CUT_NOTE
+
+
+def body_from_source(content: bytes, qp: bool) -> str:
+    """A body whose span was stored instead of its text, from its bytes in the raw source.
+
+    At ingest the span is kept only when this gives the very text the digest
+    made (UTF-8 or ASCII that decodes cleanly, after quoted-printable at most):
+    a C-speed decode bounded by the stored span, not a parse.
+    """
+    data = binascii.a2b_qp(content) if qp else content
+    return cut(valid(data.decode("utf-8", "replace")))
 
 
 def add_part(view: MessageView, leaf: Leaf, size: int) -> None:

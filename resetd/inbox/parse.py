@@ -41,6 +41,15 @@ MAX_PARTS = 1000
 _PARSER = BytesParser(policy=compat32)
 
 
+class Span(NamedTuple):
+    """Where a part's content lies in the raw source, and whether it is quoted-printable
+    (else its transfer encoding leaves the bytes as they are)."""
+
+    start: int
+    end: int
+    qp: bool
+
+
 class Leaf(NamedTuple):
     """A leaf of the MIME tree, as the summary and the view need it."""
 
@@ -51,6 +60,7 @@ class Leaf(NamedTuple):
     disposition: str  # lower-cased, "" when there is none
     charset: str
     data: Any  # () -> bytes: the decoded content, computed only when asked
+    span: Span | None = None  # where the content lies in the raw source, when known
 
     @property
     def is_body(self) -> bool:

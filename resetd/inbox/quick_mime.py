@@ -26,7 +26,7 @@ from functools import partial
 from typing import NamedTuple
 
 from .headertext import decode_words, fix_8bit
-from .parse import Leaf
+from .parse import Leaf, Span
 
 Headers = Mapping[str, Sequence[str]]  # lower-cased name → raw values
 HeaderList = Sequence[tuple[str, str]]  # (name, raw value) in order
@@ -261,7 +261,11 @@ def _leaf(
     cte = _first(found, "content-transfer-encoding", "")
     charset = (type_params.get("charset") or "utf-8").lower()
     data = partial(_decoded, raw, text, cte, start, end)
-    return Leaf(part_id, ctype, name, content_id, disposition, charset, data)
+    encoding = cte.lower()
+    span = None
+    if encoding != "base64" and encoding not in _UUENCODE:
+        span = Span(start, end, encoding == "quoted-printable")  # decoded by C code alone
+    return Leaf(part_id, ctype, name, content_id, disposition, charset, data, span)
 
 
 def _decoded(raw: bytes, text: str, cte: str, start: int, end: int) -> bytes:

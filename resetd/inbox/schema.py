@@ -81,6 +81,18 @@ INBOX_MIGRATIONS: list[str] = [
         view_json TEXT NOT NULL  -- {"Headers", "Parts", "People", "Links"}
     );
     """,
+    # 3: a body that reads back the same from the raw source (UTF-8 or ASCII, as sent
+    # or quoted-printable) is stored as where it lies there instead of as a second
+    # copy: text and html are then "", the span is [*_at, *_at + *_len) in bytes, and
+    # qp says which span is quoted-printable (1: text, 2: html). Rows stored before
+    # have null spans and their copies.
+    """
+    ALTER TABLE message_view ADD COLUMN text_at INTEGER;
+    ALTER TABLE message_view ADD COLUMN text_len INTEGER;
+    ALTER TABLE message_view ADD COLUMN html_at INTEGER;
+    ALTER TABLE message_view ADD COLUMN html_len INTEGER;
+    ALTER TABLE message_view ADD COLUMN qp INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SUMMARY_COLUMNS = (

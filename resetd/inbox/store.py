@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..db import Database
 from .schema import SUMMARY_COLUMNS, Stored, parse_id, stored_from_row
 from .search import Query
-from .stored_view import VIEW_COLUMNS, StoredView, stored_view_from_row
+from .stored_view import VIEW_SELECT, StoredView, stored_view_from_row
 
 
 class InboxStore:
@@ -74,9 +74,7 @@ class InboxStore:
         rowid = parse_id(message.id)
         if rowid is None:
             return None
-        row = await self.db.fetchone(
-            f"SELECT {', '.join(VIEW_COLUMNS)} FROM message_view WHERE id = ?", (rowid,)
-        )
+        row = await self.db.fetchone(VIEW_SELECT, (rowid,))
         return stored_view_from_row(row, message) if row else None
 
     async def raw_head(self, message_id: str, length: int) -> tuple[bytes, int] | None:

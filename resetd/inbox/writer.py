@@ -100,11 +100,12 @@ class InboxWriter:
         """
         self._check()
         size = len(item.raw)
-        try:
-            async with asyncio.timeout(QUEUE_WAIT):
-                await self._wait_for_room(size)
-        except TimeoutError:
-            raise StorageUnavailable("the inbox is not storing mail") from None
+        if not self._has_room(size):  # the common case needs no timer
+            try:
+                async with asyncio.timeout(QUEUE_WAIT):
+                    await self._wait_for_room(size)
+            except TimeoutError:
+                raise StorageUnavailable("the inbox is not storing mail") from None
         self._queued_bytes += size
         queued = False
         try:
@@ -137,13 +138,14 @@ class InboxWriter:
             if not queued:  # never queued: nothing else will free its share
                 self._queued_bytes -= size
 
+    def _has_room(self, size: int) -> bool:
+        return not self._queued_bytes or self._queued_bytes + size <= self.queue_bytes
+
     async def _wait_for_room(self, size: int) -> None:
-        if not self._queued_bytes or self._queued_bytes + size <= self.queue_bytes:
+        if self._has_room(size):
             return
         async with self._room:
-            await self._room.wait_for(
-                lambda: not self._queued_bytes or self._queued_bytes + size <= self.queue_bytes
-            )
+            await self._room.wait_for(lambda: self._has_room(size))
 
     async def flush(self) -> None:
         """Return once everything queued so far is stored or given up (tests, long-polls)."""
