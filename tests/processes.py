@@ -21,6 +21,8 @@ import aiohttp
 
 from resetd.config_load import TUTORIAL_ENV
 
+from .helpers import TEST_SECRET
+
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 BANNER_PORT_RE = re.compile(r"Sign in\s+http://[^ ]+:(\d+)/login")
 BANNER_SMTP_RE = re.compile(r"Dev inbox SMTP\s+[^ ]+:(\d+)")
@@ -45,6 +47,32 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
         lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def inbox_serve_config(directory: Path, smtp_port: int, **dev_inbox: Any) -> Path:
+    """A resetd.toml in ``directory`` for ``resetd serve`` with the dev inbox on
+    ``smtp_port`` (0: any free port), [mail] pointing at it, files in
+    ``directory`` and cheap hashing; ``dev_inbox`` adds keys to that section."""
+    return write_config(
+        directory / "resetd.toml",
+        {
+            "server": {
+                "host": "127.0.0.1",
+                "port": 0,
+                "public_url": "http://localhost:8080",
+                "secret_key": TEST_SECRET,
+            },
+            "database": {"path": str(directory / "resetd.db")},
+            "mail": {"server": "127.0.0.1", "port": smtp_port, "sender": "r <r@example.test>"},
+            "dev_inbox": {
+                "enabled": True,
+                "smtp_port": smtp_port,
+                "path": str(directory / "inbox.db"),
+                **dev_inbox,
+            },
+            "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
+        },
+    )
 
 
 def clean_env() -> dict[str, str]:

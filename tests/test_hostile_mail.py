@@ -31,8 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TEST_SECRET
-from tests.processes import BANNER_PORT_RE, clean_env, write_config
+from tests.processes import BANNER_PORT_RE, clean_env, inbox_serve_config
 from tests.relays import free_port
 
 API = "/dev/inbox/api/v1"
@@ -107,26 +106,7 @@ def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
     """``resetd serve`` with the dev inbox, started once for this module."""
     tmp = tmp_path_factory.mktemp("hostile")
     smtp_port = free_port()
-    config = write_config(
-        tmp / "resetd.toml",
-        {
-            "server": {
-                "host": "127.0.0.1",
-                "port": 0,
-                "public_url": "http://localhost:8080",
-                "secret_key": TEST_SECRET,
-            },
-            "database": {"path": str(tmp / "resetd.db")},
-            "mail": {"server": "127.0.0.1", "port": smtp_port, "sender": "r <r@example.test>"},
-            "dev_inbox": {
-                "enabled": True,
-                "smtp_port": smtp_port,
-                "path": str(tmp / "inbox.db"),
-                "parse_timeout": PARSE_TIMEOUT,
-            },
-            "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
-        },
-    )
+    config = inbox_serve_config(tmp, smtp_port, parse_timeout=PARSE_TIMEOUT)
     out, err = tmp / "serve.out", tmp / "serve.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(

@@ -22,8 +22,8 @@ import aiohttp
 import aiosmtplib
 import pytest
 
-from .helpers import TEST_SECRET, eventually
-from .processes import Server, write_config
+from .helpers import eventually
+from .processes import Server, inbox_serve_config
 
 API = "/dev/inbox/api/v1"
 SMTP_RE = re.compile(r"Dev inbox SMTP\s+127\.0\.0\.1:(\d+)")
@@ -55,21 +55,7 @@ def memory_kib(pid: int, field: str) -> int:
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[Server, int]]:
-    config = write_config(
-        tmp_path / "resetd.toml",
-        {
-            "server": {
-                "host": "127.0.0.1",
-                "port": 0,
-                "public_url": "http://localhost:8080",
-                "secret_key": TEST_SECRET,
-            },
-            "database": {"path": str(tmp_path / "resetd.db")},
-            "mail": {"server": "127.0.0.1", "port": 0, "sender": "r <r@example.test>"},
-            "dev_inbox": {"enabled": True, "smtp_port": 0, "path": str(tmp_path / "inbox.db")},
-            "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
-        },
-    )
+    config = inbox_serve_config(tmp_path, 0)
     srv = Server(config, tmp_path)
     banner = await srv.start()
     match = SMTP_RE.search(banner)

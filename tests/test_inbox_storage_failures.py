@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestClient
 
 from resetd.app import create_app
 from resetd.inbox import keys as ikeys
-from tests.conftest import TEST_SECRET, ConfigFactory
+from tests.helpers import ConfigFactory
 from tests.inbox_helpers import api_json, make_message, smtp_address
-from tests.processes import Server, write_config
+from tests.processes import Server, inbox_serve_config
 from tests.relays import free_port
 
 API = "/dev/inbox/api/v1"
@@ -194,25 +194,7 @@ async def test_mail_the_parser_gives_up_on_is_stored_as_received_with_why(
 @pytest.fixture
 async def inbox_server(tmp_path: Path) -> Any:
     smtp_port = free_port()
-    config = write_config(
-        tmp_path / "resetd.toml",
-        {
-            "server": {
-                "host": "127.0.0.1",
-                "port": 0,
-                "public_url": "http://localhost:8080",
-                "secret_key": TEST_SECRET,
-            },
-            "database": {"path": str(tmp_path / "resetd.db")},
-            "mail": {"server": "127.0.0.1", "port": smtp_port, "sender": "r <r@example.test>"},
-            "dev_inbox": {
-                "enabled": True,
-                "smtp_port": smtp_port,
-                "path": str(tmp_path / "inbox.db"),
-            },
-            "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
-        },
-    )
+    config = inbox_serve_config(tmp_path, smtp_port)
     server = Server(config, tmp_path)
     try:
         await server.start()
