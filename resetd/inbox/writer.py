@@ -13,7 +13,7 @@ at a time; a message that still fails is stored as its raw source with the
 error as its parse problem. When nothing can be stored (a locked or broken
 database, a full disk), mail already answered 250 is held and tried again
 every RETRY_DELAY seconds, and new mail waits for its own write and is
-answered by its outcome: 451 (:class:`StorageUnavailable`) while storing
+answered by its outcome: 451 (:class:`~resetd.errors.NotStored`) while storing
 fails, so the client keeps it, 250 again as soon as storing works.
 :meth:`InboxWriter.stop` ends within STOP_TIMEOUT seconds whatever the queue
 holds; what it could not store is logged.
@@ -50,9 +50,6 @@ RETRY_DELAY = 1.0
 # queue): a thousand 1 MiB messages would otherwise all sit in memory.
 QUEUE_BYTES = 32 * 1024 * 1024
 
-# The inbox cannot store mail now; the SMTP answer is 451 (try again later).
-StorageUnavailable = NotStored
-
 
 class InboxWriter:
     def __init__(
@@ -88,15 +85,15 @@ class InboxWriter:
 
     def _check(self) -> None:
         if self._closed or (self._task is not None and self._task.done()):
-            raise StorageUnavailable("the inbox writer is not running")
+            raise NotStored("the inbox writer is not running")
 
     async def submit(self, item: Incoming, *, until_stored: bool = False) -> None:
         """Digest one message and queue it for storage (waits while the queue is full).
 
-        With ``until_stored``, return only once it is stored. Raises
-        StorageUnavailable (:class:`~resetd.errors.NotStored`) when the writer
-        is not running, when the queue stays full for QUEUE_WAIT seconds, or
-        when storing fails and this message could not be stored either.
+        With ``until_stored``, return only once it is stored. Raises NotStored
+        when the writer is not running, when the queue stays full for
+        QUEUE_WAIT seconds, or when storing fails and this message could not be
+        stored either.
         """
         self._check()
         size = len(item.raw)
@@ -105,7 +102,7 @@ class InboxWriter:
                 async with asyncio.timeout(QUEUE_WAIT):
                     await self._wait_for_room(size)
             except TimeoutError:
-                raise StorageUnavailable("the inbox is not storing mail") from None
+                raise NotStored("the inbox is not storing mail") from None
         self._queued_bytes += size
         queued = False
         try:
@@ -128,9 +125,9 @@ class InboxWriter:
                     await self._queue.put(ready)
                     queued = True
                 if waiter is not None and not await waiter:
-                    raise StorageUnavailable("the inbox could not store the message")
+                    raise NotStored("the inbox could not store the message")
             except TimeoutError:
-                raise StorageUnavailable("the inbox is not storing mail") from None
+                raise NotStored("the inbox is not storing mail") from None
             finally:
                 if waiter is not None:
                     self._waiters.pop(id(ready), None)
