@@ -80,6 +80,23 @@ async def test_site_name_is_in_both_subjects_the_title_and_the_header(
     assert changed.message["Subject"] == "[Microblog] Your password was changed"
 
 
+async def test_a_site_name_is_escaped_in_pages_and_kept_as_typed_in_the_subject(
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay
+) -> None:
+    name = "Tom & Jerry's <b>Blog</b> 100% %(link)s"
+    cfg = make_config(
+        server={"site_name": name}, dev_inbox={"enabled": False}, mail={"port": relay.port}
+    )
+    client = await aiohttp_client(create_app(cfg))
+    await add_user(client.app)
+    page = await (await client.get("/login", headers={"Accept-Language": "es"})).text()
+    assert "Tom &amp; Jerry&#39;s &lt;b&gt;Blog&lt;/b&gt; 100% %(link)s" in page
+    assert "<b>Blog</b>" not in page
+    await request_reset(client, "susan@example.com", headers={"Accept-Language": "es"})
+    [reset] = await relay.wait_for(1)
+    assert reset.message["Subject"] == f"[{name}] Restablece tu contraseña"
+
+
 async def test_without_site_name_everything_still_says_resetd(
     aiohttp_client: Any, make_config: ConfigFactory, relay: Relay
 ) -> None:
@@ -199,12 +216,13 @@ async def test_serve_shows_the_site_name_in_its_banner(tmp_path: Path, relay: Re
     assert "resetd is running for Microblog" in banner
 
 
+@pytest.mark.parametrize("name", ["email/reset_password.html", "base.html"])
 async def test_serve_refuses_a_template_that_does_not_compile_naming_file_and_line(
-    tmp_path: Path, relay: Relay
+    tmp_path: Path, relay: Relay, name: str
 ) -> None:
     theirs = tmp_path / "templates"
     (theirs / "email").mkdir(parents=True)
-    broken = theirs / "email" / "reset_password.html"
+    broken = theirs / name
     broken.write_text("<p>\n{% if username %}\n{{ username }\n</p>\n", encoding="utf-8")
     cfg = _serve_config(tmp_path, relay.port, templates=str(theirs))
     code, out, err = await run_cli("serve", "--config", str(cfg))
