@@ -148,4 +148,6 @@ def expires_in(seconds: int, lang: str) -> str:
 def when(moment: datetime, lang: str) -> str:
     """A moment as a reader of ``lang`` writes it, in UTC (``December 2, 2026 at
     4:55:00 PM UTC`` / ``2 de diciembre de 2026, 16:55:00 UTC``)."""
-    return format_datetime(moment, format="long", tzinfo=UTC, locale=lang)
+    # CLDR puts a narrow no-break space before "PM": a plain one keeps an English
+    # mail plain ASCII (7bit, as it was before it had a language).
+    return format_datetime(moment, format="long", tzinfo=UTC, locale=lang).replace("\u202f", " ")

@@ -110,6 +110,13 @@ async def test_without_site_name_everything_still_says_resetd(
     assert reset.message["Subject"] == "[resetd] Reset Your Password"
     text = reset.message.get_body(("plain",)).get_content()
     assert "The link works once and expires in 10 minutes." in text
+    assert (await set_new_password(client, token_in(reset))).status == 303
+    [_, changed] = await relay.wait_for(2)
+    assert changed.message["Subject"] == "[resetd] Your password was changed"
+    # English mail stays plain ASCII, its date included.
+    for mail in (reset, changed):
+        assert b"quoted-printable" not in mail.data and b"7bit" in mail.data
+    assert re.search(r"changed on \w+ \d+, \d{4}, \d+:\d\d:\d\d [AP]M UTC", changed.data.decode())
 
 
 @pytest.mark.parametrize("name", ["", "   ", "Micro\nblog", "x" * 101])
