@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import jinja2
 from aiohttp import web
+from jinja2 import nodes
 
 from . import i18n
 from .config import ConfigError, ServerConfig
@@ -94,7 +95,8 @@ def check_templates(env: jinja2.Environment, dirs: Sequence[Path]) -> int:
     where the operator's replace them; returns how many.
 
     Raises :class:`~resetd.config.ConfigError` naming the first file that does
-    not compile, and its line, so ``serve`` stops before taking traffic
+    not compile, or that extends, includes or imports a template by a name no
+    directory has, and its line, so ``serve`` stops before taking traffic
     instead of failing on the first visitor of that page."""
     count = 0
     for root in dirs:
@@ -103,13 +105,32 @@ def check_templates(env: jinja2.Environment, dirs: Sequence[Path]) -> int:
                 continue
             name = path.relative_to(root).as_posix()
             try:
-                env.compile(path.read_text(encoding="utf-8"), name, str(path))
+                tree = env.parse(path.read_text(encoding="utf-8"), name, str(path))
+                env.compile(tree, name, str(path))
             except jinja2.TemplateSyntaxError as exc:
                 _refuse(path, exc.lineno, exc.message or "syntax error")
             except UnicodeDecodeError:
                 _refuse(path, None, "not UTF-8 text")
+            _check_references(env, path, tree)
             count += 1
     return count
+
+
+def _check_references(env: jinja2.Environment, path: Path, tree: nodes.Template) -> None:
+    """Each template ``tree`` names literally (extends, include, import) exists."""
+    kinds = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+    assert env.loader is not None
+    for node in tree.find_all(kinds):
+        assert isinstance(node, nodes.Extends | nodes.Include | nodes.Import | nodes.FromImport)
+        target = node.template
+        if not isinstance(target, nodes.Const) or not isinstance(target.value, str):
+            continue  # a name computed at render time
+        if isinstance(node, nodes.Include) and node.ignore_missing:
+            continue
+        try:
+            env.loader.get_source(env, target.value)
+        except jinja2.TemplateNotFound:
+            _refuse(path, node.lineno, f"template {target.value!r} not found")
 
 
 def render_problem(exc: jinja2.TemplateError) -> ConfigError:

@@ -238,6 +238,19 @@ async def test_serve_refuses_a_template_that_does_not_compile_naming_file_and_li
     assert "Traceback" not in err and "is running" not in out
 
 
+async def test_serve_refuses_a_template_that_extends_one_that_does_not_exist(
+    tmp_path: Path, relay: Relay
+) -> None:
+    theirs = tmp_path / "templates"
+    theirs.mkdir()
+    bad = theirs / "login.html"
+    bad.write_text('{# ours #}\n{% extends "layout.html" %}\n', encoding="utf-8")
+    cfg = _serve_config(tmp_path, relay.port, templates=str(theirs))
+    code, _out, err = await run_cli("serve", "--config", str(cfg))
+    assert code == 2
+    assert f"[server] templates: {bad}, line 2: template 'layout.html' not found" in err
+
+
 async def test_serve_refuses_a_mail_template_that_needs_a_variable_mail_lacks(
     tmp_path: Path, relay: Relay
 ) -> None:
