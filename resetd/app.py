@@ -14,18 +14,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from aiohttp_session import session_middleware
 
 from . import keys
-from .assets import template_dir
+from .assets import configure, environment_options, template_dirs
 from .audit import AuditLog
 from .config import Config
 from .db import Database
 from .hash_queue import HashQueue
 from .host_users import SqliteAppUsers
+from .i18n import language_middleware
 from .limits import RateLimiter
 from .login_guard import LoginGuard
 from .login_timing import FailureTiming
@@ -142,7 +142,12 @@ async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
     install_redaction()
-    middlewares: list[Middleware] = [session_middleware(cookie_storage(config)), errors_middleware]
+    middlewares: list[Middleware] = [
+        # Outermost: error pages, and everything else, speak the request's language.
+        language_middleware(config.languages),
+        session_middleware(cookie_storage(config)),
+        errors_middleware,
+    ]
     if config.dev_inbox.enabled:
         from .inbox.access import inbox_gate
 
@@ -158,12 +163,13 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[keys.codec] = TokenCodec(
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
     )
-    app[keys.composer] = MailComposer(config.mail.sender, config.server.public_url)
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(template_dir()),
-        autoescape=jinja2.select_autoescape(["html"]),
+    app[keys.composer] = MailComposer(
+        config.mail.sender,
+        config.server.public_url,
+        site_name=config.server.site_name,
+        templates=template_dirs(config.server),
     )
+    configure(aiohttp_jinja2.setup(app, **environment_options(config.server)), config.server)
     app.on_response_prepare.append(security_headers)
 
     app.cleanup_ctx.append(loop_monitor_ctx)

@@ -23,6 +23,7 @@ from multidict import MultiDictProxy
 
 from . import keys
 from .errors import FormError
+from .i18n import N_
 
 # codecs' canonical names of what a client may declare (utf8, UTF-8, us-ascii …).
 ACCEPTED_CHARSETS = frozenset({"utf-8", "ascii"})
@@ -75,20 +76,20 @@ async def read_form(request: web.Request) -> Form:
     aiohttp's HTTPRequestEntityTooLarge (413) past ``client_max_size``.
     """
     if not charset_accepted(request.charset):
-        raise FormError("This form's character set is not supported; send UTF-8.")
+        raise FormError(N_("This form's character set is not supported; send UTF-8."))
     try:
         async with asyncio.timeout(_deadline(request)):
             form = await request.post()
     except TimeoutError:
-        raise web.HTTPRequestTimeout(text="The form did not arrive in time.") from None
+        raise web.HTTPRequestTimeout(text=N_("The form did not arrive in time.")) from None
     # ValueError: malformed multipart, undecodable bytes (UnicodeDecodeError);
     # LookupError: a multipart part naming an unknown charset.
     except (ValueError, LookupError) as exc:
-        raise FormError("The form could not be read.") from exc
+        raise FormError(N_("The form could not be read.")) from exc
     for name, value in form.items():
         if _SURROGATE.search(name) or (isinstance(value, str) and _SURROGATE.search(value)):
             # A multipart part may still declare a charset such as utf-7.
-            raise FormError("The form could not be read.")
+            raise FormError(N_("The form could not be read."))
     return form
 
 

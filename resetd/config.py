@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .i18n import SHIPPED
+
 # The shipped development value; `serve` refuses it unless resetd is local only.
 DEV_SECRET_KEY = "dev-only-secret-change-me-before-deploying-resetd"  # noqa: S105
 MIN_SECRET_KEY = 32
@@ -52,6 +54,15 @@ class ServerConfig:
     session_remember_max_age: int = 30 * 86400
     header_timeout: float = 15.0
     body_timeout: float = 30.0
+    # The application's name as users see it: mail subjects, page titles and
+    # header, the banner. The mail's sender stays [mail] sender.
+    site_name: str = "resetd"
+    # Directories whose files replace the shipped templates / static files of the
+    # same relative name; "" = the shipped ones only.
+    templates: str = ""
+    static: str = ""
+    # Languages offered, chosen from Accept-Language; empty = every shipped one.
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,11 @@ class Config:
     @property
     def is_https(self) -> bool:
         return self.server.public_url.lower().startswith("https://")
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """``[server] languages``, or every shipped language (English first)."""
+        return self.server.languages or SHIPPED
 
     @property
     def login_location(self) -> str:

@@ -10,6 +10,7 @@ import ipaddress
 import re
 import ssl
 from email.utils import parseaddr
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from .config import (
@@ -28,6 +29,7 @@ from .config import (
 )
 from .errors import UnsendableAddress
 from .hosts import check_pattern, is_local_host
+from .i18n import SHIPPED
 from .mail_headers import check_address
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -86,6 +88,7 @@ def _check_server(s: ServerConfig) -> None:
                 f"[server] allowed_hosts: {pattern!r} is not a host name, an IP address, "
                 "'.domain' (the domain and its subdomains) or '*' (ports are not part of it)"
             )
+    _check_look(s)
     for key in ("header_timeout", "body_timeout"):
         seconds = getattr(s, key)
         if not 0 < seconds <= 3600:
@@ -164,6 +167,31 @@ def _check_passwords(p: PasswordConfig) -> None:
         raise ConfigError(
             "[passwords] argon2_*: below OWASP's floor (memory_cost >= 8192 KiB, time_cost >= 1)"
         )
+
+
+MAX_SITE_NAME = 100
+
+
+def _check_look(s: ServerConfig) -> None:
+    """The name, the template and static directories, the languages."""
+    name = s.site_name
+    # It goes into every subject line and page title: one printable line.
+    if not name.strip() or not name.isprintable() or len(name) > MAX_SITE_NAME:
+        raise ConfigError(
+            f"[server] site_name: expected 1-{MAX_SITE_NAME} printable characters "
+            f"on one line, got {name!r}"
+        )
+    for key in ("templates", "static"):
+        path = getattr(s, key)
+        if path and not Path(path).is_dir():
+            raise ConfigError(f"[server] {key}: not a directory: {path!r}")
+    for lang in s.languages:
+        if lang not in SHIPPED:
+            raise ConfigError(
+                f"[server] languages: {lang!r} is not shipped (shipped: {', '.join(SHIPPED)})"
+            )
+    if len(set(s.languages)) != len(s.languages):
+        raise ConfigError("[server] languages: a language is listed twice")
 
 
 def _check_sign_in(s: ServerConfig) -> None:

@@ -16,13 +16,14 @@ from aiohttp import web
 from . import keys
 from .clientinfo import client_ip, user_agent
 from .hash_queue import HashingBusy, Standing
+from .i18n import N_, _
 from .login_guard import Attempt, SigninRefused
 from .render import render
 from .reset.request import SENT_MESSAGE
 from .sessions import current_user, flash, sign_in, sign_out
 from .users import User
 
-BAD_LOGIN = "Invalid username or password."
+BAD_LOGIN = N_("Invalid username or password.")
 # Fixed notices a redirect may ask the sign-in page to show (?notice=…).
 NOTICES = {"reset-sent": SENT_MESSAGE}
 
@@ -44,9 +45,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     remember = bool(form.get("remember_me"))
     errors = {}
     if not username:
-        errors["username"] = "This field is required."
+        errors["username"] = _("This field is required.")
     if not password:
-        errors["password"] = "This field is required."  # noqa: S105 (a message)
+        errors["password"] = _("This field is required.")
     ctx = {"username": username[:254], "remember_me": remember}
     if errors:
         return await render(request, "login.html", {**ctx, "errors": errors}, status=400)
@@ -59,7 +60,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         if user is None or not ok:
             await _audit(request, _failure(attempt), user)
-            return await render(request, "login.html", {**ctx, "form_error": BAD_LOGIN}, status=400)
+            return await render(
+                request, "login.html", {**ctx, "form_error": _(BAD_LOGIN)}, status=400
+            )
         await attempt.succeeded()
     # In good standing now: the password was right.
     user = await _upgrade_hash(app, user, password, Standing(attempt.standing.client))
@@ -72,6 +75,7 @@ async def _login_page(request: web.Request) -> web.StreamResponse:
     if await current_user(request) is not None:
         raise web.HTTPFound(location="/")
     notice = NOTICES.get(request.query.get("notice", ""))
+    notice = _(notice) if notice is not None else None
     return await render(
         request,
         "login.html",
@@ -118,7 +122,7 @@ async def refused_page(request: web.Request, refused: SigninRefused) -> web.Resp
     resp = await render(
         request,
         "login.html",
-        {"username": "", "remember_me": remember, "form_error": refused.message},
+        {"username": "", "remember_me": remember, "form_error": _(refused.message)},
         status=refused.status,
     )
     resp.headers["Retry-After"] = str(refused.retry_after)
@@ -136,5 +140,5 @@ async def logout(request: web.Request) -> web.StreamResponse:
             client_ip=client_ip(request),
             user_agent=user_agent(request),
         )
-    await flash(request, "You have been signed out.")
+    await flash(request, _("You have been signed out."))
     raise web.HTTPSeeOther(location="/login")

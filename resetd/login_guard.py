@@ -33,17 +33,19 @@ from contextlib import asynccontextmanager
 from .config import LimitsConfig
 from .db import Database
 from .hash_queue import HashingBusy, HashQueue, Standing
+from .i18n import N_
 from .limits import Hit, RateLimiter, Taken, client_bucket
 from .login_timing import FailureTiming
 from .passwords import Hasher
 from .users import normalize
 
-THROTTLED = (
+# Shown in the language of the page (resetd/login.py translates them).
+THROTTLED = N_(
     "Too many failed sign-ins for this account or from your network. Wait a few minutes "
     "and try again, or reset your password."
 )
-CLIENT_BUSY = "Too many sign-ins at once from your network. Wait a moment and try again."
-BUSY = "Sign-in is busy. Wait a moment and try again."
+CLIENT_BUSY = N_("Too many sign-ins at once from your network. Wait a moment and try again.")
+BUSY = N_("Sign-in is busy. Wait a moment and try again.")
 # Clients whose failed sign-ins are remembered in memory (about 100 bytes each).
 MAX_CLIENTS_SEEN = 10_000
 

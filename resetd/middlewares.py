@@ -22,6 +22,7 @@ from .bodies import read_form
 from .config import Config
 from .errors import CsrfFailure, FormError, SearchTooLarge
 from .hosts import NO_HOST, check_pattern, host_allowed, request_host
+from .i18n import N_, _
 from .login import refused_page
 from .login_guard import SigninRefused
 from .render import render
@@ -33,15 +34,17 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Error pages are in the language of the request: these and the messages handed
+# to error_page (marked N_ where they are written) are translated there.
 _TITLES = {
-    400: ("Bad request", "The request could not be understood."),
-    403: ("Forbidden", "You are not allowed to do that."),
-    404: ("Page not found", "There is nothing at this address."),
-    405: ("Method not allowed", "This page does not accept that kind of request."),
-    408: ("Request timeout", "What you sent did not arrive in time."),
-    413: ("Request too large", "What you sent is larger than this page accepts."),
-    429: ("Too many requests", "Please wait a moment and try again."),
-    500: ("Something went wrong", "An unexpected error occurred; it has been logged."),
+    400: (N_("Bad request"), N_("The request could not be understood.")),
+    403: (N_("Forbidden"), N_("You are not allowed to do that.")),
+    404: (N_("Page not found"), N_("There is nothing at this address.")),
+    405: (N_("Method not allowed"), N_("This page does not accept that kind of request.")),
+    408: (N_("Request timeout"), N_("What you sent did not arrive in time.")),
+    413: (N_("Request too large"), N_("What you sent is larger than this page accepts.")),
+    429: (N_("Too many requests"), N_("Please wait a moment and try again.")),
+    500: (N_("Something went wrong"), N_("An unexpected error occurred; it has been logged.")),
 }
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -67,7 +70,10 @@ async def error_page(
         return resp
     try:
         resp = await render(
-            request, "error.html", {"title": title, "message": message or default}, status=status
+            request,
+            "error.html",
+            {"title": _(title), "message": _(message or default)},
+            status=status,
         )
     except Exception:  # rendering the error page must never turn a 4xx into a traceback
         log.exception("error page rendering failed")
@@ -95,8 +101,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await error_page(
             request,
             400,
-            "This form has expired or was not sent from this site. Go back, reload the page "
-            "and try again.",
+            N_(
+                "This form has expired or was not sent from this site. Go back, reload the page "
+                "and try again."
+            ),
         )
     except FormError as exc:
         return await error_page(request, 400, str(exc) or None)
@@ -140,7 +148,7 @@ def allowed_hosts_middleware(config: Config) -> Middleware:
     async def allowed_hosts(request: web.Request, handler: Handler) -> web.StreamResponse:
         name = request_host(request)
         if name != NO_HOST and (name is None or not host_allowed(name, patterns)):
-            raise web.HTTPBadRequest(text="This server does not answer to that host name.")
+            raise web.HTTPBadRequest(text=N_("This server does not answer to that host name."))
         return await handler(request)
 
     return allowed_hosts

@@ -34,6 +34,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from .config import PasswordConfig
 from .hash_queue import RESETD, HashQueue, Standing
+from .i18n import _
 from .users import normalize
 
 _COMMON_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
@@ -239,40 +240,52 @@ def check_policy(
     """NIST SP 800-63B-4 rules: length, blocklist, not the identity, fields match.
 
     No composition rules. Nothing is truncated: a password over max_length is
-    refused with a message, never silently cut.
+    refused with a message, never silently cut. The messages are in the
+    language in use (:mod:`resetd.i18n`).
     """
     errors: list[PolicyError] = []
     if not password:
-        return [PolicyError("password", "Enter a new password.")]
+        return [PolicyError("password", _("Enter a new password."))]
     length = len(password)
     if length < cfg.min_length:
         errors.append(
             PolicyError(
                 "password",
-                f"Use at least {cfg.min_length} characters ({length} so far). "
-                "A few unrelated words make a strong, memorable passphrase.",
+                _(
+                    "Use at least %(min_length)d characters (%(length)d so far). "
+                    "A few unrelated words make a strong, memorable passphrase."
+                )
+                % {"min_length": cfg.min_length, "length": length},
             )
         )
     elif length > cfg.max_length:
-        errors.append(PolicyError("password", f"Use at most {cfg.max_length} characters."))
+        errors.append(
+            PolicyError(
+                "password",
+                _("Use at most %(max_length)d characters.") % {"max_length": cfg.max_length},
+            )
+        )
     elif max_bytes is not None and len(password.encode()) > max_bytes:
         errors.append(
             PolicyError(
                 "password",
-                f"This account store keeps at most {max_bytes} bytes of a password; "
-                "use a shorter one.",
+                _(
+                    "This account store keeps at most %(max_bytes)d bytes of a password; "
+                    "use a shorter one."
+                )
+                % {"max_bytes": max_bytes},
             )
         )
     elif password.lower() in common_passwords():
-        errors.append(PolicyError("password", "This password is too common; choose another."))
+        errors.append(PolicyError("password", _("This password is too common; choose another.")))
     elif (
         _too_similar(password, username)
         or _too_similar(password, email.split("@")[0])
         or (_too_similar(password, email))
     ):
         errors.append(
-            PolicyError("password", "This password is too similar to your username or email.")
+            PolicyError("password", _("This password is too similar to your username or email."))
         )
     if password != password2:
-        errors.append(PolicyError("password2", "The two passwords do not match."))
+        errors.append(PolicyError("password2", _("The two passwords do not match.")))
     return errors

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import health, keys, login
-from .assets import STATIC_DIR
+from .assets import STATIC_DIR, static_dirs, static_handler
 from .reset.confirm import set_password, token_link
 from .reset.request import request_page
 
@@ -20,7 +20,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_route("*", "/reset_password_request", request_page, name="reset_request")
     r.add_route("*", "/reset_password/{token}", token_link, name="reset_link")
     r.add_route("*", "/reset_password", set_password, name="reset_form")
-    r.add_static("/static", STATIC_DIR, name="static")
+    if cfg.server.static:
+        r.add_get("/static/{filename:.+}", static_handler(static_dirs(cfg.server)), name="static")
+    else:
+        r.add_static("/static", STATIC_DIR, name="static")
     r.add_get("/readyz", health.readyz, name="readyz")
     if cfg.dev_inbox.enabled:
         from .inbox import add_inbox_routes

@@ -114,4 +114,9 @@ MIGRATIONS: list[str] = [
         hint TEXT NOT NULL
     );
     """,
+    # 8: the language of the page that asked for a reset: its mail is written in it.
+    # NULL (requests queued before v8): English.
+    """
+    ALTER TABLE reset_requests ADD COLUMN lang TEXT;
+    """,
 ]

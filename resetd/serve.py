@@ -14,9 +14,11 @@ import signal
 import sys
 from typing import Any
 
+import jinja2
 from aiohttp import web
 
 from . import keys
+from .assets import render_problem
 from .config import Config, ConfigError
 from .db import with_database
 from .outbox import OutboxStore
@@ -65,9 +67,10 @@ def connection_limits(cfg: Config) -> dict[str, Any]:
 def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]) -> str:
     host = cfg.server.host
     shown = f"[{host}]" if ":" in host else host
+    name = cfg.server.site_name
     lines = [
         "",
-        "  resetd is running",
+        "  resetd is running" + ("" if name == "resetd" else f" for {name}"),
         f"    Sign in           http://{shown}:{port}/login",
         f"    Forgot password   http://{shown}:{port}/reset_password_request",
         f"    Links in mail     {cfg.public_origin}/reset_password/…",
@@ -97,9 +100,14 @@ async def serve(cfg: Config) -> int:
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     app = create_app(cfg)
-    # Compiled now, before the loop serves anyone, not by each one's first user.
+    # Compiled now, before the loop serves anyone, not by each one's first user;
+    # a template that does not compile, or a mail that cannot be composed from
+    # sample values, stops the start (ConfigError: exit 2, naming file and line).
     warm_templates(app)
-    app[keys.composer].warm()
+    try:
+        app[keys.composer].warm(cfg.languages)
+    except jinja2.TemplateError as exc:
+        raise render_problem(exc) from None
     runner = web.AppRunner(app, **connection_limits(cfg))
     try:
         await runner.setup()  # runs the cleanup contexts' startup halves

@@ -24,7 +24,7 @@ def test_wheel_ships_every_module_template_static_file_and_data(tmp_path: Path) 
         for p in (REPO / "templates").rglob("*")
         if p.is_file()
     }
-    for folder in ("static", "data"):
+    for folder in ("static", "data", "locale"):
         expected |= {
             f"resetd/{folder}/{p.relative_to(REPO / 'resetd' / folder).as_posix()}"
             for p in (REPO / "resetd" / folder).rglob("*")
@@ -37,6 +37,7 @@ def test_wheel_ships_every_module_template_static_file_and_data(tmp_path: Path) 
         if "__pycache__" not in p.parts
     }
     assert "resetd/outbox/worker.py" in expected, "the package's modules were not found"
+    assert "resetd/locale/es/LC_MESSAGES/messages.mo" in expected
     assert expected, "nothing to check"
     missing = sorted(expected - names)
     assert not missing, f"not in the wheel: {missing}"

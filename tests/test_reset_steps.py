@@ -118,3 +118,37 @@ async def test_the_one_token_check_names_every_state_the_inbox_panel_shows(
     fresh = await _recorded(db, codec, user, time.time())
     await users.set_password_hash(user.id, "$argon2id$changed")
     assert await _state(fresh, codec, db, users) is TokenState.SUPERSEDED
+
+
+async def test_the_queued_request_keeps_its_language_until_the_mail_is_written(
+    db: Database,
+) -> None:
+    users = UserStore(db)
+    await users.add("susan@example.com", "susan", "$argon2id$unused")
+    await users.add("tom@example.com", "tom", "$argon2id$unused")
+    composer = MailComposer("resetd <no-reply@example.test>", "http://localhost:8080")
+    codec = TokenCodec(TEST_SECRET, ttl=600)
+    processor = RequestProcessor(db, users, codec, composer, RateLimiter(db), lambda: None)
+    intake = Intake(db.writer, LimitsConfig(), lambda: None)
+    await intake.start()
+    try:
+        spanish = Submission("susan@example.com", "192.0.2.7", "ua", "susan@example.com", "es")
+        assert await intake.submit(spanish) is None
+    finally:
+        await intake.stop()
+    # A request queued before the language was stored (schema v7) has none.
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO reset_requests (email_norm, email, client_ip, user_agent, created_at)"
+            " VALUES ('tom@example.com', 'tom@example.com', '192.0.2.8', 'ua', ?)",
+            (time.time(),),
+        )
+    assert await processor.process_batch() == 2
+    mails = await OutboxStore(db).claim_due(10, lease=60)
+    subjects = {
+        m.recipient: message_from_bytes(m.message, policy=default)["Subject"] for m in mails
+    }
+    assert subjects == {
+        "susan@example.com": "[resetd] Restablece tu contraseña",
+        "tom@example.com": "[resetd] Reset Your Password",
+    }

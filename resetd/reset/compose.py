@@ -1,5 +1,9 @@
 """Step 2: render a mail from ``templates/email/`` into multipart/alternative bytes.
 
+The templates are the operator's ``[server] templates``/email/ first, then the
+shipped ones; the mail is in the language given (:mod:`resetd.i18n`), its
+subject names ``[server] site_name``.
+
 The MIME is assembled directly rather than through ``email.message.EmailMessage``:
 the stdlib's header machinery costs about 2.5 ms per mail, which on the event
 loop would stall every other request during a burst; this costs ~50 µs. The
@@ -14,14 +18,18 @@ from __future__ import annotations
 import quopri
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import formatdate, parseaddr
+from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from .. import i18n
 from ..assets import template_dir
+from ..i18n import _
 from ..mail_headers import address_header, check_address, clean, unstructured_header
 
 
@@ -66,31 +74,63 @@ def build_alternative(headers: list[str], text: str, html: str) -> bytes:
 class MailComposer:
     """Text + HTML alternatives from a template pair, addressed to one user."""
 
-    def __init__(self, sender: str, public_url: str) -> None:
-        """Raises :class:`~resetd.errors.UnsendableAddress` when ``sender`` holds no usable address
+    def __init__(
+        self,
+        sender: str,
+        public_url: str,
+        *,
+        site_name: str = "resetd",
+        templates: Sequence[Path] = (),
+    ) -> None:
+        """``templates``: the directories whose ``email/`` holds the mails, first
+        found wins; the shipped one when empty. Raises
+        :class:`~resetd.errors.UnsendableAddress` when ``sender`` holds no usable address
         (config_rules refuses such a ``[mail] sender`` first)."""
         self.sender = sender
+        self.site_name = site_name
         name, addr = parseaddr(sender)
         self.sender_name, self.sender_addr = clean(name), check_address(addr)
         self._from = address_header("From", self.sender_name, self.sender_addr)
         self.public_url = public_url.rstrip("/")
+        dirs = list(templates) or [template_dir()]
         self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(template_dir() / "email"),
+            loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(d / "email") for d in dirs]),
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
+            extensions=["jinja2.ext.i18n"],
         )
+        self._env.install_gettext_callables(  # type: ignore[attr-defined]
+            i18n.gettext, i18n.ngettext, newstyle=True
+        )
+        self._env.globals["site_name"] = site_name
         self._msgid_domain = _msgid_domain(self.sender_addr)
 
-    def warm(self) -> int:
-        """Compile every mail template now (see :func:`resetd.render.warm_templates`)."""
+    def warm(self, languages: Sequence[str] = ()) -> int:
+        """Compile every mail template now (see :func:`resetd.render.warm_templates`);
+        returns how many.
+
+        Then compose each mail once in each of ``languages`` with sample values,
+        so a template (an operator's, say) that needs a variable the mail does
+        not give stops ``serve`` at start rather than failing each request:
+        raises :class:`jinja2.UndefinedError` (or whatever rendering raises)."""
         names = self._env.list_templates()
         for name in names:
             self._env.get_template(name)
+        sample = datetime(2000, 1, 1, tzinfo=UTC)
+        for lang in languages:
+            self.reset_mail("sample", "sample@example.com", "sample-token", 600, lang)
+            self.changed_mail("sample", "sample@example.com", sample, "192.0.2.1", "UA", lang)
         return len(names)
 
     def compose(
-        self, template: str, subject: str, to_name: str, to_addr: str, **context: Any
+        self,
+        template: str,
+        subject: str,
+        to_name: str,
+        to_addr: str,
+        lang: str = i18n.SOURCE,
+        **context: Any,
     ) -> ComposedMail:
         """The mail for ``to_addr`` (a stored address: trimmed, its domain made
         IDNA when only the domain is non-ASCII, see
@@ -99,9 +139,10 @@ class MailComposer:
         ``to_name`` may hold anything: it is cleaned for the body and the header."""
         recipient = check_address(to_addr)
         to_name = clean(to_name)
-        ctx = {"public_url": self.public_url, "username": to_name, **context}
-        text = self._env.get_template(f"{template}.txt").render(ctx)
-        html = self._env.get_template(f"{template}.html").render(ctx)
+        ctx = {"public_url": self.public_url, "username": to_name, "lang": lang, **context}
+        with i18n.using(lang):
+            text = self._env.get_template(f"{template}.txt").render(ctx)
+            html = self._env.get_template(f"{template}.html").render(ctx)
         msgid = f"<{int(time.time() * 1000)}.{secrets.token_hex(8)}@{self._msgid_domain}>"
         data = build_alternative(
             [
@@ -117,26 +158,41 @@ class MailComposer:
         )
         return ComposedMail(self.sender_addr, recipient, subject, data)
 
-    def reset_mail(self, username: str, email: str, token: str, ttl: int) -> ComposedMail:
+    def reset_mail(
+        self, username: str, email: str, token: str, ttl: int, lang: str = i18n.SOURCE
+    ) -> ComposedMail:
         link = f"{self.public_url}/reset_password/{token}"
+        with i18n.using(lang):
+            subject = _("[%(site_name)s] Reset Your Password") % {"site_name": self.site_name}
         return self.compose(
             "reset_password",
-            "[resetd] Reset Your Password",
+            subject,
             username,
             email,
+            lang,
             link=link,
             minutes=max(1, ttl // 60),
+            expires_in=i18n.expires_in(ttl, lang),
         )
 
     def changed_mail(
-        self, username: str, email: str, when: datetime, client_ip: str, user_agent: str
+        self,
+        username: str,
+        email: str,
+        when: datetime,
+        client_ip: str,
+        user_agent: str,
+        lang: str = i18n.SOURCE,
     ) -> ComposedMail:
+        with i18n.using(lang):
+            subject = _("[%(site_name)s] Your password was changed") % {"site_name": self.site_name}
         return self.compose(
             "password_changed",
-            "[resetd] Your password was changed",
+            subject,
             username,
             email,
-            when=when.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            lang,
+            when=i18n.when(when, lang),
             client_ip=clean(client_ip),
             user_agent=clean(user_agent[:200]),
             request_url=f"{self.public_url}/reset_password_request",

@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp_session import get_session
 
-from .. import keys
+from .. import i18n, keys
 from ..clientinfo import client_ip, user_agent
 from ..hash_queue import HashingBusy, Standing
+from ..i18n import N_, _
 from ..limits import RateLimiter, client_bucket
 from ..login_guard import account_buckets
 from ..outbox import OutboxStore
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 
 SESSION_TOKEN = "reset_token"  # noqa: S105 (the session key holding the token)
 TOKEN_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-DONE_MESSAGE = "Your password has been reset. Sign in with your new password."
-BUSY_MESSAGE = "The server is busy. Wait a moment and submit again."
+DONE_MESSAGE = N_("Your password has been reset. Sign in with your new password.")
+BUSY_MESSAGE = N_("The server is busy. Wait a moment and submit again.")
 
 
 async def _check(app: web.Application, token: str) -> tuple[User, Claims]:
@@ -87,7 +88,7 @@ async def set_password(request: web.Request) -> web.StreamResponse:
         return await _set(request, token, action="/reset_password")
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
-    user, _ = await _check(request.app, token)
+    user, _claims = await _check(request.app, token)
     return await _form(request, user, "/reset_password", {})
 
 
@@ -142,7 +143,7 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
             password, Standing(client_bucket(client_ip(request)))
         )
     except HashingBusy as busy:  # nothing changed: the same link can submit again
-        resp = await _form(request, user, action, {"password": BUSY_MESSAGE}, status=503)
+        resp = await _form(request, user, action, {"password": _(BUSY_MESSAGE)}, status=503)
         resp.headers["Retry-After"] = str(busy.retry_after)
         return resp
     await _replace_password(app, user, claims, new_hash, client_ip(request), user_agent(request))
@@ -150,7 +151,7 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
     log.info("password reset for user %d", user.id)
     session = await get_session(request)
     session.pop(SESSION_TOKEN, None)
-    await flash(request, DONE_MESSAGE, "success")
+    await flash(request, _(DONE_MESSAGE), "success")
     raise web.HTTPSeeOther(location=app[keys.config].login_location, headers=TOKEN_HEADERS)
 
 
@@ -183,7 +184,7 @@ async def _replace_password(
         await RateLimiter.forget(conn, account_buckets(user.username, user.email))
         await SessionStore.end_all(conn, user.id)
         notice = app[keys.composer].changed_mail(
-            user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent
+            user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent, i18n.current()
         )
         await OutboxStore.enqueue(conn, "password_changed", notice, now, user_id=user.id)
         await app[keys.audit].record(

@@ -38,6 +38,8 @@ class Submission:
     # As typed, trimmed: among accounts an app stored under two spellings of one
     # address, the one stored exactly so gets the mail.
     email: str | None = None
+    # The language of the page that asked: the mail is written in it.
+    lang: str = "en"
 
 
 class Intake:
@@ -149,7 +151,7 @@ def _queue_batch(
     RequestQueue.add_many(
         conn,
         [
-            (s.email_norm, s.email, s.client_ip, s.user_agent, v is not None)
+            (s.email_norm, s.email, s.client_ip, s.user_agent, v is not None, s.lang)
             for s, v in zip(admitted, addr_verdicts, strict=True)
         ],
         now,

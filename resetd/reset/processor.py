@@ -164,7 +164,7 @@ class RequestProcessor:
     def _mail(self, req: QueuedRequest, user: User) -> Outcome:
         """Mint the token and compose the mail for ``user``; raises whatever they do."""
         token, claims = self.codec.mint(user.id, fingerprint(user))
-        mail = self.composer.reset_mail(user.username, user.email, token, self.codec.ttl)
+        mail = self.composer.reset_mail(user.username, user.email, token, self.codec.ttl, req.lang)
         # Undelivered when the token expires, the mail is pointless: fail it then.
         new = NewMail(mail, user.id, float(claims.expires_at))
         return Outcome(req, "mail_queued", user.id, claims, new)

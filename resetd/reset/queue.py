@@ -25,6 +25,7 @@ class QueuedRequest:
     user_agent: str
     limited: bool
     email: str | None = None  # as typed, trimmed; None for requests queued before v5
+    lang: str = "en"  # of the page that asked (requests queued before v8: English)
 
 
 @dataclass(frozen=True)
@@ -44,26 +45,26 @@ class RequestQueue:
     @staticmethod
     def add_many(
         conn: sqlite3.Connection,
-        rows: Sequence[tuple[str, str | None, str, str, bool]],
+        rows: Sequence[tuple[str, str | None, str, str, bool, str]],
         now: float,
     ) -> None:
-        """Queue (email_norm, email as typed, client_ip, user_agent, limited) rows
-        (BatchWriter thread)."""
+        """Queue (email_norm, email as typed, client_ip, user_agent, limited, lang)
+        rows (BatchWriter thread)."""
         insert_rows(
             conn,
             "reset_requests",
-            ("email_norm", "email", "client_ip", "user_agent", "created_at", "limited"),
-            [(n, e, ip, ua, now, int(limited)) for n, e, ip, ua, limited in rows],
+            ("email_norm", "email", "client_ip", "user_agent", "created_at", "limited", "lang"),
+            [(n, e, ip, ua, now, int(limited), lang) for n, e, ip, ua, limited, lang in rows],
         )
 
     async def pending(self, limit: int) -> list[QueuedRequest]:
         """The oldest ``limit`` requests not yet done (a read; claiming is separate)."""
         rows = await self.db.fetchall(
-            "SELECT id, email_norm, client_ip, user_agent, limited, email FROM reset_requests"
+            "SELECT id, email_norm, client_ip, user_agent, limited, email, lang FROM reset_requests"
             " WHERE done_at IS NULL ORDER BY id LIMIT ?",
             (limit,),
         )
-        return [QueuedRequest(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+        return [QueuedRequest(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6] or "en") for r in rows]
 
     @staticmethod
     def claim(conn: sqlite3.Connection, ids: list[int], now: float) -> set[int]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import keys
+from .. import i18n, keys
 from ..clientinfo import client_ip, user_agent
+from ..i18n import N_, _
 from ..render import render
 from ..users import normalize
 from .intake import Submission
 
-SENT_MESSAGE = (
+SENT_MESSAGE = N_(
     "Check your email for the instructions to reset your password. If the address belongs "
     "to an account, a link is on its way."
 )
@@ -36,7 +37,7 @@ async def request_page(request: web.Request) -> web.StreamResponse:
         return await render(
             request,
             "reset_password_request.html",
-            {"email": "", "errors": {"email": "Enter the email address of your account."}},
+            {"email": "", "errors": {"email": _("Enter the email address of your account.")}},
             status=400,
         )
     # More than one `email` value (GitLab CVE-2023-7028) or an implausible one is
@@ -45,12 +46,12 @@ async def request_page(request: web.Request) -> web.StreamResponse:
     email = typed.strip() if typed is not None and plausible else None
     email_norm = normalize(email) if email is not None else ""
     retry_after = await request.app[keys.intake].submit(
-        Submission(email_norm, client_ip(request), user_agent(request), email)
+        Submission(email_norm, client_ip(request), user_agent(request), email, i18n.current())
     )
     if retry_after is not None:
         raise web.HTTPTooManyRequests(
             headers={"Retry-After": str(retry_after)},
-            text="Too many password reset requests from your network; please wait and retry.",
+            text=_("Too many password reset requests from your network; please wait and retry."),
         )
     # The notice rides in the URL, not the session: the answer sets no cookie and
     # costs no session write, and it is the same for every address.
