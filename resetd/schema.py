@@ -114,4 +114,9 @@ MIGRATIONS: list[str] = [
         hint TEXT NOT NULL
     );
     """,
+    # 9: what an outbox row goes out through: 'mail' to the relay, or 'webhook' to
+    # [webhooks] url (``message`` then holds the event's JSON, ``kind`` its type).
+    """
+    ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'mail';
+    """,
 ]
