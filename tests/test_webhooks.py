@@ -116,7 +116,7 @@ async def test_event_for_a_receiver_that_is_down_arrives_once_it_is_up(
 
     [row] = await eventually(refused_twice)
     assert row.status == "pending"
-    assert row.last_error is not None and "cannot connect" in row.last_error
+    assert row.last_error is not None and "Cannot connect to host" in row.last_error
 
     await receiver.start(port)
     try:

@@ -48,7 +48,14 @@ class Receiver:
         self.received: list[Delivery] = []
         self.arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._stall: asyncio.Event | None = None
         self.port = 0
+
+    def stall_first(self) -> asyncio.Event:
+        """The first POST is recorded, then answered only once the returned event
+        is set (a slow app, or one a crash of the sender cuts off)."""
+        self._stall = asyncio.Event()
+        return self._stall
 
     @property
     def url(self) -> str:
@@ -58,6 +65,9 @@ class Receiver:
         body = await request.read()
         self.received.append(Delivery(request.path, dict(request.headers), body))
         self.arrived.set()
+        stall, self._stall = self._stall, None
+        if stall is not None:
+            await stall.wait()
         status = self.answers.pop(0) if self.answers else 204
         if 300 <= status < 400:
             return web.Response(status=status, headers={"Location": "/elsewhere"})

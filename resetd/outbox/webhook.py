@@ -81,8 +81,9 @@ class WebhookSender:
         except TimeoutError:
             raise TemporaryFailure(f"no answer within {self.cfg.timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
-            # Its text names the host and port only, and why: refused, no such host…
-            raise TemporaryFailure(f"cannot connect: {exc}") from None
+            # "Cannot connect to host H:P …" and why (refused, no such host, a
+            # certificate): neither the path nor the query.
+            raise TemporaryFailure(str(exc)[:300]) from None
         except aiohttp.ClientError as exc:
             raise TemporaryFailure(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         except OSError as exc:
