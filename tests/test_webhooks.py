@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,13 +29,15 @@ FAST_RETRIES = {"retry_base": 0.1, "backoff_cap": 0.5}
 async def make_client(
     aiohttp_client: Any, make_config: ConfigFactory, relay: Relay
 ) -> AsyncIterator[Any]:
-    """``make_client(url, **webhooks)``: the app with mail to ``relay`` and
-    webhooks to ``url``."""
+    """``make_client(url, mail=None, **webhooks)``: the app with mail to ``relay``
+    and webhooks to ``url``."""
 
-    async def make(url: str, **webhooks: Any) -> TestClient[Any, Any]:
+    async def make(
+        url: str, mail: dict[str, Any] | None = None, **webhooks: Any
+    ) -> TestClient[Any, Any]:
         cfg = make_config(
             dev_inbox={"enabled": False},
-            mail={"port": relay.port, **FAST_RETRIES},
+            mail={"port": relay.port, **FAST_RETRIES, **(mail or {})},
             webhooks={"url": url, "secret": WEBHOOK_SECRET, **webhooks},
         )
         client: TestClient[Any, Any] = await aiohttp_client(create_app(cfg))
@@ -163,6 +166,59 @@ async def test_a_4xx_answer_is_retried_too(make_client: Any, relay: Relay) -> No
         [row] = await eventually(lambda: _rows_with_status(client, "sent"))
         assert row.attempts == 3
     finally:
+        await receiver.stop()
+
+
+async def test_an_event_the_app_keeps_refusing_fails_at_max_age_and_can_be_retried(
+    make_client: Any, relay: Relay
+) -> None:
+    receiver = Receiver(answers=[500] * 1000)
+    await receiver.start()
+    try:
+        client = await make_client(receiver.url, mail={"max_age": 1})
+        user = await add_user(client.app)
+        await reset_password(client, relay, "susan@example.com")
+        [row] = await eventually(lambda: _rows_with_status(client, "failed"))
+        assert row.last_error is not None
+        assert row.last_error.startswith("gave up after ")
+        assert row.last_error.endswith(": HTTP 500 Internal Server Error")
+        audit = await client.app[keys.audit].recent(20)
+        assert [(a.event, a.user_id) for a in audit if a.event.startswith("webhook")] == [
+            ("webhook_failed", str(user.id))
+        ]
+        refused = len(receiver.received)
+        assert refused >= 2
+
+        # `resetd outbox retry` puts it back; the app now takes it.
+        receiver.answers = []
+        assert await client.app[keys.outbox_store].retry(row.id) == (1, 0)
+        client.app[keys.wake_outbox]()
+        await eventually(lambda: _rows_with_status(client, "sent"))
+        assert len(receiver.received) == refused + 1
+        assert len({d.body for d in receiver.received}) == 1  # one event, one id
+    finally:
+        await receiver.stop()
+
+
+async def test_an_app_that_does_not_answer_in_time_gets_the_event_again(
+    make_client: Any, relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="resetd.outbox")
+    receiver = Receiver()
+    stalled = receiver.stall_first()
+    await receiver.start()
+    try:
+        client = await make_client(receiver.url, timeout=0.5)
+        await add_user(client.app)
+        await reset_password(client, relay, "susan@example.com")
+        first, second = await receiver.wait_for(2)
+        assert first.body == second.body
+        [row] = await eventually(lambda: _rows_with_status(client, "sent"))
+        assert row.attempts == 2
+        assert "result=retry" in caplog.text
+        assert 'error="no answer within 0.5 s"' in caplog.text
+    finally:
+        stalled.set()
         await receiver.stop()
 
 

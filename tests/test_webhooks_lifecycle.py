@@ -97,7 +97,8 @@ async def test_kill_9_with_an_event_queued_delivers_it_after_restart(
 ) -> None:
     server, config, relay, hook_port = setup
     db_path = config.parent / "resetd.db"
-    await server.start()
+    banner = await server.start()
+    assert f"Webhooks          http://127.0.0.1:{hook_port}{HOOK_PATH} (password.changed)" in banner
     assert await request_reset_over_http(server.base_url, EMAIL) == 303
     [mail] = await relay.wait_for(1)
     assert await set_password_over_http(server.base_url, token_in(mail), NEW_PASSWORD) == 303
