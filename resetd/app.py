@@ -2,9 +2,9 @@
 
 Each long-lived resource has one cleanup context, appended in dependency
 order (hashing threads → database → sign-in limits → dev inbox → outbox worker
-→ request processor); aiohttp tears them down in reverse, so shutdown mirrors startup:
-no new work is taken, in-flight mail gets its grace period, then the sink and
-the database close.
+→ webhook sender → request processor); aiohttp tears them down in reverse, so
+shutdown mirrors startup: no new work is taken, in-flight mail gets its grace
+period, then the sink and the database close.
 """
 
 from __future__ import annotations
@@ -37,7 +37,14 @@ from .middlewares import (
     errors_middleware,
     security_headers,
 )
-from .outbox import OutboxStore, OutboxWorker
+from .outbox import (
+    OutboxStore,
+    OutboxWorker,
+    WebhookEvents,
+    WebhookSender,
+    WebhookWorker,
+    client_session,
+)
 from .passwords import Hasher, hash_kind, hashing_threads
 from .reset.compose import MailComposer
 from .reset.intake import Intake
@@ -120,6 +127,27 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     await worker.stop()
 
 
+async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The HTTP client session events go out through, and the worker that sends
+    the outbox's webhook events with it (only when [webhooks] url is set)."""
+    cfg = app[keys.config]
+    async with client_session(cfg.webhooks) as session:
+        sender = WebhookSender(session, cfg.webhooks)
+        worker = WebhookWorker(app[keys.outbox_store], cfg.webhooks, cfg.mail, sender)
+        app[keys.webhook_worker] = worker
+        await worker.start()
+        yield
+        await worker.stop()
+
+
+def wake_outbox(app: web.Application) -> None:
+    """Something was committed to the outbox: its workers look now."""
+    app[keys.outbox_worker].wake()
+    webhooks = app.get(keys.webhook_worker)
+    if webhooks is not None:
+        webhooks.wake()
+
+
 async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
     """The reset-request intake (group commit) and the processor behind it."""
     db = app[keys.db]
@@ -129,7 +157,8 @@ async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.codec],
         app[keys.composer],
         app[keys.limiter],
-        app[keys.outbox_worker].wake,
+        app[keys.wake_outbox],
+        app[keys.webhook_events],
     )
     intake = Intake(db.writer, app[keys.config].limits, processor.wake)
     app[keys.intake] = intake
@@ -169,6 +198,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
         site_name=config.server.site_name,
         templates=template_dirs(config.server),
     )
+    app[keys.webhook_events] = WebhookEvents(config.webhooks)
+    app[keys.wake_outbox] = lambda: wake_outbox(app)
     configure(aiohttp_jinja2.setup(app, **environment_options(config.server)), config.server)
     app.on_response_prepare.append(security_headers)
 
@@ -181,6 +212,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
 
         app.cleanup_ctx.append(inbox_ctx)
     app.cleanup_ctx.append(outbox_ctx)
+    if config.webhooks.enabled:
+        app.cleanup_ctx.append(webhooks_ctx)
     app.cleanup_ctx.append(requests_ctx)
     setup_routes(app)
     return app

@@ -2,7 +2,8 @@
 
 Never a token, a password, a full link or an address: only event names and
 outcomes. The outbox adds ``mail_sent`` and ``mail_failed`` (outcome: the mail's
-kind and outbox id, plus why it failed) in the transaction that marks the mail.
+kind and outbox id, plus why it failed) in the transaction that marks the mail,
+and ``webhook_sent`` and ``webhook_failed`` likewise for events sent to the app.
 """
 
 from __future__ import annotations

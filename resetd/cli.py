@@ -131,11 +131,13 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
                 "pending": f"next={_when(e.next_attempt_at)}",
                 "sent": f"sent={_when(e.sent_at)}",
             }.get(e.status, "")
+            # A webhook event goes to [webhooks] url, shown without its query.
+            to = "url" if e.channel == "webhook" else "to"
             print(
                 f"{e.id:>6}  {e.status:<8} {e.kind:<16} attempts={e.attempts:<3} "
-                f"created={_when(e.created_at)}  {when:<25} to={clean_text(e.recipient)}"
+                f"created={_when(e.created_at)}  {when:<25} {to}={clean_text(e.recipient)}"
             )
-            if e.last_error:  # a relay's reply: text from outside
+            if e.last_error:  # a relay's (or the app's) reply: text from outside
                 print(f"        last error: {clean_text(e.last_error)}")
         aside = await RequestQueue(db).failed(time.time() - FAILED_KEPT)
         if aside:

@@ -26,6 +26,7 @@ SECRET_KEYS = frozenset(
         ("server", "secret_key_fallbacks"),
         ("mail", "password"),
         ("dev_inbox", "password"),
+        ("webhooks", "secret"),
     }
 )
 
@@ -155,6 +156,24 @@ class DevInboxConfig:
     parse_timeout: float = 10.0
 
 
+# What [webhooks] events may list: a password changed, and a reset mail queued
+# for a known account.
+WEBHOOK_EVENTS = ("password.changed", "reset.requested")
+MIN_WEBHOOK_SECRET = 32
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    url: str = ""  # empty: no webhooks
+    secret: str = ""
+    events: tuple[str, ...] = ("password.changed",)
+    timeout: float = 10.0  # seconds for one delivery, connecting included
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -165,6 +184,7 @@ class Config:
     passwords: PasswordConfig = field(default_factory=PasswordConfig)
     users: UsersConfig = field(default_factory=UsersConfig)
     dev_inbox: DevInboxConfig = field(default_factory=DevInboxConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     source: str = "<defaults>"
 
     @property
@@ -202,4 +222,5 @@ SECTIONS: dict[str, type[Any]] = {
     "passwords": PasswordConfig,
     "users": UsersConfig,
     "dev_inbox": DevInboxConfig,
+    "webhooks": WebhooksConfig,
 }

@@ -17,6 +17,8 @@ from .config import (
     DEV_SECRET_KEY,
     MIN_INBOX_PASSWORD,
     MIN_SECRET_KEY,
+    MIN_WEBHOOK_SECRET,
+    WEBHOOK_EVENTS,
     Config,
     ConfigError,
     DevInboxConfig,
@@ -26,6 +28,7 @@ from .config import (
     ResetConfig,
     ServerConfig,
     UsersConfig,
+    WebhooksConfig,
 )
 from .errors import UnsendableAddress
 from .hosts import check_pattern, is_local_host
@@ -62,6 +65,7 @@ def validate(cfg: Config) -> None:
     _check_sign_in(cfg.server)
     _check_users(cfg.users)
     _check_dev_inbox(cfg.dev_inbox)
+    _check_webhooks(cfg.webhooks)
     _check_paths(cfg)
 
 
@@ -255,6 +259,55 @@ def _check_dev_inbox(d: DevInboxConfig) -> None:
     if not 0 < d.parse_timeout <= 600:
         raise ConfigError(
             f"[dev_inbox] parse_timeout: expected 0-600 seconds (not 0), got {d.parse_timeout}"
+        )
+
+
+def _check_webhooks(w: WebhooksConfig) -> None:
+    """The app's endpoint gets every event with its account's address: over TLS,
+    or over plain HTTP only to this machine."""
+    if not w.url:
+        if w.secret:
+            raise ConfigError("[webhooks] url: missing, while [webhooks] secret is set")
+        return
+    if not (w.url.isascii() and w.url.isprintable()) or " " in w.url:
+        # Checked first: urlsplit quietly drops tabs and line breaks.
+        raise ConfigError(
+            "[webhooks] url: expected printable ASCII without spaces (percent-encode the rest)"
+        )
+    parts = urlsplit(w.url)
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        raise ConfigError(f"[webhooks] url: not a valid port in {w.url!r}") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"[webhooks] url: expected an absolute https:// URL, got {w.url!r}")
+    if parts.scheme == "http" and not is_local_host(host):
+        raise ConfigError(
+            f"[webhooks] url: plain http is allowed to a loopback host only; use https:// "
+            f"for {host!r}"
+        )
+    if parts.username is not None or parts.password is not None:
+        # Shown by `resetd outbox` and in logs; the secret authenticates resetd.
+        raise ConfigError("[webhooks] url: must not contain a user name or password")
+    if parts.fragment:
+        raise ConfigError("[webhooks] url: must not contain a fragment")
+    if len(w.secret) < MIN_WEBHOOK_SECRET:
+        raise ConfigError(
+            f"[webhooks] secret: {'missing' if not w.secret else 'too short'}, use at least "
+            f"{MIN_WEBHOOK_SECRET} random characters (the app checks each event's signature "
+            "with it)"
+        )
+    if not w.events:
+        raise ConfigError(f"[webhooks] events: expected one or more of {', '.join(WEBHOOK_EVENTS)}")
+    for event in w.events:
+        if event not in WEBHOOK_EVENTS:
+            raise ConfigError(
+                f"[webhooks] events: unknown event {event!r} (known: {', '.join(WEBHOOK_EVENTS)})"
+            )
+    if not 0 < w.timeout <= 60:
+        raise ConfigError(
+            f"[webhooks] timeout: expected more than 0 and at most 60 seconds, got {w.timeout:g}"
         )
 
 

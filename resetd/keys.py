@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .hash_queue import HashQueue
     from .limits import RateLimiter
     from .login_guard import LoginGuard
-    from .outbox import OutboxStore, OutboxWorker
+    from .outbox import OutboxStore, OutboxWorker, WebhookEvents, WebhookWorker
     from .passwords import Hasher
     from .reset.compose import MailComposer
     from .reset.intake import Intake
@@ -32,6 +32,12 @@ ledger: web.AppKey[TokenLedger] = web.AppKey("ledger")
 composer: web.AppKey[MailComposer] = web.AppKey("composer")
 outbox_store: web.AppKey[OutboxStore] = web.AppKey("outbox_store")
 outbox_worker: web.AppKey[OutboxWorker] = web.AppKey("outbox_worker")
+# The events [webhooks] asks for (wants() is False for all when it is off), and
+# the worker that sends them, present only when [webhooks] url is set.
+webhook_events: web.AppKey[WebhookEvents] = web.AppKey("webhook_events")
+webhook_worker: web.AppKey[WebhookWorker] = web.AppKey("webhook_worker")
+# Called after a commit that queued mail or events: the outbox's workers look now.
+wake_outbox: web.AppKey[Callable[[], None]] = web.AppKey("wake_outbox")
 intake: web.AppKey[Intake] = web.AppKey("intake")
 limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
 audit: web.AppKey[AuditLog] = web.AppKey("audit")

@@ -119,4 +119,9 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE reset_requests ADD COLUMN lang TEXT;
     """,
+    # 9: what an outbox row goes out through: 'mail' to the relay, or 'webhook' to
+    # [webhooks] url (``message`` then holds the event's JSON, ``kind`` its type).
+    """
+    ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'mail';
+    """,
 ]

@@ -22,6 +22,7 @@ from .assets import render_problem
 from .config import Config, ConfigError
 from .db import with_database
 from .outbox import OutboxStore
+from .outbox.webhook_events import destination
 from .render import warm_templates
 
 log = logging.getLogger("resetd")
@@ -84,8 +85,13 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
             f"    Dev inbox SMTP    {smtp_host}:{smtp_port}",
         ]
     relay = f"{cfg.mail.server}:{cfg.mail.port}"
+    if cfg.relay_is_inbox:
+        relay += " (the dev inbox)"
+    lines.append(f"    Mail relay        {relay}")
+    if cfg.webhooks.enabled:
+        events = ", ".join(cfg.webhooks.events)
+        lines.append(f"    Webhooks          {destination(cfg.webhooks.url)} ({events})")
     lines += [
-        f"    Mail relay        {relay}" + (" (the dev inbox)" if cfg.relay_is_inbox else ""),
         f"    Database          {cfg.database.path}",
         f"    Outbox            {counts['pending']} pending, {counts['failed']} failed,"
         f" {counts['sent']} sent",

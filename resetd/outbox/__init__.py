@@ -14,13 +14,24 @@ paces new connections to a relay that refuses them and keeps its
 :mod:`~resetd.outbox.failures`, what it becomes in
 :mod:`~resetd.outbox.attempts`, and the :mod:`~resetd.outbox.recorder` marks
 accepted mail sent.
+
+Events for the app's webhook (``[webhooks] url``) are rows of the same table:
+:mod:`~resetd.outbox.webhook_events` makes them where what they report
+happens, the :mod:`~resetd.outbox.webhook_worker` claims them as the worker
+claims mail, and :mod:`~resetd.outbox.webhook` signs and POSTs each attempt.
 """
 
 from .status import RelayStatus, RelayStatusStore
-from .store import NewMail, OutboxEntry, OutboxStore, OutgoingMail
+from .store import NewEvent, NewMail, OutboxEntry, OutboxStore, OutgoingMail
+from .webhook import WebhookSender, client_session
+from .webhook_events import PASSWORD_CHANGED, RESET_REQUESTED, WebhookEvents
+from .webhook_worker import WebhookWorker
 from .worker import OutboxWorker
 
 __all__ = [
+    "PASSWORD_CHANGED",
+    "RESET_REQUESTED",
+    "NewEvent",
     "NewMail",
     "OutboxEntry",
     "OutboxStore",
@@ -28,4 +39,8 @@ __all__ = [
     "OutgoingMail",
     "RelayStatus",
     "RelayStatusStore",
+    "WebhookEvents",
+    "WebhookSender",
+    "WebhookWorker",
+    "client_session",
 ]

@@ -10,6 +10,9 @@ module owns what an attempt's outcome means for the mail:
   exponential backoff and jitter until ``max_age``, then ``failed``;
 * link expired → ``failed`` with "link expired before delivery".
 
+Webhook events (:mod:`resetd.outbox.webhook_worker`) go through the same
+rules, except that nothing the app answers fails an event at once.
+
 Every attempt is one logfmt line with the recipient's domain only; relay
 replies are redacted, since relays sometimes quote the message and its link.
 """
@@ -21,6 +24,7 @@ import logging
 import random
 import re
 import time
+from urllib.parse import urlsplit
 
 from ..config import MailConfig
 from .store import OutboxStore, OutgoingMail
@@ -112,12 +116,15 @@ class Attempts:
         error: str | None = None,
         retry_in: float | None = None,
     ) -> None:
-        """One logfmt line per attempt; the recipient's domain only, never the body."""
-        domain = mail.recipient.rpartition("@")[2] or "-"
-        line = (
-            f"outbox: mail={mail.id} kind={mail.kind} domain={domain} attempt={mail.attempts} "
-            f"result={result}"
-        )
+        """One logfmt line per attempt; the recipient's domain (a webhook's host)
+        only, never the body."""
+        if mail.channel == "webhook":
+            host = urlsplit(mail.recipient).hostname or "-"
+            line = f"outbox: webhook={mail.id} kind={mail.kind} host={host}"
+        else:
+            domain = mail.recipient.rpartition("@")[2] or "-"
+            line = f"outbox: mail={mail.id} kind={mail.kind} domain={domain}"
+        line += f" attempt={mail.attempts} result={result}"
         if started:
             line += f" ms={(time.monotonic() - started) * 1000:.0f}"
         if retry_in is not None:

@@ -31,12 +31,18 @@ class OutgoingMail:
     created_at: float
     expires_at: float | None = None  # the link inside is dead from then on
     user_id: str | None = None  # the account it is for, when there is one
+    channel: str = "mail"  # or "webhook": ``message`` is an event for [webhooks] url
 
     @property
     def audit_outcome(self) -> str:
         """How the audit trail names this mail: its kind and outbox id, never the
         address or anything from the body."""
         return f"{self.kind} outbox={self.id}"
+
+    @property
+    def audit_prefix(self) -> str:
+        """``mail`` or ``webhook``: audited as ``mail_sent``, ``webhook_failed``…"""
+        return "webhook" if self.channel == "webhook" else "mail"
 
 
 class NewMail(NamedTuple):
@@ -46,6 +52,18 @@ class NewMail(NamedTuple):
     mail: ComposedMail
     user_id: int | str | None = None  # audited with its delivery
     expires_at: float | None = None  # when its link dies; failed if still unsent then
+
+
+class NewEvent(NamedTuple):
+    """An event for the app's webhook, not yet in the outbox (see
+    :mod:`resetd.outbox.webhook_events`). ``body`` is the JSON sent as is, signed
+    when each attempt goes out; ``event_id`` is in it too."""
+
+    kind: str  # the event's type: password.changed, reset.requested
+    event_id: str
+    body: bytes
+    destination: str  # [webhooks] url as listings show it: no query
+    user_id: int | str | None
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,7 @@ class OutboxEntry:
     next_attempt_at: float
     last_error: str | None
     sent_at: float | None
+    channel: str = "mail"
 
 
 class OutboxStore:
@@ -100,32 +119,56 @@ class OutboxStore:
         :class:`~resetd.db.BatchWriter` thread); see :meth:`enqueue`."""
         insert_rows(conn, "outbox", OUTBOX_COLUMNS, [_row(kind, new, now) for new in mails])
 
-    async def recover(self) -> int:
+    @staticmethod
+    async def enqueue_event(
+        conn: aiosqlite.Connection, event: NewEvent, now: float | None = None
+    ) -> int:
+        """Queue a webhook event inside the caller's transaction; returns the outbox id."""
+        now = time.time() if now is None else now
+        cur = await conn.execute(
+            f"INSERT INTO outbox ({', '.join(EVENT_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(EVENT_COLUMNS))})",
+            _event_row(event, now),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    @staticmethod
+    def enqueue_events(conn: sqlite3.Connection, events: Sequence[NewEvent], now: float) -> None:
+        """Queue several webhook events inside the caller's transaction (in a
+        :class:`~resetd.db.BatchWriter` thread)."""
+        insert_rows(conn, "outbox", EVENT_COLUMNS, [_event_row(e, now) for e in events])
+
+    async def recover(self, channel: str = "mail") -> int:
         """At start: release claims a previous run left behind (it died mid-send) and
-        make every pending mail due now, since a restart often follows a fix to the
-        relay settings. Returns how many mails were mid-send."""
+        make every pending row of ``channel`` due now, since a restart often follows
+        a fix to the relay's or the webhook's settings. Returns how many were
+        mid-send. Each channel's worker recovers its own rows only, so that one
+        starting late never releases what the other has just claimed."""
         now = time.time()
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "UPDATE outbox SET claimed_until = NULL "
-                "WHERE status = 'pending' AND claimed_until IS NOT NULL"
+                "WHERE status = 'pending' AND claimed_until IS NOT NULL AND channel = ?",
+                (channel,),
             )
             interrupted = cur.rowcount
             await conn.execute(
                 "UPDATE outbox SET next_attempt_at = ? "
-                "WHERE status = 'pending' AND next_attempt_at > ?",
-                (now, now),
+                "WHERE status = 'pending' AND next_attempt_at > ? AND channel = ?",
+                (now, now, channel),
             )
         return interrupted
 
     async def claim_due(
-        self, limit: int, lease: float, held: Collection[int] = ()
+        self, limit: int, lease: float, held: Collection[int] = (), channel: str = "mail"
     ) -> list[OutgoingMail]:
-        """Claim up to ``limit`` due mails for ``lease`` seconds, counting the attempt.
+        """Claim up to ``limit`` due rows of ``channel`` for ``lease`` seconds,
+        counting the attempt.
 
         ``held`` are ids this process already has in hand; they are never claimed
         twice even if their lease ran out during a slow send."""
-        rows = await self.db.writer.run(_claim, time.time(), lease, limit, frozenset(held))
+        rows = await self.db.writer.run(_claim, time.time(), lease, limit, frozenset(held), channel)
         return [
             OutgoingMail(
                 id=r["id"],
@@ -137,15 +180,18 @@ class OutboxStore:
                 created_at=r["created_at"],
                 expires_at=r["expires_at"],
                 user_id=r["user_id"],
+                channel=channel,
             )
             for r in rows
         ]
 
-    async def next_due_at(self) -> float | None:
-        """When the earliest unclaimed pending mail is due; None when there is none."""
+    async def next_due_at(self, channel: str = "mail") -> float | None:
+        """When the earliest unclaimed pending row of ``channel`` is due; None when
+        there is none."""
         row = await self.db.fetchone(
             "SELECT MIN(next_attempt_at) AS due FROM outbox "
-            "WHERE status = 'pending' AND claimed_until IS NULL"
+            "WHERE status = 'pending' AND claimed_until IS NULL AND channel = ?",
+            (channel,),
         )
         if row is None or row["due"] is None:
             return None
@@ -161,9 +207,9 @@ class OutboxStore:
     async def mark_failed(
         self, mail: OutgoingMail, error: str, why: str, *, keep_last_error: bool = False
     ) -> None:
-        """Failed for good with ``error``, audited as ``mail_failed`` with the short
-        ``why`` (rejected, gave_up, expired). ``keep_last_error`` appends the error
-        recorded by the previous attempt."""
+        """Failed for good with ``error``, audited as ``mail_failed`` (or
+        ``webhook_failed``) with the short ``why`` (rejected, gave_up, expired).
+        ``keep_last_error`` appends the error recorded by the previous attempt."""
         if keep_last_error:
             text = "substr(? || COALESCE(' (last error: ' || last_error || ')', ''), 1, 500)"
         else:
@@ -175,7 +221,10 @@ class OutboxStore:
                 (error, mail.id),
             )
             await AuditLog.record(
-                conn, "mail_failed", f"{mail.audit_outcome} {why}", user_id=mail.user_id
+                conn,
+                f"{mail.audit_prefix}_failed",
+                f"{mail.audit_outcome} {why}",
+                user_id=mail.user_id,
             )
 
     async def schedule_retry(self, mail_id: int, at: float, error: str) -> None:
@@ -208,7 +257,7 @@ class OutboxStore:
         """Pending and failed mail (and sent, if asked), oldest first."""
         rows = await self.db.fetchall(
             "SELECT id, kind, recipient, subject, status, attempts, created_at, "
-            "next_attempt_at, last_error, sent_at FROM outbox "
+            "next_attempt_at, last_error, sent_at, channel FROM outbox "
             "WHERE status IN ('pending', 'failed') OR (? AND status = 'sent') ORDER BY id",
             (int(include_sent),),
         )
@@ -217,7 +266,7 @@ class OutboxStore:
     async def get(self, mail_id: int) -> OutboxEntry | None:
         row = await self.db.fetchone(
             "SELECT id, kind, recipient, subject, status, attempts, created_at, "
-            "next_attempt_at, last_error, sent_at FROM outbox WHERE id = ?",
+            "next_attempt_at, last_error, sent_at, channel FROM outbox WHERE id = ?",
             (mail_id,),
         )
         return None if row is None else _entry(row)
@@ -245,16 +294,21 @@ class OutboxStore:
 
 
 def _claim(
-    conn: sqlite3.Connection, now: float, lease: float, limit: int, held: frozenset[int]
+    conn: sqlite3.Connection,
+    now: float,
+    lease: float,
+    limit: int,
+    held: frozenset[int],
+    channel: str,
 ) -> list[sqlite3.Row]:
     """OutboxStore.claim's transaction, in the database's writer thread."""
     found = conn.execute(
         "SELECT id, kind, sender, recipient, message, attempts, created_at, expires_at, "
         "user_id FROM outbox "
-        "WHERE status = 'pending' AND next_attempt_at <= ? "
+        "WHERE status = 'pending' AND channel = ? AND next_attempt_at <= ? "
         "AND (claimed_until IS NULL OR claimed_until < ?) "
         "ORDER BY next_attempt_at, id LIMIT ?",
-        (now, now, limit + len(held)),
+        (channel, now, now, limit + len(held)),
     ).fetchall()
     rows = [r for r in found if r["id"] not in held][:limit]
     if rows:
@@ -276,7 +330,8 @@ def _mark_sent(conn: sqlite3.Connection, mails: Sequence[OutgoingMail], now: flo
         (now, b"", *(m.id for m in mails)),
     )
     AuditLog.record_many(
-        conn, [("mail_sent", m.audit_outcome, m.user_id, None, None) for m in mails]
+        conn,
+        [(f"{m.audit_prefix}_sent", m.audit_outcome, m.user_id, None, None) for m in mails],
     )
 
 
@@ -292,6 +347,19 @@ def _row(kind: str, new: NewMail, now: float) -> tuple[object, ...]:
     return (kind, m.sender, m.recipient, m.subject, m.data, now, now, user_id, new.expires_at)
 
 
+EVENT_COLUMNS = (
+    "kind", "sender", "recipient", "subject", "message", "created_at", "next_attempt_at",
+    "user_id", "channel",
+)  # fmt: skip
+
+
+def _event_row(e: NewEvent, now: float) -> tuple[object, ...]:
+    """A webhook event's row: no sender; the destination shown as its recipient
+    and the event's id as its subject, for listings."""
+    user_id = None if e.user_id is None else str(e.user_id)
+    return (e.kind, "", e.destination, e.event_id, e.body, now, now, user_id, "webhook")
+
+
 def _entry(r: Row) -> OutboxEntry:
     return OutboxEntry(
         id=r["id"],
@@ -304,4 +372,5 @@ def _entry(r: Row) -> OutboxEntry:
         next_attempt_at=r["next_attempt_at"],
         last_error=r["last_error"],
         sent_at=r["sent_at"],
+        channel=r["channel"],
     )

@@ -27,7 +27,7 @@ from ..hash_queue import HashingBusy, Standing
 from ..i18n import N_, _
 from ..limits import RateLimiter, client_bucket
 from ..login_guard import account_buckets
-from ..outbox import OutboxStore
+from ..outbox import PASSWORD_CHANGED, OutboxStore
 from ..passwords import check_policy
 from ..render import render
 from ..session_store import SessionStore
@@ -147,7 +147,7 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
         resp.headers["Retry-After"] = str(busy.retry_after)
         return resp
     await _replace_password(app, user, claims, new_hash, client_ip(request), user_agent(request))
-    app[keys.outbox_worker].wake()
+    app[keys.wake_outbox]()
     log.info("password reset for user %d", user.id)
     session = await get_session(request)
     session.pop(SESSION_TOKEN, None)
@@ -168,7 +168,8 @@ async def _replace_password(
     app: web.Application, user: User, claims: Claims, new_hash: str, ip: str, agent: str
 ) -> None:
     """One transaction: consume the token, set the password, start the account
-    afresh, queue the "password changed" notice, audit. Raises TokenInvalid
+    afresh, queue the "password changed" notice (and the app's webhook event),
+    audit. Raises TokenInvalid
     (and changes nothing) when another request used the token or changed the
     password first."""
     now = time.time()
@@ -187,6 +188,10 @@ async def _replace_password(
             user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent, i18n.current()
         )
         await OutboxStore.enqueue(conn, "password_changed", notice, now, user_id=user.id)
+        events = app[keys.webhook_events]
+        if events.wants(PASSWORD_CHANGED):  # the app ends its own sessions too
+            event = events.make(PASSWORD_CHANGED, user.id, user.email, now)
+            await OutboxStore.enqueue_event(conn, event, now)
         await app[keys.audit].record(
             conn, "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
         )

@@ -29,7 +29,7 @@ from ..audit import AuditLog
 from ..db import Database
 from ..errors import UnsendableAddress
 from ..limits import RateLimiter
-from ..outbox import NewMail, OutboxStore
+from ..outbox import RESET_REQUESTED, NewEvent, NewMail, OutboxStore, WebhookEvents
 from ..users import AccountStore, User, fingerprint, pick
 from .compose import MailComposer
 from .queue import QueuedRequest, RequestQueue
@@ -52,15 +52,19 @@ class RequestProcessor:
         composer: MailComposer,
         limiter: RateLimiter,
         mail_queued: Callable[[], None],
+        events: WebhookEvents | None = None,
     ) -> None:
         """``mail_queued`` is called after a batch put mail in the outbox (the
-        outbox worker's wake-up); ``limiter`` is purged with the old requests."""
+        outbox worker's wake-up); ``limiter`` is purged with the old requests;
+        ``events`` makes a ``reset.requested`` event beside each reset mail when
+        ``[webhooks] events`` asks for it."""
         self.db = db
         self.users = users
         self.codec = codec
         self.composer = composer
         self.limiter = limiter
         self.mail_queued = mail_queued
+        self.events = events
         self.queue = RequestQueue(db)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -167,7 +171,10 @@ class RequestProcessor:
         mail = self.composer.reset_mail(user.username, user.email, token, self.codec.ttl, req.lang)
         # Undelivered when the token expires, the mail is pointless: fail it then.
         new = NewMail(mail, user.id, float(claims.expires_at))
-        return Outcome(req, "mail_queued", user.id, claims, new)
+        event = None
+        if self.events is not None and self.events.wants(RESET_REQUESTED):
+            event = self.events.make(RESET_REQUESTED, user.id, user.email, time.time())
+        return Outcome(req, "mail_queued", user.id, claims, new, event=event)
 
     async def _record(self, outcomes: list[Outcome]) -> int:
         """Record the batch in one transaction; if the database refuses it, each
@@ -206,6 +213,7 @@ class Outcome(NamedTuple):
     claims: Claims | None
     mail: NewMail | None
     failure: str | None = None  # why it was set aside, for resetd outbox
+    event: NewEvent | None = None  # for the app's webhook, when it asks for reset.requested
 
 
 def _email(user: User) -> str:
@@ -235,6 +243,7 @@ def _claim_and_record(conn: sqlite3.Connection, outcomes: list[Outcome], now: fl
     TokenLedger.record_many(conn, [o.claims for o in mine if o.claims is not None])
     mails = [o.mail for o in mine if o.mail is not None]
     OutboxStore.enqueue_many(conn, "reset", mails, now)
+    OutboxStore.enqueue_events(conn, [o.event for o in mine if o.event is not None], now)
     RequestQueue.record_failures(
         conn, [(o.request.id, o.failure) for o in mine if o.failure is not None]
     )
