@@ -122,7 +122,10 @@ def find_part(raw: bytes, part_id: str) -> tuple[str, str, bytes] | None:
         msg: Message = parse_bytes(raw)
         for leaf in walk(msg, []):
             if leaf.part_id == part_id:
-                return leaf.content_type, leaf.filename, bytes(leaf.data())
+                declared = leaf.content_type
+                if declared.startswith("text/") and leaf.charset:
+                    declared += f"; {leaf.charset}"  # checked where it is served
+                return declared, leaf.filename, bytes(leaf.data())
     except MIME_ERRORS:
         return None
     return None
