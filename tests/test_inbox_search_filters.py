@@ -188,3 +188,12 @@ async def test_search_counts_its_unread_matches(client: TestClient[Any, Any]) ->
     assert found["messages_count"] == 4 and found["messages_unread"] == 3
     listing = await api_json(client, f"{API}/messages")
     assert listing["messages_unread"] == 3 and listing["unread"] == 3
+
+
+async def test_before_parameter_pages_by_time_as_mailpit(client: TestClient[Any, Any]) -> None:
+    await send_smtplib(client.app, make_message("Now"))
+    old = await api_json(client, f"{API}/messages?before=2000-01-01")
+    assert old["messages"] == [] and old["messages_count"] == 0
+    later = await api_json(client, f"{API}/search?query=now&before=2999-01-01")
+    assert [m["Subject"] for m in later["messages"]] == ["Now"]
+    await api_json(client, f"{API}/messages?before=someday", status=400)

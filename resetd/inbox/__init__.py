@@ -36,6 +36,7 @@ Read side: what was stored, and what changed.
     stored_view  that view as its row, and back
     opened       one stored message with its view
     links        a message's links, and the state of any reset link among them
+    unsubscribe  its List-Unsubscribe header, checked as Mailpit checks it
     events       the hub: live updates fanned out to subscribers
 
 Web side: who may look, and what they see.

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..bodies import read_json
 from . import keys as ikeys
-from .search import Query, parse_query, zone
+from .search import Query, parse_query, received_before, zone
 from .store import Selection
 from .stream import publish_change
 from .tags import all_tags
@@ -95,6 +95,9 @@ def selection(request: web.Request, body: dict[str, Any]) -> Selection:
 
 async def _listing(request: web.Request, query: Query) -> web.Response:
     store = request.app[ikeys.store]
+    if request.query.get("before"):
+        tz = zone(request.query.get("tz", ""))
+        query = received_before(query, request.query["before"], tz)
     start = _int(request, "start", 0, MAX_START)
     limit = _int(request, "limit", 50, MAX_LIMIT)
     messages, matches = await store.search(query, start, limit)

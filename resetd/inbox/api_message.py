@@ -24,7 +24,7 @@ from .links import with_kinds
 from .opened import view_of
 from .parser import ParserFailed
 from .schema import Stored, rfc3339
-from .search import Query, parse_query
+from .search import Query, parse_query, zone
 from .stored_view import StoredView
 from .stream import publish_change
 from .unsubscribe import list_unsubscribe
@@ -42,7 +42,7 @@ async def _resolve(request: web.Request) -> Stored:
         if found is None:
             raise web.HTTPNotFound(text="message not found")
         return found
-    query = parse_query(request.query.get("query", ""))
+    query = parse_query(request.query.get("query", ""), zone(request.query.get("tz", "")))
     wait = _wait(request.query.get("wait") or "0")
     latest = await store.latest(query)
     if latest is None and wait:

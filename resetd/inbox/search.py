@@ -239,6 +239,15 @@ def _condition(term: str, quoted: bool, tz: tzinfo) -> tuple[str, list[Any], boo
     return ("m.size > ?" if key == "larger" else "m.size < ?"), [size], False
 
 
+def received_before(query: Query, value: str, tz: tzinfo = UTC) -> Query:
+    """``query`` narrowed to mail received before ``value`` (the API's ``before=``
+    parameter, a page boundary as in Mailpit). Raises BadSearch for a bad date."""
+    ts = _timestamp(value, tz)
+    if ts is None:
+        raise BadSearch(f"before: expected a date or ISO time, got {value[:60]!r}")
+    return Query(query.text, [*query.conditions, ("m.created < ?", [ts])])
+
+
 def _text(term: str) -> tuple[str, list[Any], bool]:
     return (
         "EXISTS (SELECT 1 FROM message_text t WHERE t.id = m.id AND t.text LIKE ? ESCAPE '\\')",
