@@ -31,6 +31,7 @@ Read side: what was stored, and what changed.
     schema       the inbox database's tables and its rows as Python values
     store        list, search, flags, delete, counts
     search       Mailpit's search syntax → a parameterised SQL condition
+    search_values  its filters' values: time zones, dates, sizes
     tags         tag names cleaned as Mailpit does; reading and setting them
     message_view one message's bodies, headers and parts (built at ingest)
     stored_view  that view as its row, and back

@@ -37,13 +37,14 @@ This module only builds the condition; store.py runs it.
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import BadSearch, SearchTooLarge
+from .search_values import size, timestamp, zone
+
+__all__ = ["Query", "parse_query", "received_before", "split_terms", "zone"]
 
 MAX_TERMS = 32
 MAX_QUERY_LENGTH = 1000
@@ -86,8 +87,6 @@ _HAS = {
     "inline": "m.inline > 0",
     "inlines": "m.inline > 0",
 }
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2}
-_UNITS |= {"g": 1024**3, "gb": 1024**3}
 _KNOWN = (
     "from: to: cc: bcc: reply-to: addressed: subject: message-id: tag: is: has: "
     "before: after: larger: smaller:"
@@ -138,16 +137,6 @@ def split_terms(text: str) -> list[tuple[str, bool]]:
     if current:
         terms.append(("".join(current), quoted))
     return [(t.strip(), q) for t, q in terms if t.strip()]
-
-
-def zone(name: str) -> tzinfo:
-    """The time zone ``name`` (the API's ``tz=``); UTC when empty. Raises BadSearch."""
-    if not name:
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadSearch(f"tz: unknown time zone {name[:60]!r}") from None
 
 
 def parse_query(text: str, tz: tzinfo = UTC) -> Query:
@@ -226,23 +215,23 @@ def _condition(term: str, quoted: bool, tz: tzinfo) -> tuple[str, list[Any], boo
             False,
         )
     if key in ("before", "after"):
-        ts = _timestamp(value, tz)
+        ts = timestamp(value, tz)
         if ts is None:
             raise BadSearch(
                 f'"{term[:60]}": {key}: takes a date (2024-05-01), an ISO time '
                 "(2024-05-01T13:30:00+02:00) or an RFC 2822 date."
             )
         return ("m.created <= ?" if key == "before" else "m.created >= ?"), [ts], False
-    size = _size(value)
-    if size is None:
+    found = size(value)
+    if found is None:
         raise BadSearch(f'"{term[:60]}": {key}: takes a size such as 300, 20k, 1.5M or 2MB.')
-    return ("m.size > ?" if key == "larger" else "m.size < ?"), [size], False
+    return ("m.size > ?" if key == "larger" else "m.size < ?"), [found], False
 
 
 def received_before(query: Query, value: str, tz: tzinfo = UTC) -> Query:
     """``query`` narrowed to mail received before ``value`` (the API's ``before=``
     parameter, a page boundary as in Mailpit). Raises BadSearch for a bad date."""
-    ts = _timestamp(value, tz)
+    ts = timestamp(value, tz)
     if ts is None:
         raise BadSearch(f"before: expected a date or ISO time, got {value[:60]!r}")
     return Query(query.text, [*query.conditions, ("m.created < ?", [ts])])
@@ -273,38 +262,3 @@ def _address(key: str, lowered: str) -> tuple[str, list[Any], bool]:
         [pattern, *kinds, *[pattern] * len(kinds)],
         False,
     )
-
-
-def _timestamp(value: str, tz: tzinfo) -> float | None:
-    """``value`` as a UNIX time: ISO 8601 (a date is its midnight), YYYY/MM/DD or
-    RFC 2822; without an offset, in ``tz``."""
-    text = value.strip().replace("/", "-") if value.count("/") == 2 else value.strip()
-    try:
-        parsed = datetime.fromisoformat(text.upper())  # 2024-05-01t10:00z too
-    except ValueError:
-        try:
-            parsed = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if parsed.tzinfo is not None and value.rstrip().endswith("-0000"):
-            parsed = parsed.replace(tzinfo=None)  # RFC 2822's "no zone known"
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=tz)
-    try:
-        return parsed.timestamp()
-    except (OverflowError, ValueError, OSError):
-        return None
-
-
-def _size(value: str) -> int | None:
-    """``300``, ``20k``, ``1.5M``, ``2 MB`` as bytes (1024-based); None if not a size."""
-    text = value.strip().lower()
-    end = 0
-    while end < len(text) and (text[end].isdigit() or text[end] == "."):
-        end += 1
-    number, unit = text[:end], text[end:].strip()
-    if not number or number.count(".") > 1 or number[0] == "." or unit not in _UNITS:
-        return None
-    if not number.isascii() or len(number) > 20:
-        return None
-    return int(float(number) * _UNITS[unit])
