@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from resetd.errors import BadSearch, SearchTooLarge
 from resetd.inbox.search import parse_query, split_terms
+from tests.helpers import csrf_from
 from tests.inbox_helpers import api_json, make_message, send_smtplib
 
 API = "/dev/inbox/api/v1"
@@ -197,3 +198,18 @@ async def test_before_parameter_pages_by_time_as_mailpit(client: TestClient[Any,
     later = await api_json(client, f"{API}/search?query=now&before=2999-01-01")
     assert [m["Subject"] for m in later["messages"]] == ["Now"]
     await api_json(client, f"{API}/messages?before=someday", status=400)
+
+
+async def test_the_list_page_says_an_unknown_filter_beside_the_search_field(
+    client: TestClient[Any, Any],
+) -> None:
+    await send_smtplib(client.app, make_message("Kept"))
+    resp = await client.get(f"/dev/inbox?q={quote('foo:bar')}")
+    assert resp.status == 400
+    page = await resp.text()
+    assert "Unknown search filter" in page and "No search was run." in page
+    token = await csrf_from(client, "/dev/inbox")
+    form = {"q": "subject:Kept larger:lots", "csrf_token": token}
+    resp = await client.post("/dev/inbox/delete", data=form, allow_redirects=False)
+    assert resp.status == 400 and "larger: takes a size" in await resp.text()
+    assert await _subjects(client, "") == ["Kept"]  # "delete matching" deleted nothing
