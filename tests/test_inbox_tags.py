@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,15 @@ async def test_migration_4_fills_inline_counts_and_reply_to_of_rows_stored_befor
         assert [r[0] for r in found] == ["rita@example.org"]
     finally:
         await db.close()
+
+
+async def test_live_updates_carry_the_new_mails_tags(client: TestClient[Any, Any]) -> None:
+    resp = await client.get("/dev/inbox/events")
+    await send_smtplib(client.app, make_message("Live", X_Tags="signup"))
+    while True:
+        line = (await asyncio.wait_for(resp.content.readline(), 10)).decode()
+        if line.startswith("event: new"):
+            data = json.loads((await resp.content.readline()).decode()[len("data: ") :])
+            break
+    assert data["Subject"] == "Live" and data["Tags"] == ["signup"]
+    resp.close()
