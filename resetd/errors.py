@@ -5,6 +5,8 @@ next to the code that raises them::
 
     Exception
     ├── FormError                 400 error page: a form that cannot be read at all
+    ├── BadSearch                 400: an inbox search it will not run (inbox/search.py)
+    │   └── SearchTooLarge        … because it is too long
     ├── CsrfFailure               400 error page: "this form has expired…"
     ├── TokenInvalid              400 invalid-link page, audited      (reset/tokens.py)
     ├── SigninRefused             429/503 sign-in page + Retry-After  (login_guard.py)
@@ -18,7 +20,7 @@ next to the code that raises them::
     └── ValueError
         └── UnsendableAddress     a request set aside; a [mail] sender refused
 
-The first four reach a request handler's boundary, and ``errors_middleware``
+The first five reach a request handler's boundary, and ``errors_middleware``
 (:mod:`resetd.middlewares`) is the one place that answers them, as it does
 aiohttp's ``HTTPException`` (an error page with its status, JSON under
 ``/dev/inbox/api/``) and anything unexpected (logged with its traceback, a
@@ -46,7 +48,12 @@ class UnsendableAddress(ValueError):
     address."""
 
 
-class SearchTooLarge(Exception):
+class BadSearch(Exception):
+    """A dev-inbox search the inbox will not run: an unknown filter, a value a
+    filter cannot use, or one too large (a 400 saying why)."""
+
+
+class SearchTooLarge(BadSearch):
     """A dev-inbox search has more terms or characters than the inbox runs (a 400)."""
 
 

@@ -20,7 +20,7 @@ from aiohttp.typedefs import Middleware
 from . import keys
 from .bodies import read_form
 from .config import Config
-from .errors import CsrfFailure, FormError, SearchTooLarge
+from .errors import BadSearch, CsrfFailure, FormError
 from .hosts import NO_HOST, check_pattern, host_allowed, request_host
 from .i18n import N_, _
 from .login import refused_page
@@ -108,7 +108,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
     except FormError as exc:
         return await error_page(request, 400, str(exc) or None)
-    except SearchTooLarge as exc:
+    except BadSearch as exc:
         return await error_page(request, 400, str(exc))
     except TokenInvalid as exc:
         return await token_rejected(request, exc)

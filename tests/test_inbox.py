@@ -41,7 +41,9 @@ async def test_list_shape_matches_mailpit(client: TestClient[Any, Any]) -> None:
     for n in range(3):
         await send_smtplib(app, make_message(f"Message {n}"))
     listing = await api_json(client, f"{API}/messages?start=1&limit=1")
-    assert set(listing) == set("total unread count messages_count start tags messages".split())
+    assert set(listing) == set(
+        "total unread count messages_count messages_unread start tags messages".split()
+    )
     assert listing["total"] == 3 and listing["count"] == 1 and listing["start"] == 1
     (item,) = listing["messages"]
     assert item["Subject"] == "Message 1"  # newest first: 2, 1, 0

@@ -31,10 +31,13 @@ Read side: what was stored, and what changed.
     schema       the inbox database's tables and its rows as Python values
     store        list, search, flags, delete, counts
     search       Mailpit's search syntax → a parameterised SQL condition
+    search_values  its filters' values: time zones, dates, sizes
+    tags         tag names cleaned as Mailpit does; reading and setting them
     message_view one message's bodies, headers and parts (built at ingest)
     stored_view  that view as its row, and back
     opened       one stored message with its view
     links        a message's links, and the state of any reset link among them
+    unsubscribe  its List-Unsubscribe header, checked as Mailpit checks it
     events       the hub: live updates fanned out to subscribers
 
 Web side: who may look, and what they see.
@@ -44,6 +47,7 @@ Web side: who may look, and what they see.
     pages        the list, one message, delete, the .eml download
     api          the Mailpit-v1 API: lists and changes
     api_message  one message through the API
+    api_tags     the tag calls, and Mailpit's web UI configuration
     stream       the live updates as Server-Sent Events; publish_change
 """
 
@@ -57,7 +61,7 @@ from aiohttp import web
 
 from .. import keys as app_keys
 from ..db import Database
-from . import api, api_message, events, pages, stream, tls
+from . import api, api_message, api_tags, events, pages, stream, tls
 from . import keys as ikeys
 from .capture import SinkHandler, SinkStats
 from .guesses import GuessThrottle
@@ -151,4 +155,9 @@ def add_inbox_routes(app: web.Application) -> None:
     r.add_get(f"{v1}/message/{{id}}/part/{{part}}", api_message.get_part)
     r.add_get(f"{v1}/message/{{id}}/links", api_message.get_links)
     r.add_get(f"{v1}/info", api.info, name="inbox_api_info")
+    r.add_get(f"{v1}/webui", api_tags.webui)
+    r.add_get(f"{v1}/tags", api_tags.list_tags)
+    r.add_put(f"{v1}/tags", api_tags.put_tags)
+    r.add_put(f"{v1}/tags/{{tag}}", api_tags.rename)
+    r.add_delete(f"{v1}/tags/{{tag}}", api_tags.delete)
     app.on_shutdown.append(_end_streams)

@@ -8,6 +8,7 @@ and the probes; one message's views are in api_message.py. Errors are JSON
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -15,8 +16,10 @@ from aiohttp import web
 
 from ..bodies import read_json
 from . import keys as ikeys
-from .search import Query, parse_query
+from .search import Query, parse_query, received_before, zone
+from .store import Selection
 from .stream import publish_change
+from .tags import all_tags
 
 MAX_LIMIT = 1000
 MAX_START = 10**9
@@ -47,7 +50,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 def _ids(body: dict[str, Any]) -> list[str] | None:
-    ids = body.get("IDs")
+    ids = body.get("ids")
     if ids is None or ids == []:
         return None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -57,8 +60,44 @@ def _ids(body: dict[str, Any]) -> list[str] | None:
     return ids
 
 
+async def change_body(request: web.Request, fields: frozenset[str]) -> dict[str, Any]:
+    """The JSON body of a change, its keys lower-cased (Mailpit reads them in any
+    case, as Go's decoder does). A key outside ``fields`` is a 400: ignoring a
+    misspelt ``IDs`` or ``Search`` would have changed every message."""
+    body = {str(k).lower(): v for k, v in (await _json_body(request)).items()}
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        expected = ", ".join(sorted(f.title().replace("Ids", "IDs") for f in fields))
+        raise web.HTTPBadRequest(text=f"Unknown field {unknown[0][:40]!r}; expected {expected}.")
+    return body
+
+
+def selection(request: web.Request, body: dict[str, Any]) -> Selection:
+    """Which messages a change names: ``IDs``, or the matches of ``Search`` (dates
+    in the ``tz`` query parameter's zone), or neither: None, every message.
+
+    Both at once is a 400 (as in Mailpit), and so is a Search that filters on
+    nothing, which would otherwise mean every message.
+    """
+    ids = _ids(body)
+    search = body.get("search")
+    if search is None or search == "":
+        return ids
+    if not isinstance(search, str):
+        raise web.HTTPBadRequest(text="Search: expected a search string.")
+    if ids is not None:
+        raise web.HTTPBadRequest(text="Give either IDs or Search, not both.")
+    query = parse_query(search, zone(request.query.get("tz", "")))
+    if query.is_empty:
+        raise web.HTTPBadRequest(text="Search: the search has no term to match.")
+    return query
+
+
 async def _listing(request: web.Request, query: Query) -> web.Response:
     store = request.app[ikeys.store]
+    if request.query.get("before"):
+        tz = zone(request.query.get("tz", ""))
+        query = received_before(query, request.query["before"], tz)
     start = _int(request, "start", 0, MAX_START)
     limit = _int(request, "limit", 50, MAX_LIMIT)
     messages, matches = await store.search(query, start, limit)
@@ -69,8 +108,9 @@ async def _listing(request: web.Request, query: Query) -> web.Response:
             "unread": unread,
             "count": len(messages),
             "messages_count": matches,
+            "messages_unread": await store.unread_matching(query),
             "start": start,
-            "tags": [],
+            "tags": list(await all_tags(store.db)),
             "messages": [m.as_json() for m in messages],
         }
     )
@@ -80,35 +120,47 @@ async def list_messages(request: web.Request) -> web.StreamResponse:
     return await _listing(request, Query())
 
 
+def _query(request: web.Request) -> Query:
+    return parse_query(request.query.get("query", ""), zone(request.query.get("tz", "")))
+
+
 async def search_messages(request: web.Request) -> web.StreamResponse:
-    return await _listing(request, parse_query(request.query.get("query", "")))
+    return await _listing(request, _query(request))
 
 
 async def set_read(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request)
-    read = body.get("Read", False)
+    body = await change_body(request, frozenset({"ids", "search", "read"}))
+    read = body.get("read", False)
     if not isinstance(read, bool):
         raise web.HTTPBadRequest(text="Read: expected true or false.")
     store = request.app[ikeys.store]
-    changed = await store.set_read(_ids(body), read)
+    changed = await store.set_read(selection(request, body), read)
     await publish_change(request.app, "read", {"IDs": changed, "Read": read})
     return web.Response(text="ok")
 
 
 async def delete_messages(request: web.Request) -> web.StreamResponse:
-    ids = _ids(await _json_body(request))
-    await request.app[ikeys.store].delete(ids)
-    await publish_change(request.app, "delete", {"IDs": ids})
+    body = await change_body(request, frozenset({"ids", "search"}))
+    deleted = await request.app[ikeys.store].delete(selection(request, body))
+    await publish_change(request.app, "delete", {"IDs": _listed(deleted)})
     return web.Response(text="ok")
 
 
 async def delete_search(request: web.Request) -> web.StreamResponse:
-    query = parse_query(request.query.get("query", ""))
+    query = _query(request)
     if query.is_empty:
         raise web.HTTPBadRequest(text="query: a search is required (DELETE messages clears all).")
-    await request.app[ikeys.store].delete_matching(query)
-    await publish_change(request.app, "delete", {"IDs": None})
+    deleted = await request.app[ikeys.store].delete(query)
+    await publish_change(request.app, "delete", {"IDs": _listed(deleted)})
     return web.Response(text="ok")
+
+
+# Deleted IDs a live update lists one by one; past it, pages just reload (IDs null).
+LISTED_DELETES = 1000
+
+
+def _listed(deleted: list[str] | None) -> list[str] | None:
+    return deleted if deleted is not None and len(deleted) <= LISTED_DELETES else None
 
 
 async def info(request: web.Request) -> web.StreamResponse:
@@ -123,8 +175,9 @@ async def info(request: web.Request) -> web.StreamResponse:
             "DatabaseSize": store.file_size(),
             "Messages": total,
             "Unread": unread,
-            "Tags": {},
+            "Tags": await all_tags(store.db),
             "RuntimeStats": {
+                "Memory": memory_in_use(),
                 "Uptime": int(time.time() - stats.started),
                 "MessagesDeleted": await store.pruned(),
                 "SMTPAccepted": stats.accepted,
@@ -134,6 +187,17 @@ async def info(request: web.Request) -> web.StreamResponse:
             },
         }
     )
+
+
+def memory_in_use() -> int:
+    """This process's resident memory in bytes (Mailpit reports what its runtime
+    holds from the system); 0 where /proc is not there to say."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            resident = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return resident * os.sysconf("SC_PAGE_SIZE")
 
 
 async def livez(request: web.Request) -> web.StreamResponse:

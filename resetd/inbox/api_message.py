@@ -24,9 +24,10 @@ from .links import with_kinds
 from .opened import view_of
 from .parser import ParserFailed
 from .schema import Stored, rfc3339
-from .search import Query, parse_query
+from .search import Query, parse_query, zone
 from .stored_view import StoredView
 from .stream import publish_change
+from .unsubscribe import list_unsubscribe
 
 MAX_WAIT = 300.0
 PART_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
@@ -41,7 +42,7 @@ async def _resolve(request: web.Request) -> Stored:
         if found is None:
             raise web.HTTPNotFound(text="message not found")
         return found
-    query = parse_query(request.query.get("query", ""))
+    query = parse_query(request.query.get("query", ""), zone(request.query.get("tz", "")))
     wait = _wait(request.query.get("wait") or "0")
     latest = await store.latest(query)
     if latest is None and wait:
@@ -116,6 +117,7 @@ async def get_message(request: web.Request) -> web.StreamResponse:
             "HTML": view.html,
             "Inline": [a.as_json() for a in view.inline],
             "Attachments": [a.as_json() for a in view.attachments],
+            "ListUnsubscribe": list_unsubscribe(view.headers),
             "Envelope": {"MailFrom": message.mail_from, "RcptTo": message.rcpt_tos},
             "ParseProblem": message.problem,
         }
@@ -150,19 +152,47 @@ async def get_part(request: web.Request) -> web.StreamResponse:
     if found is None:
         raise web.HTTPNotFound(text="part not found")
     content_type, filename, data = found
-    # Served from our origin, so never as an active document: sandboxed, and
-    # anything that is not an image is a download.
-    inline = content_type.startswith("image/") and content_type != "image/svg+xml"
     name = json.dumps(filename or f"part-{part_id}")
-    disposition = "inline" if inline else "attachment"
     return web.Response(
         body=data,
         headers={
-            "Content-Type": content_type if inline else "application/octet-stream",
-            "Content-Disposition": f"{disposition}; filename={name}",
+            "Content-Type": part_content_type(content_type),
+            "Content-Disposition": f"{part_disposition(content_type)}; filename={name}",
             "Content-Security-Policy": PART_CSP,
+            "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+# Types a browser shows without running anything in them; every other part
+# (HTML, SVG, XML, JavaScript, PDF …) is served as a download, never as a
+# document of our origin.
+PASSIVE_TYPES = frozenset(
+    {"text/plain", "image/png", "image/jpeg", "image/gif", "image/webp", "image/avif",
+     "image/bmp", "image/x-icon", "image/vnd.microsoft.icon"}
+)  # fmt: skip
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$&-^_.+")
+
+
+def part_content_type(declared: str) -> str:
+    """The part's own type as the mail declares it (``type/subtype``, with its charset
+    for text), as Mailpit serves it; application/octet-stream when it is malformed."""
+    media, _, charset = declared.partition(";")
+    kind, slash, subtype = media.strip().lower().partition("/")
+    if not (slash and kind and subtype and _TOKEN.issuperset(kind) and _TOKEN.issuperset(subtype)):
+        return "application/octet-stream"
+    charset = charset.strip().lower()
+    if kind == "text" and charset and len(charset) <= 40 and _TOKEN.issuperset(charset):
+        return f"{kind}/{subtype}; charset={charset}"
+    return f"{kind}/{subtype}"
+
+
+def part_disposition(declared: str) -> str:
+    """``inline`` for a type a browser only shows (images, plain text, audio, video),
+    ``attachment`` for anything it could run."""
+    media = part_content_type(declared).partition(";")[0]
+    passive = media in PASSIVE_TYPES or media.startswith(("audio/", "video/"))
+    return "inline" if passive else "attachment"
 
 
 async def get_links(request: web.Request) -> web.StreamResponse:

@@ -174,9 +174,8 @@ def _build(
                 view.html_span = _source_span(leaf, view.html)
                 html_taken = bool(view.html)
                 continue
-        else:
-            summary.attachments += 1
-        add_part(view, leaf, len(data))
+        add_part(view, leaf, data)
+    summary.attachments, summary.inline = len(view.attachments), len(view.inline)
     if on_loop and (view.html.count("<") > LOOP_TAGS or view.html.count("&") > LOOP_STEPS):
         raise _OverBudget
     body_text = view.text if view.text.strip() else html_to_text(view.html, SEARCH_TEXT_LIMIT)

@@ -24,11 +24,12 @@ from .headertext import valid
 from .schema import LIST_ADDRESSES, Stored, dump_addresses, dump_json
 from .stored_view import VIEW_COLUMNS, view_row
 from .summary import Summary
+from .tags import PRUNE_SQL, link_tags
 
 MESSAGE_COLUMNS = (
     "id", "created", "message_id", "from_name", "from_addr", "to_json", "cc_json", "bcc_json",
     "reply_to_json", "subject", "sent_at", "size", "attachments", "snippet", "mail_from",
-    "rcpt_json", "problem", "recipients",
+    "rcpt_json", "problem", "recipients", "inline",
 )  # fmt: skip
 
 
@@ -71,7 +72,7 @@ def prepare(inc: Incoming, digest: Digest) -> Prepared:
         dump_addresses(s.to[:LIST_ADDRESSES]), dump_addresses(s.cc[:LIST_ADDRESSES]),
         dump_addresses(s.bcc[:LIST_ADDRESSES]), dump_addresses(s.reply_to[:LIST_ADDRESSES]),
         s.subject, s.date, len(inc.raw), s.attachments, s.snippet, inc.mail_from,
-        dump_json(inc.rcpt_tos), s.problem, s.recipients,
+        dump_json(inc.rcpt_tos), s.problem, s.recipients, s.inline,
     )  # fmt: skip
     view = view_row(digest.view, s, digest.links, len(inc.raw) <= RAW_INLINE)
     names = " ".join(f"{a.name} {a.address}" for a in [*s.to, *s.cc, *s.bcc])
@@ -79,7 +80,8 @@ def prepare(inc: Incoming, digest: Digest) -> Prepared:
     text = f"{s.subject}\n{who} {names}\n{s.search_text}".casefold()
     seen: set[tuple[str, str]] = set()
     addrs: list[tuple[str, str]] = []
-    for kind, group in (("from", [sender]), ("to", s.to), ("cc", s.cc), ("bcc", s.bcc)):
+    kinds = (("from", [sender]), ("to", s.to), ("cc", s.cc), ("bcc", s.bcc))
+    for kind, group in (*kinds, ("reply-to", s.reply_to)):
         for a in group:
             key = (kind, a.address.lower())
             if a.address and key not in seen:
@@ -95,7 +97,7 @@ def stored(first_id: int, batch: Sequence[Prepared]) -> list[Stored]:
                s.to[:LIST_ADDRESSES], s.cc[:LIST_ADDRESSES], s.bcc[:LIST_ADDRESSES],
                s.reply_to[:LIST_ADDRESSES], s.subject, s.date, len(p.incoming.raw),
                s.attachments, s.snippet, p.incoming.mail_from, p.incoming.rcpt_tos, False,
-               s.problem, s.recipients)
+               s.problem, s.recipients, s.inline, tuple(s.tags))
         for n, p in enumerate(batch)
         for s in (p.summary,)
     ]  # fmt: skip
@@ -127,6 +129,7 @@ def store_batch(
         ("message", "kind", "address"),
         [(mid, *a) for mid, p in pairs for a in p.addresses],
     )
+    link_tags(conn, [(mid, p.summary.tags) for mid, p in pairs if p.summary.tags])
     pruned = _prune(conn, first_id + len(batch) - 1, max_messages)
     return first_id, pruned
 
@@ -160,4 +163,5 @@ def _prune(conn: sqlite3.Connection, last_id: int, max_messages: int) -> int:
         "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
         (pruned,),
     )
+    conn.execute(PRUNE_SQL)  # the tags only pruned messages carried
     return pruned

@@ -10,6 +10,7 @@ the .eml download have everything.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -35,24 +36,31 @@ class Attachment:
     content_type: str
     content_id: str
     size: int
+    # Hex MD5, SHA1 and SHA256 of the decoded content, as Mailpit gives them
+    # ("" in parts stored before they were computed).
+    checksums: tuple[str, str, str] = ("", "", "")
 
     def as_json(self) -> dict[str, object]:
+        md5, sha1, sha256 = self.checksums
         return {
             "PartID": self.part_id,
             "FileName": self.filename,
             "ContentType": self.content_type,
             "ContentID": self.content_id,
             "Size": self.size,
+            "Checksums": {"MD5": md5, "SHA1": sha1, "SHA256": sha256},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Attachment:
+        sums = data.get("Checksums") or {}
         return cls(
             str(data["PartID"]),
             str(data["FileName"]),
             str(data["ContentType"]),
             str(data["ContentID"]),
             int(data["Size"]),
+            (str(sums.get("MD5", "")), str(sums.get("SHA1", "")), str(sums.get("SHA256", ""))),
         )
 
 
@@ -85,9 +93,20 @@ def body_from_source(content: bytes, qp: bool) -> str:
     return cut(valid(data.decode("utf-8", "replace")))
 
 
-def add_part(view: MessageView, leaf: Leaf, size: int) -> None:
+def checksums(data: bytes) -> tuple[str, str, str]:
+    """Hex MD5, SHA1 and SHA256 of ``data`` (hashlib's C code, linear)."""
+    return (
+        hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        hashlib.sha1(data, usedforsecurity=False).hexdigest(),
+        hashlib.sha256(data).hexdigest(),
+    )
+
+
+def add_part(view: MessageView, leaf: Leaf, data: bytes) -> None:
     """List ``leaf`` as an inline part (a Content-ID, not an attachment) or an attachment."""
-    item = Attachment(leaf.part_id, leaf.filename, leaf.content_type, leaf.content_id, size)
+    item = Attachment(
+        leaf.part_id, leaf.filename, leaf.content_type, leaf.content_id, len(data), checksums(data)
+    )
     if leaf.content_id and leaf.disposition != "attachment":
         view.inline.append(item)
     else:
@@ -103,7 +122,10 @@ def find_part(raw: bytes, part_id: str) -> tuple[str, str, bytes] | None:
         msg: Message = parse_bytes(raw)
         for leaf in walk(msg, []):
             if leaf.part_id == part_id:
-                return leaf.content_type, leaf.filename, bytes(leaf.data())
+                declared = leaf.content_type
+                if declared.startswith("text/") and leaf.charset:
+                    declared += f"; {leaf.charset}"  # checked where it is served
+                return declared, leaf.filename, bytes(leaf.data())
     except MIME_ERRORS:
         return None
     return None

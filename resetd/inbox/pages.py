@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .. import keys
-from ..errors import SearchTooLarge
+from ..errors import BadSearch
 from ..render import render
 from . import keys as ikeys
 from .links import reset_info, with_kinds
@@ -76,7 +76,7 @@ async def inbox_page(request: web.Request) -> web.StreamResponse:
     errors: dict[str, str] = {}
     try:
         query = parse_query(text)
-    except SearchTooLarge as exc:
+    except BadSearch as exc:
         # Said next to the search field, which keeps what was typed to shorten.
         errors["q"] = str(exc)
         query = Query(text=text.strip())
@@ -197,9 +197,6 @@ async def delete_all(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     text = form.get("q")
     query = parse_query(text if isinstance(text, str) else "")
-    if query.is_empty:
-        await store.delete(None)
-    else:
-        await store.delete_matching(query)
+    await store.delete(None if query.is_empty else query)
     await publish_change(request.app, "delete", {"IDs": None})
     raise web.HTTPSeeOther(location="/dev/inbox")

@@ -93,12 +93,37 @@ INBOX_MIGRATIONS: list[str] = [
     ALTER TABLE message_view ADD COLUMN html_len INTEGER;
     ALTER TABLE message_view ADD COLUMN qp INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: tags (Mailpit's: from X-Tags and plus-addresses at ingest, or set through the
+    # API), a count of inline parts for has:inline, and Reply-To in the address index
+    # for reply-to:. Rows stored before get their inline count and Reply-To addresses
+    # from what they already hold.
+    """
+    CREATE TABLE tags (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE
+    );
+    CREATE TABLE message_tags (
+        message INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        tag INTEGER NOT NULL REFERENCES tags (id) ON DELETE CASCADE,
+        PRIMARY KEY (message, tag)
+    ) WITHOUT ROWID;
+    CREATE INDEX message_tags_tag ON message_tags (tag, message);
+    ALTER TABLE messages ADD COLUMN inline INTEGER NOT NULL DEFAULT 0;
+    UPDATE messages SET inline = (
+        SELECT COUNT(*) FROM message_view v, json_each(v.view_json, '$.Parts') p
+        WHERE v.id = messages.id AND json_extract(p.value, '$.Inline')
+    );
+    INSERT INTO addresses (message, kind, address)
+        SELECT DISTINCT m.id, 'reply-to', lower(json_extract(j.value, '$.Address'))
+        FROM messages m, json_each(m.reply_to_json) j
+        WHERE json_extract(j.value, '$.Address') <> '';
+    """,
 ]
 
 SUMMARY_COLUMNS = (
     "m.id, m.created, m.message_id, m.from_name, m.from_addr, m.to_json, m.cc_json, "
     "m.bcc_json, m.reply_to_json, m.subject, m.sent_at, m.size, m.attachments, m.snippet, "
-    "m.mail_from, m.rcpt_json, m.read, m.problem, m.recipients"
+    "m.mail_from, m.rcpt_json, m.read, m.problem, m.recipients, m.inline"
 )
 
 
@@ -124,6 +149,8 @@ class Stored:
     read: bool
     problem: str
     recipients: int = 0  # To + Cc + Bcc in all (0 in rows stored before it was counted)
+    inline: int = 0  # inline parts (a Content-ID, not an attachment)
+    tags: tuple[str, ...] = ()  # sorted; read beside the row (store.with_tags)
 
     @property
     def people(self) -> list[Address]:
@@ -148,7 +175,7 @@ class Stored:
             "ReplyTo": [a.as_json() for a in self.reply_to],
             "Subject": self.subject,
             "Created": rfc3339(self.created),
-            "Tags": [],
+            "Tags": list(self.tags),
             "Size": self.size,
             "Attachments": self.attachments,
             "Snippet": self.snippet,
@@ -195,6 +222,7 @@ def stored_from_row(row: Row) -> Stored:
         read=bool(row["read"]),
         problem=row["problem"],
         recipients=row["recipients"],
+        inline=row["inline"],
     )
 
 

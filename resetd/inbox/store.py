@@ -7,6 +7,7 @@ worker thread). Schema and row shapes are in schema.py.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 
@@ -14,6 +15,11 @@ from ..db import Database
 from .schema import SUMMARY_COLUMNS, Stored, parse_id, stored_from_row
 from .search import Query
 from .stored_view import VIEW_SELECT, StoredView, stored_view_from_row
+from .tags import PRUNE_SQL, tags_of
+
+# Which messages a change applies to: these IDs, the matches of a search, or
+# (None) every message.
+Selection = Sequence[str] | Query | None
 
 
 class InboxStore:
@@ -38,7 +44,7 @@ class InboxStore:
         return int(row[0]) if row else 0
 
     async def search(self, query: Query, start: int, limit: int) -> tuple[list[Stored], int]:
-        """A page of matches, newest first, and the number of matches."""
+        """A page of matches, newest first (with their tags), and the number of matches."""
         where, params = query.where()
         rows = await self.db.fetchall(
             f"SELECT {SUMMARY_COLUMNS} FROM messages m WHERE {where} "
@@ -53,7 +59,23 @@ class InboxStore:
                 params,
             )
             total = int(row[0]) if row else 0
-        return [stored_from_row(r) for r in rows], total
+        return await self.with_tags([stored_from_row(r) for r in rows]), total
+
+    async def unread_matching(self, query: Query) -> int:
+        """How many of the matches of ``query`` are unread."""
+        if query.is_empty:
+            return (await self.counts())[1]
+        where, params = query.where()
+        row = await self.db.fetchone(
+            f"SELECT COUNT(*) FROM messages m WHERE m.read = 0 AND ({where})", params
+        )
+        return int(row[0]) if row else 0
+
+    async def with_tags(self, messages: list[Stored]) -> list[Stored]:
+        """``messages`` with their tags read (one query for them all)."""
+        found = await tags_of(self.db, [int(m.id) for m in messages])
+        return [dataclasses.replace(m, tags=found[int(m.id)]) if int(m.id) in found else m
+                for m in messages]  # fmt: skip
 
     async def latest(self, query: Query) -> Stored | None:
         found, _ = await self.search(query, 0, 1)
@@ -67,7 +89,7 @@ class InboxStore:
             f"SELECT {SUMMARY_COLUMNS} FROM messages m WHERE m.id = ?",
             (rowid,),
         )
-        return stored_from_row(row) if row else None
+        return (await self.with_tags([stored_from_row(row)]))[0] if row else None
 
     async def view(self, message: Stored) -> StoredView | None:
         """The view digested at ingest; None when there is none (deleted, or stored before)."""
@@ -94,49 +116,59 @@ class InboxStore:
         row = await self.db.fetchone("SELECT raw FROM message_raw WHERE id = ?", (rowid,))
         return bytes(row[0]) if row else None
 
-    async def set_read(self, ids: Sequence[str] | None, read: bool) -> list[str]:
-        """Mark ``ids`` (None: every message) read or unread; returns the IDs changed."""
+    async def set_read(self, selection: Selection, read: bool) -> list[str]:
+        """Mark the ``selection`` read or unread; returns the IDs that changed."""
         async with self.db.transaction() as conn:
-            if ids is None:
-                cur = await conn.execute(
-                    "UPDATE messages SET read = ? WHERE read <> ? RETURNING id", (read, read)
-                )
-                changed = [str(r[0]) for r in await cur.fetchall()]
-                await cur.close()
+            if not isinstance(selection, Query | None):
+                changed = []
+                for chunk in _rowid_chunks(selection):
+                    marks = ", ".join("?" * len(chunk))
+                    cur = await conn.execute(
+                        f"UPDATE messages SET read = ? WHERE read <> ? AND id IN ({marks}) "
+                        "RETURNING id",
+                        (read, read, *chunk),
+                    )
+                    changed += [str(r[0]) for r in await cur.fetchall()]
+                    await cur.close()
                 return changed
-            changed = []
-            for chunk in _rowid_chunks(ids):
-                marks = ", ".join("?" * len(chunk))
-                cur = await conn.execute(
-                    f"UPDATE messages SET read = ? WHERE read <> ? AND id IN ({marks}) "
-                    "RETURNING id",
-                    (read, read, *chunk),
-                )
-                changed += [str(r[0]) for r in await cur.fetchall()]
-                await cur.close()
-        return changed
-
-    async def delete(self, ids: Sequence[str] | None) -> int:
-        """Delete ``ids`` (None: every message); returns how many went."""
-        async with self.db.transaction() as conn:
-            if ids is None:
-                cur = await conn.execute("DELETE FROM messages")
-                return cur.rowcount
-            deleted = 0
-            for chunk in _rowid_chunks(ids):
-                marks = ", ".join("?" * len(chunk))
-                cur = await conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
-                deleted += cur.rowcount
-            return deleted
-
-    async def delete_matching(self, query: Query) -> int:
-        where, params = query.where()
-        async with self.db.transaction() as conn:
+            where, params = (selection or Query()).where()
             cur = await conn.execute(
-                f"DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m WHERE {where})",
-                params,
+                f"UPDATE messages SET read = ? WHERE read <> ? AND id IN "
+                f"(SELECT m.id FROM messages m WHERE {where}) RETURNING id",
+                (read, read, *params),
             )
-            return cur.rowcount
+            changed = [str(r[0]) for r in await cur.fetchall()]
+            await cur.close()
+            return changed
+
+    async def delete(self, selection: Selection) -> list[str] | None:
+        """Delete the ``selection``; returns the IDs deleted (None: every message went)."""
+        async with self.db.transaction() as conn:
+            if selection is None:
+                await conn.execute("DELETE FROM messages")
+                await conn.execute("DELETE FROM tags")
+                return None
+            deleted: list[str] = []
+            if isinstance(selection, Query):
+                where, params = selection.where()
+                cur = await conn.execute(
+                    f"DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m WHERE {where}) "
+                    "RETURNING id",
+                    params,
+                )
+                deleted = [str(r[0]) for r in await cur.fetchall()]
+                await cur.close()
+            else:
+                for chunk in _rowid_chunks(selection):
+                    marks = ", ".join("?" * len(chunk))
+                    cur = await conn.execute(
+                        f"DELETE FROM messages WHERE id IN ({marks}) RETURNING id", chunk
+                    )
+                    deleted += [str(r[0]) for r in await cur.fetchall()]
+                    await cur.close()
+            if deleted:
+                await conn.execute(PRUNE_SQL)
+            return deleted
 
     def file_size(self) -> int:
         """Bytes on disk (database plus write-ahead log)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .addresses import Address, parse_addresses
 from .headertext import decode_words, valid
+from .tags import X_TAGS_SCAN, plus_tags, unique_tags, x_tags
 
 SNIPPET_LENGTH = 250
 SEARCH_TEXT_LIMIT = 64 * 1024
@@ -42,6 +43,8 @@ class Summary:
     subject: str = ""
     date: float | None = None
     attachments: int = 0
+    inline: int = 0  # parts with a Content-ID that are not attachments
+    tags: list[str] = field(default_factory=list)  # cleaned, sorted (tags.py)
     snippet: str = ""
     search_text: str = ""
     problem: str = ""
@@ -81,6 +84,7 @@ def fill_headers(summary: Summary, found: Headers) -> int:
     summary.reply_to, _ = addresses(found, "reply-to")
     summary.subject = first(found, "subject", SUBJECT_LIMIT)
     summary.date = _date(first(found, "date", 200))
+    summary.tags = x_tags(first(found, "x-tags", X_TAGS_SCAN))
     return to_count + cc_count
 
 
@@ -91,12 +95,16 @@ def fill_body(summary: Summary, body_text: str) -> None:
 
 
 def finish(summary: Summary, shown: int, rcpt_tos: list[str], issues: list[str]) -> None:
-    """Envelope-only recipients become Bcc; ``issues`` become the parse problem."""
+    """Envelope-only recipients become Bcc; ``issues`` become the parse problem;
+    X-Tags (read by fill_headers) and plus-addresses become the tags."""
     seen = {a.address.lower() for a in summary.to + summary.cc}
     bcc = [r for r in rcpt_tos if r.lower() not in seen]
     summary.bcc = [Address("", valid(r)) for r in bcc[:ADDRESSES_KEPT]]
     summary.recipients = shown + len(bcc)
     summary.problem = valid(", ".join(issues))[:ID_LIMIT]
+    people = [*([summary.sender] if summary.sender else []), *summary.to, *summary.cc, *summary.bcc]
+    plus = [tag for a in people for tag in plus_tags(a.address)]
+    summary.tags = unique_tags([*summary.tags, *plus])
 
 
 def _date(value: str) -> float | None:

@@ -93,7 +93,9 @@
     if (more) people += " and " + more + " more";
     var time = el("time", "m-time", new Date(m.Created).toISOString().replace("T", " ").slice(0, 19) + " UTC");
     time.dateTime = m.Created;
-    a.append(from, el("span", "m-subject", m.Subject || "(no subject)"),
+    var subject = el("span", "m-subject", m.Subject || "(no subject)");
+    (m.Tags || []).forEach(function (t) { subject.append(" ", el("span", "tag", t)); });
+    a.append(from, subject,
       el("span", "m-to", "to " + (people || "(no recipients)")), time);
     li.append(a);
     if (csrf) {
