@@ -44,6 +44,8 @@ Web side: who may look, and what they see.
     pages        the list, one message, delete, the .eml download
     api          the Mailpit-v1 API: lists and changes
     api_message  one message through the API
+    send         Mailpit's POST send: a JSON message built and stored
+    view         Mailpit's /view/{ID}.html and .txt: one body alone, sandboxed
     stream       the live updates as Server-Sent Events; publish_change
 """
 
@@ -57,7 +59,7 @@ from aiohttp import web
 
 from .. import keys as app_keys
 from ..db import Database
-from . import api, api_message, events, pages, stream, tls
+from . import api, api_message, events, pages, send, stream, tls, view
 from . import keys as ikeys
 from .capture import SinkHandler, SinkStats
 from .guesses import GuessThrottle
@@ -137,6 +139,7 @@ def add_inbox_routes(app: web.Application) -> None:
     r.add_get("/dev/inbox/livez", api.livez, name="inbox_livez")
     r.add_get("/dev/inbox/readyz", api.readyz, name="inbox_readyz")
     r.add_post("/dev/inbox/delete", pages.delete_all, name="inbox_delete_all")
+    r.add_get("/dev/inbox/view/{name}", view.render_view, name="inbox_view")
     r.add_get("/dev/inbox/{id}", pages.message_page, name="inbox_message")
     r.add_get("/dev/inbox/{id}/download", pages.download_eml, name="inbox_download")
     r.add_post("/dev/inbox/{id}/delete", pages.delete_message, name="inbox_delete")
@@ -150,5 +153,6 @@ def add_inbox_routes(app: web.Application) -> None:
     r.add_get(f"{v1}/message/{{id}}/raw", api_message.get_raw)
     r.add_get(f"{v1}/message/{{id}}/part/{{part}}", api_message.get_part)
     r.add_get(f"{v1}/message/{{id}}/links", api_message.get_links)
+    r.add_post(f"{v1}/send", send.send_message, name="inbox_api_send")
     r.add_get(f"{v1}/info", api.info, name="inbox_api_info")
     app.on_shutdown.append(_end_streams)
