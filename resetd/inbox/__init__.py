@@ -44,6 +44,7 @@ Web side: who may look, and what they see.
     pages        the list, one message, delete, the .eml download
     api          the Mailpit-v1 API: lists and changes
     api_message  one message through the API
+    release      a captured mail relayed to allowed real recipients
     send         Mailpit's POST send: a JSON message built and stored
     view         Mailpit's /view/{ID}.html and .txt: one body alone, sandboxed
     stream       the live updates as Server-Sent Events; publish_change
@@ -59,7 +60,7 @@ from aiohttp import web
 
 from .. import keys as app_keys
 from ..db import Database
-from . import api, api_message, events, pages, send, stream, tls, view
+from . import api, api_message, events, pages, release, send, stream, tls, view
 from . import keys as ikeys
 from .capture import SinkHandler, SinkStats
 from .guesses import GuessThrottle
@@ -154,5 +155,6 @@ def add_inbox_routes(app: web.Application) -> None:
     r.add_get(f"{v1}/message/{{id}}/part/{{part}}", api_message.get_part)
     r.add_get(f"{v1}/message/{{id}}/links", api_message.get_links)
     r.add_post(f"{v1}/send", send.send_message, name="inbox_api_send")
+    r.add_post(f"{v1}/message/{{id}}/release", release.release_message)
     r.add_get(f"{v1}/info", api.info, name="inbox_api_info")
     app.on_shutdown.append(_end_streams)
