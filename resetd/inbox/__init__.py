@@ -36,6 +36,7 @@ Read side: what was stored, and what changed.
     opened       one stored message with its view
     links        a message's links, and the state of any reset link among them
     events       the hub: live updates fanned out to subscribers
+    webhook      each new message's summary POSTed to [dev_inbox] webhook_url
 
 Web side: who may look, and what they see.
     keys         the inbox's typed app keys
@@ -70,6 +71,7 @@ from .sink import start_sink
 from .smtp_auth import SinkLogin
 from .spool import Spooler, unmap_large_frees
 from .store import InboxStore
+from .webhook import running_webhook
 from .writer import InboxWriter
 
 __all__ = ["add_inbox_routes", "inbox_ctx", "smtp_address"]
@@ -89,6 +91,7 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = InboxWriter(store, hub, parser)
         await writer.start()
         stack.push_async_callback(writer.stop)
+        hook = await stack.enter_async_context(running_webhook(cfg.webhook_url, hub))
         stats = SinkStats()
         guesses = GuessThrottle()
         tls_context = await tls.server_context(cfg.path) if cfg.starttls else None
@@ -105,6 +108,7 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ikeys.parser] = parser
         app[ikeys.stats] = stats
         app[ikeys.guesses] = guesses
+        app[ikeys.webhook] = hook
         app[ikeys.smtp_address] = sink.address
         yield
 
