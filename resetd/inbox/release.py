@@ -31,6 +31,7 @@ from ..bodies import read_json
 from ..config import Config
 from ..hosts import is_local_host
 from ..outbox.relay import tls_context
+from ..raw_headers import without_fields
 from . import keys as ikeys
 from .search import Query
 
@@ -89,25 +90,8 @@ def matches(pattern: str, address: str) -> bool:
 
 def for_release(raw: bytes) -> bytes:
     """``raw`` without its Bcc, Date and Message-ID fields, with a new Date and Message-ID."""
-    crlf, lf = raw.find(b"\r\n\r\n"), raw.find(b"\n\n")
-    if crlf < 0 and lf < 0:
-        head, body = raw, b""
-    else:
-        # The head keeps its last line's ending; the body starts with the empty line.
-        cut = crlf + 2 if lf < 0 or 0 <= crlf < lf else lf + 1
-        head, body = raw[:cut], raw[cut:]
-    kept: list[bytes] = []
-    dropping = False
-    for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t"):  # a folded field's continuation
-            if not dropping:
-                kept.append(line)
-            continue
-        dropping = line.partition(b":")[0].strip().lower() in DROPPED
-        if not dropping:
-            kept.append(line)
     fresh = f"Date: {formatdate(localtime=False)}\r\nMessage-ID: <{uuid.uuid4()}@resetd.inbox>\r\n"
-    return fresh.encode() + b"".join(kept) + body
+    return fresh.encode() + without_fields(raw, DROPPED)
 
 
 def _recipients(data: Any, allowed: tuple[str, ...]) -> list[str]:
