@@ -162,3 +162,24 @@ def test_release_and_webhook_keys_are_checked_at_start(make_config: ConfigFactor
         with pytest.raises(ConfigError) as caught:
             make_config(dev_inbox=inbox)
         assert str(caught.value).startswith(said), caught.value
+
+
+async def test_another_sites_page_cannot_send_or_release(
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay
+) -> None:
+    client = await _client(
+        aiohttp_client, make_config, release_allowed=["*@example.com"],
+        release_host="127.0.0.1", release_port=relay.port,
+    )  # fmt: skip
+    mid = await _captured(client)
+    evil = {"Origin": "https://evil.test", "Content-Type": "text/plain"}
+    release = await client.post(
+        f"{API}/message/{mid}/release", data='{"To": ["qa@example.com"]}', headers=evil
+    )
+    assert release.status == 403
+    send = await client.post(
+        f"{API}/send", data='{"From": {"Email": "a@example.test"}}', headers=evil
+    )
+    assert send.status == 403
+    assert relay.received == []
+    assert (await api_json(client, f"{API}/messages"))["total"] == 1
