@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, expect
 
+from tests.helpers import add_user
 from tests.inbox_helpers import make_message, send_smtplib
 from tests.test_inbox_browser import WAIT_MS, browser, server
 
@@ -44,7 +45,8 @@ COLOURS_JS = """
 TEXT = [
     "body", "h1", "label", "p", "a", "button", ".flash", ".error", ".field-error", ".aside",
     ".foot", ".brand", "input", ".m-from", ".m-subject", ".m-to", ".m-time", ".inbox-meta",
-    ".m-head dt", ".m-head dd", ".tab-list a", "pre", "small",
+    ".m-head dt", ".m-head dd", ".tab-list a", "pre", "small", ".reset-panel h2", ".badge",
+    ".reset-url code", ".claims dt", ".claims dd", ".countdown",
 ]  # fmt: skip
 
 
@@ -92,6 +94,17 @@ async def test_every_page_follows_the_dark_scheme_with_readable_text(
         for path in ("/login", "/reset_password_request", "/reset_password/not-a-token",
                      "/dev/inbox", "/dev/inbox/latest", "/no-such-page"):  # fmt: skip
             await _check(page, path, tmp_path)
+        # A resetd reset mail: its message page has the reset-link panel and a badge.
+        await add_user(app)
+        await page.goto("/reset_password_request")
+        await page.get_by_label("Email").fill("susan@example.com")
+        await page.locator("form button[type=submit]").first.click()
+        resp = await page.request.get(
+            "/dev/inbox/api/v1/message/latest?query=to:susan@example.com&wait=10"
+        )
+        assert resp.ok, await resp.text()
+        await _check(page, f"/dev/inbox/{(await resp.json())['ID']}", tmp_path)
+        await expect(page.locator(".reset-panel .badge")).to_have_text("valid")
         # An error next to a field: submit the request form empty.
         await page.goto("/reset_password_request")
         await page.locator("form button[type=submit]").first.click()
