@@ -128,3 +128,23 @@ async def test_send_with_more_recipients_than_max_recipients_is_400(
     many = [f"u{n}@example.com" for n in range(1001)]
     resp = await client.post(f"{API}/send", json={"From": {"Email": "a@example.test"}, "Bcc": many})
     assert resp.status == 400 and "at most 1000" in (await resp.json())["Error"]
+
+
+async def test_send_takes_attachments_larger_than_other_request_bodies(
+    client: TestClient[Any, Any],
+) -> None:
+    """Other API bodies stop at 1 MiB; a send carries mail up to max_message_size."""
+    data = bytes(range(256)) * (3 * 4096)  # 3 MiB
+    body = {
+        "From": {"Email": "a@example.test"},
+        "Attachments": [{"Content": base64.b64encode(data).decode(), "Filename": "big.bin"}],
+    }
+    resp = await client.post(
+        f"{API}/send",
+        data=io.BytesIO(json.dumps(body).encode()),
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status == 200, await resp.text()
+    full = await api_json(client, f"{API}/message/{(await resp.json())['ID']}")
+    (attachment,) = full["Attachments"]
+    assert attachment["Size"] == len(data)
