@@ -21,6 +21,8 @@ async def test_view_html_and_txt_serve_the_bodies_alone(client: TestClient[Any, 
     assert html.status == 200
     assert html.headers["Content-Type"] == "text/html; charset=utf-8"
     assert (await html.text()).strip() == "<p>Rich <b>words</b></p>"
+    embedded = await (await client.get(f"{VIEW}/{mid}.html?embed=1")).text()
+    assert embedded.strip() == '<base target="_blank"><p>Rich <b>words</b></p>'
     text = await client.get(f"{VIEW}/{mid}.txt")
     assert text.status == 200 and text.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert (await text.text()).strip() == "Plain words"

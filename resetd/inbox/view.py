@@ -4,7 +4,8 @@ Cypress helpers and ``mailpit-api``'s ``renderMessageHTML``/``renderMessageText`
 fetch a message's HTML or text body alone; ``{ID}`` may be ``latest``
 (optionally ``?query=``), and ``/view/{ID}`` without a suffix opens the
 message's page. The HTML is the mail's own markup, ``cid:`` images pointed at
-the part URLs, and nothing else changed, so a test can compare it.
+the part URLs, and nothing else changed, so a test can compare it
+(``?embed=1`` adds ``<base target="_blank">``).
 
 Served from the inbox's origin, that markup must never run as the inbox: the
 response's CSP ``sandbox`` (without ``allow-scripts`` or ``allow-same-origin``)
@@ -58,6 +59,10 @@ async def render_view(request: web.Request) -> web.StreamResponse:
     if not view.html:
         raise web.HTTPNotFound(text="This message does not contain a HTML part")
     html = link_inline_parts(view.html, message.id, [*view.inline, *view.attachments])
+    if request.query.get("embed") == "1":
+        # Mailpit's embed mode: links open in a new tab (its height script is left out:
+        # no script runs here).
+        html = '<base target="_blank">' + html
     return web.Response(
         text=html,
         content_type="text/html",
