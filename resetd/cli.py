@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from . import sendmail
 from .config import Config, ConfigError
 from .config_load import load_config
 from .config_rules import check_serve_safety
@@ -209,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", parents=[common], help="run the HTTP server (and the dev inbox)")
+    sub.add_parser(
+        "sendmail", add_help=False, help="hand a message on stdin to the dev inbox (sendmail -t)"
+    )
 
     user = sub.add_parser("user", parents=[common], help="manage accounts")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
@@ -251,6 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["sendmail"]:
+        # sendmail's own flags (-oi, -odi, -bm) are not argparse's: its module parses them.
+        return sendmail.run(given[1:])
     args = build_parser().parse_args(argv)
     try:
         cfg = _config(args)

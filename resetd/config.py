@@ -27,6 +27,7 @@ SECRET_KEYS = frozenset(
         ("mail", "password"),
         ("dev_inbox", "password"),
         ("webhooks", "secret"),
+        ("dev_inbox", "release_password"),
     }
 )
 
@@ -154,6 +155,17 @@ class DevInboxConfig:
     starttls: bool = False
     # Seconds the parser process may spend on one mail before it is stored unparsed.
     parse_timeout: float = 10.0
+    # POSTed Mailpit's summary of each new message (empty: no webhook).
+    webhook_url: str = ""
+    # Who a captured mail may be released to (patterns like "*@example.com");
+    # empty: release is off.
+    release_allowed: tuple[str, ...] = ()
+    # The relay for releases; an empty host means [mail]'s relay.
+    release_host: str = ""
+    release_port: int = 25
+    release_username: str = ""
+    release_password: str = ""
+    release_starttls: bool = False
 
 
 # What [webhooks] events may list: a password changed, and a reset mail queued

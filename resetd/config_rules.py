@@ -260,6 +260,23 @@ def _check_dev_inbox(d: DevInboxConfig) -> None:
         raise ConfigError(
             f"[dev_inbox] parse_timeout: expected 0-600 seconds (not 0), got {d.parse_timeout}"
         )
+    _check_inbox_outbound(d)
+
+
+def _check_inbox_outbound(d: DevInboxConfig) -> None:
+    """The keys for mail leaving the inbox: its webhook and releases."""
+    if d.webhook_url and not d.webhook_url.lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            f"[dev_inbox] webhook_url: expected an http:// or https:// URL, got {d.webhook_url!r}"
+        )
+    if not 1 <= d.release_port <= 65535:
+        raise ConfigError(f"[dev_inbox] release_port: expected 1-65535, got {d.release_port}")
+    for pattern in d.release_allowed:
+        if pattern.count("@") != 1 or any(c.isspace() or c in '<>,"' for c in pattern):
+            raise ConfigError(
+                f"[dev_inbox] release_allowed: expected address patterns like "
+                f"'*@example.com', got {pattern!r}"
+            )
 
 
 def _check_webhooks(w: WebhooksConfig) -> None:

@@ -39,6 +39,7 @@ Read side: what was stored, and what changed.
     links        a message's links, and the state of any reset link among them
     unsubscribe  its List-Unsubscribe header, checked as Mailpit checks it
     events       the hub: live updates fanned out to subscribers
+    webhook      each new message's summary POSTed to [dev_inbox] webhook_url
 
 Web side: who may look, and what they see.
     keys         the inbox's typed app keys
@@ -48,6 +49,9 @@ Web side: who may look, and what they see.
     api          the Mailpit-v1 API: lists and changes
     api_message  one message through the API
     api_tags     the tag calls, and Mailpit's web UI configuration
+    release      a captured mail relayed to allowed real recipients
+    send         Mailpit's POST send: a JSON message built and stored
+    view         Mailpit's /view/{ID}.html and .txt: one body alone, sandboxed
     stream       the live updates as Server-Sent Events; publish_change
 """
 
@@ -61,7 +65,7 @@ from aiohttp import web
 
 from .. import keys as app_keys
 from ..db import Database
-from . import api, api_message, api_tags, events, pages, stream, tls
+from . import api, api_message, api_tags, events, pages, release, send, stream, tls, view
 from . import keys as ikeys
 from .capture import SinkHandler, SinkStats
 from .guesses import GuessThrottle
@@ -71,6 +75,7 @@ from .sink import start_sink
 from .smtp_auth import SinkLogin
 from .spool import Spooler, unmap_large_frees
 from .store import InboxStore
+from .webhook import running_webhook
 from .writer import InboxWriter
 
 __all__ = ["add_inbox_routes", "inbox_ctx", "smtp_address"]
@@ -90,6 +95,7 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = InboxWriter(store, hub, parser)
         await writer.start()
         stack.push_async_callback(writer.stop)
+        hook = await stack.enter_async_context(running_webhook(cfg.webhook_url, hub))
         stats = SinkStats()
         guesses = GuessThrottle()
         tls_context = await tls.server_context(cfg.path) if cfg.starttls else None
@@ -106,6 +112,7 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ikeys.parser] = parser
         app[ikeys.stats] = stats
         app[ikeys.guesses] = guesses
+        app[ikeys.webhook] = hook
         app[ikeys.smtp_address] = sink.address
         yield
 
@@ -141,6 +148,7 @@ def add_inbox_routes(app: web.Application) -> None:
     r.add_get("/dev/inbox/livez", api.livez, name="inbox_livez")
     r.add_get("/dev/inbox/readyz", api.readyz, name="inbox_readyz")
     r.add_post("/dev/inbox/delete", pages.delete_all, name="inbox_delete_all")
+    r.add_get("/dev/inbox/view/{name}", view.render_view, name="inbox_view")
     r.add_get("/dev/inbox/{id}", pages.message_page, name="inbox_message")
     r.add_get("/dev/inbox/{id}/download", pages.download_eml, name="inbox_download")
     r.add_post("/dev/inbox/{id}/delete", pages.delete_message, name="inbox_delete")
@@ -154,6 +162,8 @@ def add_inbox_routes(app: web.Application) -> None:
     r.add_get(f"{v1}/message/{{id}}/raw", api_message.get_raw)
     r.add_get(f"{v1}/message/{{id}}/part/{{part}}", api_message.get_part)
     r.add_get(f"{v1}/message/{{id}}/links", api_message.get_links)
+    r.add_post(f"{v1}/send", send.send_message, name="inbox_api_send")
+    r.add_post(f"{v1}/message/{{id}}/release", release.release_message)
     r.add_get(f"{v1}/info", api.info, name="inbox_api_info")
     r.add_get(f"{v1}/webui", api_tags.webui)
     r.add_get(f"{v1}/tags", api_tags.list_tags)

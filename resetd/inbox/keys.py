@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .guesses import GuessThrottle
     from .parser import ParserProcess
     from .store import InboxStore
+    from .webhook import InboxWebhook
     from .writer import InboxWriter
 
 store: web.AppKey[InboxStore] = web.AppKey("inbox_store")
@@ -27,3 +28,5 @@ stats: web.AppKey[SinkStats] = web.AppKey("inbox_stats")
 # Wrong inbox passwords, over HTTP and SMTP AUTH together.
 guesses: web.AppKey[GuessThrottle] = web.AppKey("inbox_guesses")
 parser: web.AppKey[ParserProcess] = web.AppKey("inbox_parser")
+# None when [dev_inbox] webhook_url is empty.
+webhook: web.AppKey[InboxWebhook | None] = web.AppKey("inbox_webhook")

@@ -131,13 +131,9 @@ def find_part(raw: bytes, part_id: str) -> tuple[str, str, bytes] | None:
     return None
 
 
-def iframe_document(body: str, message_id: str, inline: list[Attachment]) -> str:
-    """The mail's HTML prepared for ``<iframe sandbox srcdoc>``.
-
-    ``cid:`` references point at the part URLs, links open in a new tab, and a
-    meta CSP forbids scripts even if the sandbox attribute were ever lost.
-    """
-    by_cid = {a.content_id: a.part_id for a in inline if a.content_id}
+def link_inline_parts(body: str, message_id: str, parts: list[Attachment]) -> str:
+    """``body`` with each ``cid:`` reference to one of ``parts`` pointed at its part URL."""
+    by_cid = {a.content_id: a.part_id for a in parts if a.content_id}
 
     def cid_url(match: re.Match[str]) -> str:
         part_id = by_cid.get(match.group(1))
@@ -145,7 +141,16 @@ def iframe_document(body: str, message_id: str, inline: list[Attachment]) -> str
             return match.group(0)
         return f"/dev/inbox/api/v1/message/{message_id}/part/{part_id}"
 
+    return _CID.sub(cid_url, body)
+
+
+def iframe_document(body: str, message_id: str, inline: list[Attachment]) -> str:
+    """The mail's HTML prepared for ``<iframe sandbox srcdoc>``.
+
+    ``cid:`` references point at the part URLs, links open in a new tab, and a
+    meta CSP forbids scripts even if the sandbox attribute were ever lost.
+    """
     head = (
         f'<meta http-equiv="Content-Security-Policy" content="{IFRAME_CSP}"><base target="_blank">'
     )
-    return head + _CID.sub(cid_url, body)
+    return head + link_inline_parts(body, message_id, inline)

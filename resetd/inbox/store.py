@@ -91,6 +91,13 @@ class InboxStore:
         )
         return (await self.with_tags([stored_from_row(row)]))[0] if row else None
 
+    async def id_of_message_id(self, message_id: str) -> str | None:
+        """The ID of the newest message with this Message-ID (no angle brackets), or None."""
+        row = await self.db.fetchone(
+            "SELECT MAX(id) FROM messages WHERE message_id = ?", (message_id,)
+        )
+        return str(row[0]) if row and row[0] is not None else None
+
     async def view(self, message: Stored) -> StoredView | None:
         """The view digested at ingest; None when there is none (deleted, or stored before)."""
         rowid = parse_id(message.id)
