@@ -183,3 +183,18 @@ async def test_another_sites_page_cannot_send_or_release(
     assert send.status == 403
     assert relay.received == []
     assert (await api_json(client, f"{API}/messages"))["total"] == 1
+
+
+async def test_webui_describes_release_as_configured(
+    aiohttp_client: Any, make_config: ConfigFactory, client: TestClient[Any, Any], relay: Relay
+) -> None:
+    off = (await api_json(client, f"{API}/webui"))["MessageRelay"]
+    assert off["Enabled"] is False and off["SMTPServer"] == ""
+    on_client = await _client(
+        aiohttp_client, make_config, release_allowed=["*@example.com", "boss@corp.test"],
+        release_host="127.0.0.1", release_port=relay.port,
+    )  # fmt: skip
+    on = (await api_json(on_client, f"{API}/webui"))["MessageRelay"]
+    assert on["Enabled"] is True
+    assert on["SMTPServer"] == f"127.0.0.1:{relay.port}"
+    assert on["AllowedRecipients"] == "*@example.com,boss@corp.test"

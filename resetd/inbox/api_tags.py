@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import keys as app_keys
 from . import keys as ikeys
 from .api import change_body, selection
+from .release import relay_for
 from .schema import parse_id
 from .search import Query
 from .stream import publish_change
@@ -79,15 +81,22 @@ async def delete(request: web.Request) -> web.StreamResponse:
 
 
 async def webui(request: web.Request) -> web.StreamResponse:
-    """Mailpit's ``webui`` answer: what its web UI shows of the configuration."""
+    """Mailpit's ``webui`` answer: what its web UI shows of the configuration.
+
+    ``MessageRelay`` describes release (``[dev_inbox] release_*``): enabled when
+    ``release_allowed`` lists anyone, with its patterns as the allowed recipients.
+    """
+    cfg = request.app[app_keys.config]
+    allowed = cfg.dev_inbox.release_allowed
+    relay = relay_for(cfg)
     return web.json_response(
         {
             "Label": "",
             "MessageRelay": {
-                "Enabled": False,
-                "SMTPServer": "",
+                "Enabled": bool(allowed),
+                "SMTPServer": f"{relay.host}:{relay.port}" if allowed else "",
                 "ReturnPath": "",
-                "AllowedRecipients": "",
+                "AllowedRecipients": ",".join(allowed),
                 "BlockedRecipients": "",
                 "OverrideFrom": "",
                 "PreserveMessageIDs": False,
