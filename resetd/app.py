@@ -26,6 +26,7 @@ from .config import Config
 from .db import Database
 from .hash_queue import HashQueue
 from .host_users import SqliteAppUsers
+from .instance import new_instance_id
 from .limits import RateLimiter
 from .login_guard import LoginGuard
 from .login_timing import FailureTiming
@@ -66,7 +67,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     else:
         app[keys.users] = UserStore(db)
     app[keys.ledger] = TokenLedger(db)
-    app[keys.outbox_store] = OutboxStore(db)
+    app[keys.outbox_store] = OutboxStore(db, app[keys.instance_id])
     app[keys.limiter] = RateLimiter(db)
     app[keys.audit] = AuditLog(db)
     app[keys.sessions] = SessionStore(db, cfg.server, app[keys.clock])
@@ -153,6 +154,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[keys.config] = config
     app[keys.clock] = clock
+    app[keys.instance_id] = new_instance_id()
     app[keys.json_prefixes] = ()  # setup_routes: each API adds its own
     app[keys.csrf_exempt_prefixes] = ()
     app[keys.codec] = TokenCodec(

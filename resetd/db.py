@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -183,6 +184,13 @@ class Database:
             await self.conn.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
             )
+
+    async def now(self) -> float:
+        """The clock that processes sharing this database compare: claim leases
+        are read and written with it. Every process on one SQLite file runs on
+        one host, so that is the host's clock; a database server shared by
+        several hosts would answer with its own."""
+        return time.time()
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -37,6 +37,8 @@ limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
 audit: web.AppKey[AuditLog] = web.AppKey("audit")
 sessions: web.AppKey[SessionStore] = web.AppKey("sessions")
 login_guard: web.AppKey[LoginGuard] = web.AppKey("login_guard")
+# This process's instance id (resetd/instance.py): the owner named by its claims.
+instance_id: web.AppKey[str] = web.AppKey("instance_id")
 # Wall-clock seconds for session lifetimes and sign-in limits (time.time; tests
 # pass a clock they move).
 clock: web.AppKey[Callable[[], float]] = web.AppKey("clock")
