@@ -80,6 +80,12 @@ def _check_server(s: ServerConfig) -> None:
         raise ConfigError(
             f"[server] secret_key: too short, use at least {MIN_SECRET_KEY} random characters"
         )
+    for n, fallback in enumerate(s.secret_key_fallbacks, start=1):
+        if len(fallback) < MIN_SECRET_KEY:
+            raise ConfigError(
+                f"[server] secret_key_fallbacks: entry {n} is too short, use at least "
+                f"{MIN_SECRET_KEY} random characters"
+            )
     for pattern in s.allowed_hosts:
         if check_pattern(pattern) is None:
             raise ConfigError(
