@@ -2,9 +2,9 @@
 
 Each long-lived resource has one cleanup context, appended in dependency
 order (hashing threads → database → sign-in limits → dev inbox → outbox worker
-→ request processor); aiohttp tears them down in reverse, so shutdown mirrors startup:
-no new work is taken, in-flight mail gets its grace period, then the sink and
-the database close.
+→ request processor → retention); aiohttp tears them down in reverse, so
+shutdown mirrors startup: no new work is taken, in-flight mail gets its grace
+period, then the sink and the database close.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from .reset.compose import MailComposer
 from .reset.intake import Intake
 from .reset.processor import RequestProcessor
 from .reset.tokens import TokenCodec, TokenLedger
+from .retention import retention_ctx
 from .routes import setup_routes
 from .session_store import SessionStore
 from .sessions import cookie_storage
@@ -178,5 +179,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
         app.cleanup_ctx.append(inbox_ctx)
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(requests_ctx)
+    app.cleanup_ctx.append(retention_ctx)
     setup_routes(app)
     return app

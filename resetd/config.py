@@ -57,6 +57,8 @@ class ServerConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     path: str = "resetd.db"
+    # Days of history kept: sent mail, expired tokens, audit events (0: all).
+    keep_days: int = 30
 
 
 @dataclass(frozen=True)

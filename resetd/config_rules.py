@@ -242,6 +242,11 @@ def _check_paths(cfg: Config) -> None:
             # An in-memory database exists for one connection only, and each
             # database is written from a thread of its own beside the app's reads.
             raise ConfigError(f"[{section}] path: expected a file, got {path!r}")
+    if not 0 <= cfg.database.keep_days <= 36500:
+        raise ConfigError(
+            "[database] keep_days: expected 0 (keep everything) to 36500 days, "
+            f"got {cfg.database.keep_days}"
+        )
 
 
 def _check_session_lifetimes(cfg: Config) -> None:
