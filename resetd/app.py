@@ -32,6 +32,7 @@ from .login_guard import LoginGuard
 from .login_timing import FailureTiming
 from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
+from .metrics import Metrics
 from .middlewares import (
     allowed_hosts_middleware,
     csrf_middleware,
@@ -115,7 +116,12 @@ def relay_address(app: web.Application) -> tuple[str, int]:
 
 
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
-    worker = OutboxWorker(app[keys.outbox_store], app[keys.config].mail, lambda: relay_address(app))
+    worker = OutboxWorker(
+        app[keys.outbox_store],
+        app[keys.config].mail,
+        lambda: relay_address(app),
+        metrics=app[keys.metrics],
+    )
     app[keys.outbox_worker] = worker
     await worker.start()
     yield
@@ -132,6 +138,7 @@ async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.composer],
         app[keys.limiter],
         app[keys.outbox_worker].wake,
+        app[keys.metrics],
     )
     intake = Intake(db.writer, app[keys.config].limits, processor.wake)
     app[keys.intake] = intake
@@ -156,6 +163,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[keys.config] = config
     app[keys.clock] = clock
     app[keys.instance_id] = new_instance_id()
+    app[keys.metrics] = Metrics()
     app[keys.json_prefixes] = ()  # setup_routes: each API adds its own
     app[keys.csrf_exempt_prefixes] = ()
     app[keys.codec] = TokenCodec(

@@ -24,6 +24,7 @@ SECRET_KEYS = frozenset(
         ("server", "secret_key_fallbacks"),
         ("mail", "password"),
         ("dev_inbox", "password"),
+        ("metrics", "token"),
     }
 )
 
@@ -147,6 +148,12 @@ class DevInboxConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Bearer token that opens /metrics to other hosts (local requests need none).
+    token: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -156,6 +163,7 @@ class Config:
     passwords: PasswordConfig = field(default_factory=PasswordConfig)
     users: UsersConfig = field(default_factory=UsersConfig)
     dev_inbox: DevInboxConfig = field(default_factory=DevInboxConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "<defaults>"
 
     @property
@@ -188,4 +196,5 @@ SECTIONS: dict[str, type[Any]] = {
     "passwords": PasswordConfig,
     "users": UsersConfig,
     "dev_inbox": DevInboxConfig,
+    "metrics": MetricsConfig,
 }

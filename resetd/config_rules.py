@@ -61,6 +61,11 @@ def validate(cfg: Config) -> None:
     _check_users(cfg.users)
     _check_dev_inbox(cfg.dev_inbox)
     _check_paths(cfg)
+    token = cfg.metrics.token
+    if token and (len(token) < MIN_SECRET_KEY or not token.isascii() or not token.isprintable()):
+        raise ConfigError(
+            f"[metrics] token: use at least {MIN_SECRET_KEY} random printable ASCII characters"
+        )
 
 
 def _check_server(s: ServerConfig) -> None:

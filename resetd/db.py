@@ -134,9 +134,10 @@ class BatchWriter:
 class Database:
     """A migrated aiosqlite connection with serialised write transactions."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: str, schema_version: int = 0) -> None:
         self.conn = conn
         self.path = path
+        self.schema_version = schema_version  # the version its migrations lead to
         self._write_lock = asyncio.Lock()
         self._writer: BatchWriter | None = None
 
@@ -164,7 +165,7 @@ class Database:
         conn.row_factory = sqlite3.Row
         for pragma in PRAGMAS:
             await conn.execute(pragma)
-        db = cls(conn, path)
+        db = cls(conn, path, len(migrations))
         await db._migrate(migrations)
         return db
 
@@ -184,6 +185,13 @@ class Database:
             await self.conn.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
             )
+
+    async def schema_is_current(self) -> bool:
+        """Whether the database's schema version is the one this resetd migrates
+        to (another, newer resetd sharing it may have moved it on). Raises
+        sqlite3.Error when the database does not answer."""
+        row = await self.fetchone("PRAGMA user_version")
+        return row is not None and int(row[0]) == self.schema_version
 
     async def now(self) -> float:
         """The clock that processes sharing this database compare: claim leases

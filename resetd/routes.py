@@ -21,7 +21,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_route("*", "/reset_password/{token}", token_link, name="reset_link")
     r.add_route("*", "/reset_password", set_password, name="reset_form")
     r.add_static("/static", STATIC_DIR, name="static")
+    r.add_get("/healthz", health.healthz, name="healthz")
     r.add_get("/readyz", health.readyz, name="readyz")
+    r.add_get("/metrics", health.metrics, name="metrics")
     if cfg.dev_inbox.enabled:
         from .inbox import add_inbox_routes
 

@@ -68,6 +68,14 @@ class OutboxEntry:
     sent_at: float | None
 
 
+class Backlog(NamedTuple):
+    """What waits in the outbox, for ``/metrics``."""
+
+    pending: int
+    failed: int
+    oldest_pending_age: float  # seconds; 0 when nothing is pending
+
+
 class OutboxStore:
     """Every SQL statement about the outbox, for the process named ``owner`` (a
     fresh instance id when not given)."""
@@ -253,6 +261,20 @@ class OutboxStore:
         out = {"pending": 0, "sent": 0, "failed": 0}
         out.update({r["status"]: int(r["n"]) for r in rows})
         return out
+
+    async def backlog(self, now: float) -> Backlog:
+        """Pending and failed mail, and how long the oldest pending one has waited."""
+        rows = await self.db.fetchall(
+            "SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox "
+            "WHERE status IN ('pending', 'failed') GROUP BY status"
+        )
+        by = {r["status"]: r for r in rows}
+        pending = by.get("pending")
+        oldest = max(0.0, now - float(pending["oldest"])) if pending is not None else 0.0
+        failed = by.get("failed")
+        return Backlog(
+            int(pending["n"]) if pending else 0, int(failed["n"]) if failed else 0, oldest
+        )
 
     async def list(self, include_sent: bool = False) -> list[OutboxEntry]:
         """Pending and failed mail (and sent, if asked), oldest first."""

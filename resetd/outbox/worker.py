@@ -42,6 +42,7 @@ from functools import partial
 from typing import Protocol
 
 from ..config import MailConfig
+from ..metrics import Metrics
 from .attempts import Attempts, expired, redact
 from .failures import PermanentFailure, SessionRefused, TemporaryFailure
 from .gate import RelayGate
@@ -105,9 +106,11 @@ class OutboxWorker:
         grace: float | None = None,
         connections: Sequence[RelayConnection] | None = None,
         lease: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.cfg = cfg
+        self.metrics = metrics
         self.relay = relay
         self.attempts = Attempts(store, cfg)
         self.gate = RelayGate(cfg.pool_size, cfg.retry_base, cfg.backoff_cap)
@@ -366,24 +369,37 @@ class OutboxWorker:
             return False
         try:
             await conn.send(mail.sender, mail.recipient, mail.message, then)
-        except PermanentFailure as exc:
-            await self.attempts.rejected(mail, redact(str(exc)), started)
-        except SessionRefused as exc:
-            # A settings problem (credentials, TLS) that no retry of ours fixes:
-            # loud, but the mail stays queued for when it is fixed.
-            await self.attempts.retry_later(mail, redact(str(exc)), started, level=logging.ERROR)
-        except TemporaryFailure as exc:
-            await self.attempts.retry_later(mail, redact(str(exc)), started)
+        except (PermanentFailure, TemporaryFailure) as exc:
+            if self.metrics is not None:
+                self.metrics.reply(str(exc))
+            await self._failed(mail, exc, started)
         except Exception as exc:  # a bug, not the relay: keep the mail, back off, say so
             log.exception("outbox: mail=%d: unexpected error while sending", mail.id)
             await self.attempts.retry_later(mail, f"internal error: {type(exc).__name__}", started)
         else:
+            if self.metrics is not None:
+                self.metrics.reply(None)
+                self.metrics.delivered(mail.created_at)
             self.attempts.accepted(mail, started)
             return True
         finally:
             if self.gate.status is not self._published:
                 await self._publish_status()
         return False
+
+    async def _failed(
+        self, mail: OutgoingMail, exc: PermanentFailure | TemporaryFailure, started: float
+    ) -> None:
+        """Record a refused or failed attempt by what kind of failure it was."""
+        error = redact(str(exc))
+        if isinstance(exc, PermanentFailure):
+            await self.attempts.rejected(mail, error, started)
+        elif isinstance(exc, SessionRefused):
+            # A settings problem (credentials, TLS) that no retry of ours fixes:
+            # loud, but the mail stays queued for when it is fixed.
+            await self.attempts.retry_later(mail, error, started, level=logging.ERROR)
+        else:
+            await self.attempts.retry_later(mail, error, started)
 
     async def _publish_status(self) -> None:
         """Save the relay's state for ``resetd outbox`` when it changed."""
