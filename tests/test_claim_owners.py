@@ -20,11 +20,12 @@ import pytest
 
 from resetd.db import Database
 from resetd.instance import known_dead, new_instance_id
-from resetd.outbox import OutboxStore
+from resetd.outbox import OutboxStore, OutboxWorker
 from resetd.reset.compose import ComposedMail
 
-from .helpers import TEST_SECRET, eventually
+from .helpers import TEST_SECRET, ConfigFactory, eventually
 from .processes import Server, outbox_rows, request_reset_over_http, write_config
+from .raw_relay import RawRelay
 from .relays import ACCEPT, SLOW, Relay
 from .test_lifecycle import add_users
 
@@ -122,6 +123,34 @@ async def test_a_running_instance_takes_over_the_mail_of_one_killed_mid_send(
 async def _sent_rows(db_path: Path) -> list[dict[str, object]] | None:
     rows = outbox_rows(db_path)
     return rows if rows and all(r["status"] == "sent" for r in rows) else None
+
+
+async def test_a_send_longer_than_the_lease_keeps_its_claim_by_renewing_it(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    relay = RawRelay(late=2.5)  # the end-of-data reply after 2.5 leases of 1 s
+    port = await relay.start()
+    db = await Database.open(str(tmp_path / "r.db"))
+    try:
+        await _queued(db)
+        cfg = make_config(mail={"port": port, "retry_base": 0.1, "backoff_cap": 0.2})
+        sender = OutboxStore(db)
+        worker = OutboxWorker(sender, cfg.mail, lambda: ("127.0.0.1", port), lease=1.0)
+        await worker.start()
+        try:
+            other = OutboxStore(db)  # another instance, looking all the while
+            while relay.ends_of_data == 0:
+                await asyncio.sleep(0.05)
+            while (await sender.counts())["sent"] == 0:
+                await other.release_orphans()
+                assert await other.claim_due(10, lease=1.0) == []
+                await asyncio.sleep(0.1)
+            assert relay.ends_of_data == 1
+        finally:
+            await worker.stop()
+    finally:
+        await relay.stop()
+        await db.close()
 
 
 # The rules, on the store.

@@ -160,11 +160,12 @@ class OutboxWorker:
         await self._status_store.clear()
         counts = await self.store.counts()
         log.info(
-            "outbox: pending=%d failed=%d sent=%d pool_size=%d",
+            "outbox: pending=%d failed=%d sent=%d pool_size=%d instance=%s",
             counts["pending"],
             counts["failed"],
             counts["sent"],
             len(self.connections),
+            self.store.owner,
         )
         if interrupted:
             log.info("outbox: %d mail(s) were mid-send when the last run ended", interrupted)
