@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -225,6 +226,27 @@ async def test_a_claim_of_a_dead_process_on_this_host_is_released_at_once(
         assert await OutboxStore(db).release_orphans() == 1
         await elsewhere.claim_due(1, lease=3600)
         assert await OutboxStore(db).release_orphans() == 0  # another host: its lease
+    finally:
+        await db.close()
+
+
+async def test_a_claim_without_an_owner_lasts_its_lease_as_an_older_resetd_may_hold_it(
+    tmp_path: Path,
+) -> None:
+    """A resetd from before owners were recorded, still running beside a newer
+    one during an upgrade, claims without naming itself: its claim must stand
+    until its (long) lease runs out, not be released by the newer one's start."""
+    db = await Database.open(str(tmp_path / "r.db"))
+    try:
+        await _queued(db)
+        far = time.time() + 1000
+        await db.execute("UPDATE outbox SET claimed_until = ?, attempts = 1", (far,))
+        newer = OutboxStore(db)
+        assert await newer.recover() == 0
+        assert await newer.claim_due(10, lease=60) == []
+        await db.execute("UPDATE outbox SET claimed_until = ?", (time.time() - 1,))
+        assert await newer.recover() == 1
+        assert len(await newer.claim_due(10, lease=60)) == 1
     finally:
         await db.close()
 

@@ -131,9 +131,11 @@ class OutboxStore:
         return released
 
     async def release_orphans(self) -> int:
-        """Release claims whose lease ran out, whose owner is known dead (on this
-        host, its process gone: :func:`~resetd.instance.known_dead`), or that
-        name no owner (made before owners were recorded). Returns how many."""
+        """Release claims whose lease ran out or whose owner is known dead (on this
+        host, its process gone: :func:`~resetd.instance.known_dead`). A claim
+        that names no owner was made by a resetd from before owners were
+        recorded, which may still be running beside a newer one during an
+        upgrade: it lasts until its lease runs out. Returns how many."""
         rows = await self.db.fetchall(
             "SELECT DISTINCT claimed_by FROM outbox "
             "WHERE status = 'pending' AND claimed_until IS NOT NULL AND claimed_by IS NOT NULL"
@@ -144,7 +146,7 @@ class OutboxStore:
         return await self.db.execute(
             "UPDATE outbox SET claimed_until = NULL, claimed_by = NULL "
             "WHERE status = 'pending' AND claimed_until IS NOT NULL AND (claimed_until < ? "
-            f"OR claimed_by IS NULL OR claimed_by IN ({marks}))",
+            f"OR claimed_by IN ({marks}))",
             (now, *dead),
         )
 
