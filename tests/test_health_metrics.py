@@ -225,3 +225,20 @@ def test_a_short_metrics_token_is_refused_without_printing_it(make_config: Confi
     with pytest.raises(ConfigError) as info:
         make_config(metrics={"token": 12345})
     assert "12345" not in str(info.value)
+
+
+async def test_metrics_count_sign_ins_refused_by_a_limit(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    client = await aiohttp_client(
+        create_app(make_config(dev_inbox={"enabled": False}, limits={"failed_logins_per_ip": 3}))
+    )
+    await add_user(client.app)
+    csrf = await login_csrf(client)
+    statuses = [(await post_login(client, csrf, "susan")).status for _ in range(5)]
+    assert statuses == [400] * 3 + [429] * 2
+    got = await scrape(client)
+    assert got[("resetd_sign_ins_total", one("outcome", "failed"))] == 3
+    assert got[("resetd_sign_ins_total", one("outcome", "refused"))] == 2
+    assert got[("resetd_rate_limited_requests_total", one("limit", "sign_in"))] == 2
+    assert got[("resetd_rate_limited_requests_total", one("limit", "reset_ip"))] == 0
