@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from resetd.db import Database
-from resetd.instance import known_dead, new_instance_id
+from resetd.instance import known_dead, new_instance_id, this_host
 from resetd.outbox import OutboxStore, OutboxWorker
 from resetd.reset.compose import ComposedMail
 
@@ -220,7 +220,7 @@ async def test_a_claim_of_a_dead_process_on_this_host_is_released_at_once(
         await _queued(db)
         proc = await asyncio.create_subprocess_exec("true")
         await proc.wait()  # a pid that is no process now
-        dead = OutboxStore(db, f"{socket.gethostname()}/{proc.pid}/0badcafe")
+        dead = OutboxStore(db, f"{this_host()}/{proc.pid}/0badcafe")
         elsewhere = OutboxStore(db, f"other-host.example/{os.getpid()}/0badcafe")
         await dead.claim_due(1, lease=3600)
         assert await OutboxStore(db).release_orphans() == 1
@@ -254,8 +254,19 @@ async def test_a_claim_without_an_owner_lasts_its_lease_as_an_older_resetd_may_h
 def test_instance_ids_name_this_host_and_process_and_are_never_dead_to_themselves() -> None:
     me = new_instance_id()
     host, pid, nonce = me.split("/")
-    assert (host, int(pid), len(nonce)) == (socket.gethostname(), os.getpid(), 8)
+    assert (host, int(pid), len(nonce)) == (this_host(), os.getpid(), 8)
+    assert host.startswith(socket.gethostname())
     assert not known_dead(me, me)
     assert not known_dead(f"{host}/{pid}/{'0' * 8}", me)  # another app in this process
     assert not known_dead(f"{host}/1/{'0' * 8}", me)  # pid 1 is alive
     assert not known_dead("not an id", me)
+
+
+async def test_an_owner_with_this_host_name_in_another_pid_namespace_is_never_known_dead() -> None:
+    """Containers sharing the host's name (``--network host``) each have their own
+    pids: a pid missing here says nothing about a process over there."""
+    proc = await asyncio.create_subprocess_exec("true")
+    await proc.wait()
+    me = new_instance_id()
+    assert known_dead(f"{this_host()}/{proc.pid}/0badcafe", me)
+    assert not known_dead(f"{socket.gethostname()}@1/{proc.pid}/0badcafe", me)
