@@ -2,7 +2,7 @@
 
 Each long-lived resource has one cleanup context, appended in dependency
 order (hashing threads → database → sign-in limits → dev inbox → outbox worker
-→ webhook sender → request processor); aiohttp tears them down in reverse, so
+→ webhook sender → request processor → retention); aiohttp tears them down in reverse, so
 shutdown mirrors startup: no new work is taken, in-flight mail gets its grace
 period, then the sink and the database close.
 """
@@ -26,11 +26,13 @@ from .db import Database
 from .hash_queue import HashQueue
 from .host_users import SqliteAppUsers
 from .i18n import language_middleware
+from .instance import new_instance_id
 from .limits import RateLimiter
 from .login_guard import LoginGuard
 from .login_timing import FailureTiming
 from .logs import install_redaction
 from .loopmon import loop_monitor_ctx
+from .metrics import Metrics
 from .middlewares import (
     allowed_hosts_middleware,
     csrf_middleware,
@@ -50,6 +52,7 @@ from .reset.compose import MailComposer
 from .reset.intake import Intake
 from .reset.processor import RequestProcessor
 from .reset.tokens import TokenCodec, TokenLedger
+from .retention import retention_ctx
 from .routes import setup_routes
 from .session_store import SessionStore
 from .sessions import cookie_storage
@@ -73,7 +76,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     else:
         app[keys.users] = UserStore(db)
     app[keys.ledger] = TokenLedger(db)
-    app[keys.outbox_store] = OutboxStore(db)
+    app[keys.outbox_store] = OutboxStore(db, app[keys.instance_id])
     app[keys.limiter] = RateLimiter(db)
     app[keys.audit] = AuditLog(db)
     app[keys.sessions] = SessionStore(db, cfg.server, app[keys.clock])
@@ -120,7 +123,12 @@ def relay_address(app: web.Application) -> tuple[str, int]:
 
 
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
-    worker = OutboxWorker(app[keys.outbox_store], app[keys.config].mail, lambda: relay_address(app))
+    worker = OutboxWorker(
+        app[keys.outbox_store],
+        app[keys.config].mail,
+        lambda: relay_address(app),
+        metrics=app[keys.metrics],
+    )
     app[keys.outbox_worker] = worker
     await worker.start()
     yield
@@ -159,6 +167,7 @@ async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.limiter],
         app[keys.wake_outbox],
         app[keys.webhook_events],
+        metrics=app[keys.metrics],
     )
     intake = Intake(db.writer, app[keys.config].limits, processor.wake)
     app[keys.intake] = intake
@@ -187,6 +196,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[keys.config] = config
     app[keys.clock] = clock
+    app[keys.instance_id] = new_instance_id()
+    app[keys.metrics] = Metrics()
     app[keys.json_prefixes] = ()  # setup_routes: each API adds its own
     app[keys.csrf_exempt_prefixes] = ()
     app[keys.codec] = TokenCodec(
@@ -215,5 +226,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     if config.webhooks.enabled:
         app.cleanup_ctx.append(webhooks_ctx)
     app.cleanup_ctx.append(requests_ctx)
+    app.cleanup_ctx.append(retention_ctx)
     setup_routes(app)
     return app

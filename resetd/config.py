@@ -28,6 +28,7 @@ SECRET_KEYS = frozenset(
         ("dev_inbox", "password"),
         ("webhooks", "secret"),
         ("dev_inbox", "release_password"),
+        ("metrics", "token"),
     }
 )
 
@@ -70,6 +71,8 @@ class ServerConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     path: str = "resetd.db"
+    # Days of history kept: sent mail, expired tokens, audit events (0: all).
+    keep_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,12 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Bearer token that opens /metrics to other hosts (local requests need none).
+    token: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -197,6 +206,7 @@ class Config:
     users: UsersConfig = field(default_factory=UsersConfig)
     dev_inbox: DevInboxConfig = field(default_factory=DevInboxConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "<defaults>"
 
     @property
@@ -235,4 +245,5 @@ SECTIONS: dict[str, type[Any]] = {
     "users": UsersConfig,
     "dev_inbox": DevInboxConfig,
     "webhooks": WebhooksConfig,
+    "metrics": MetricsConfig,
 }

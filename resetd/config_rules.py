@@ -67,6 +67,11 @@ def validate(cfg: Config) -> None:
     _check_dev_inbox(cfg.dev_inbox)
     _check_webhooks(cfg.webhooks)
     _check_paths(cfg)
+    token = cfg.metrics.token
+    if token and (len(token) < MIN_SECRET_KEY or not token.isascii() or not token.isprintable()):
+        raise ConfigError(
+            f"[metrics] token: use at least {MIN_SECRET_KEY} random printable ASCII characters"
+        )
 
 
 def _check_server(s: ServerConfig) -> None:
@@ -86,6 +91,12 @@ def _check_server(s: ServerConfig) -> None:
         raise ConfigError(
             f"[server] secret_key: too short, use at least {MIN_SECRET_KEY} random characters"
         )
+    for n, fallback in enumerate(s.secret_key_fallbacks, start=1):
+        if len(fallback) < MIN_SECRET_KEY:
+            raise ConfigError(
+                f"[server] secret_key_fallbacks: entry {n} is too short, use at least "
+                f"{MIN_SECRET_KEY} random characters"
+            )
     for pattern in s.allowed_hosts:
         if check_pattern(pattern) is None:
             raise ConfigError(
@@ -334,6 +345,11 @@ def _check_paths(cfg: Config) -> None:
             # An in-memory database exists for one connection only, and each
             # database is written from a thread of its own beside the app's reads.
             raise ConfigError(f"[{section}] path: expected a file, got {path!r}")
+    if not 0 <= cfg.database.keep_days <= 36500:
+        raise ConfigError(
+            "[database] keep_days: expected 0 (keep everything) to 36500 days, "
+            f"got {cfg.database.keep_days}"
+        )
 
 
 def _check_session_lifetimes(cfg: Config) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -133,9 +134,10 @@ class BatchWriter:
 class Database:
     """A migrated aiosqlite connection with serialised write transactions."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: str, schema_version: int = 0) -> None:
         self.conn = conn
         self.path = path
+        self.schema_version = schema_version  # the version its migrations lead to
         self._write_lock = asyncio.Lock()
         self._writer: BatchWriter | None = None
 
@@ -163,7 +165,7 @@ class Database:
         conn.row_factory = sqlite3.Row
         for pragma in PRAGMAS:
             await conn.execute(pragma)
-        db = cls(conn, path)
+        db = cls(conn, path, len(migrations))
         await db._migrate(migrations)
         return db
 
@@ -183,6 +185,20 @@ class Database:
             await self.conn.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
             )
+
+    async def schema_is_current(self) -> bool:
+        """Whether the database's schema version is the one this resetd migrates
+        to (another, newer resetd sharing it may have moved it on). Raises
+        sqlite3.Error when the database does not answer."""
+        row = await self.fetchone("PRAGMA user_version")
+        return row is not None and int(row[0]) == self.schema_version
+
+    async def now(self) -> float:
+        """The clock that processes sharing this database compare: claim leases
+        are read and written with it. Every process on one SQLite file runs on
+        one host, so that is the host's clock; a database server shared by
+        several hosts would answer with its own."""
+        return time.time()
 
     async def close(self) -> None:
         if self._writer is not None:

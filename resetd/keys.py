@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .hash_queue import HashQueue
     from .limits import RateLimiter
     from .login_guard import LoginGuard
+    from .metrics import Metrics
     from .outbox import OutboxStore, OutboxWorker, WebhookEvents, WebhookWorker
     from .passwords import Hasher
     from .reset.compose import MailComposer
@@ -43,6 +44,9 @@ limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
 audit: web.AppKey[AuditLog] = web.AppKey("audit")
 sessions: web.AppKey[SessionStore] = web.AppKey("sessions")
 login_guard: web.AppKey[LoginGuard] = web.AppKey("login_guard")
+metrics: web.AppKey[Metrics] = web.AppKey("metrics")
+# This process's instance id (resetd/instance.py): the owner named by its claims.
+instance_id: web.AppKey[str] = web.AppKey("instance_id")
 # Wall-clock seconds for session lifetimes and sign-in limits (time.time; tests
 # pass a clock they move).
 clock: web.AppKey[Callable[[], float]] = web.AppKey("clock")

@@ -59,6 +59,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             app[keys.hasher], user.password_hash if user else None, password[:1024]
         )
         if user is None or not ok:
+            app[keys.metrics].sign_ins.labels("failed").inc()
             await _audit(request, _failure(attempt), user)
             return await render(
                 request, "login.html", {**ctx, "form_error": _(BAD_LOGIN)}, status=400
@@ -66,6 +67,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         await attempt.succeeded()
     # In good standing now: the password was right.
     user = await _upgrade_hash(app, user, password, Standing(attempt.standing.client))
+    app[keys.metrics].sign_ins.labels("success").inc()
     await _audit(request, "success", user)
     await sign_in(request, user, remember)
     raise web.HTTPSeeOther(location="/")
@@ -115,6 +117,10 @@ async def _upgrade_hash(app: web.Application, user: User, password: str, who: St
 
 async def refused_page(request: web.Request, refused: SigninRefused) -> web.Response:
     """The sign-in page for an attempt the guard refused, with its Retry-After."""
+    metrics = request.app[keys.metrics]
+    metrics.sign_ins.labels("refused").inc()
+    if refused.status == 429:  # a limit, not a full hashing queue (503)
+        metrics.rate_limited.labels("sign_in").inc()
     # The same page whatever was typed (the username is not echoed), so known and
     # unknown accounts cannot be told apart by it.
     form = await request.post()  # already read, kept by aiohttp

@@ -24,7 +24,9 @@ def setup_routes(app: web.Application) -> None:
         r.add_get("/static/{filename:.+}", static_handler(static_dirs(cfg.server)), name="static")
     else:
         r.add_static("/static", STATIC_DIR, name="static")
+    r.add_get("/healthz", health.healthz, name="healthz")
     r.add_get("/readyz", health.readyz, name="readyz")
+    r.add_get("/metrics", health.metrics, name="metrics")
     if cfg.dev_inbox.enabled:
         from .inbox import add_inbox_routes
 

@@ -124,4 +124,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'mail';
     """,
+    # 10: which process holds each claimed outbox mail (its instance id), so that
+    # another one sharing the database releases only claims whose lease ran out
+    # or whose owner died; and indexes for pruning by age ([database] keep_days).
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    CREATE INDEX outbox_sent_at ON outbox (sent_at) WHERE status = 'sent';
+    CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);
+    """,
 ]

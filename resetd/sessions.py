@@ -2,8 +2,10 @@
 
 Sessions are aiohttp-session's encrypted cookies (Fernet), keyed from the
 secret by HKDF; nothing lives in process memory, so any instance can serve any
-request. A signed-in session stores the user id, the user's fingerprint
-(password hash + email digest) and the id of its row in the ``sessions`` table
+request. Cookies are written with ``[server] secret_key`` and read with it or
+any of ``secret_key_fallbacks``, so a key rotates one instance at a time. A
+signed-in session stores the user id, the user's fingerprint (password hash +
+email digest) and the id of its row in the ``sessions`` table
 (:mod:`resetd.session_store`). It is signed in only while that row is live
 (signing out deletes it; idle and absolute lifetimes end it) and the
 fingerprint matches: a changed password or email ends every session of that
@@ -12,15 +14,18 @@ user on its next request.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import secrets
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 from aiohttp_session import Session, get_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from cryptography import fernet
 
 from . import keys
 from .config import Config
@@ -34,6 +39,19 @@ warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_ses
 COOKIE_NAME = "resetd_session"
 
 
+class RotatingFernet(fernet.Fernet):
+    """Encrypts with the first key, decrypts with any of them (a key rotation:
+    the first is the current secret's, the others its fallbacks')."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        wrapped = [fernet.Fernet(base64.urlsafe_b64encode(k)) for k in keys]
+        super().__init__(base64.urlsafe_b64encode(keys[0]))
+        self._any = fernet.MultiFernet(wrapped)
+
+    def decrypt(self, token: bytes | str, ttl: int | None = None) -> bytes:
+        return self._any.decrypt(token, ttl)
+
+
 class SessionCookies(EncryptedCookieStorage):
     """The cookie lasts the browser session, or, once "remember me" was ticked,
     ``[server] session_remember_max_age`` from its latest write.
@@ -43,8 +61,8 @@ class SessionCookies(EncryptedCookieStorage):
     become a browser-session cookie; the flag rides in the cookie instead. The
     server enforces the lifetimes either way (:mod:`resetd.session_store`)."""
 
-    def __init__(self, key: bytes, remember_seconds: int, **kwargs: Any) -> None:
-        super().__init__(key, **kwargs)
+    def __init__(self, keys: Sequence[bytes], remember_seconds: int, **kwargs: Any) -> None:
+        super().__init__(RotatingFernet(keys), **kwargs)
         self._remember_seconds = remember_seconds
 
     async def save_session(
@@ -56,9 +74,11 @@ class SessionCookies(EncryptedCookieStorage):
 
 
 def cookie_storage(cfg: Config) -> EncryptedCookieStorage:
-    key = derive_key(cfg.server.secret_key, b"resetd session v1")  # raw 32 bytes
+    secrets_in_order = (cfg.server.secret_key, *cfg.server.secret_key_fallbacks)
+    # Raw 32-byte keys, the current one first.
+    keys = [derive_key(secret, b"resetd session v1") for secret in secrets_in_order]
     return SessionCookies(
-        key,
+        keys,
         cfg.server.session_remember_max_age,
         cookie_name=COOKIE_NAME,
         httponly=True,

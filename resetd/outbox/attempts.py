@@ -56,6 +56,16 @@ def expired(mail: OutgoingMail) -> bool:
     return mail.expires_at is not None and time.time() >= mail.expires_at
 
 
+def claim_lost(mail: OutgoingMail) -> None:
+    """Say that this process's claim on ``mail`` ended before its outcome was
+    recorded (its lease ran out, and another process took the mail over)."""
+    log.warning(
+        "outbox: mail=%d: no longer claimed by this instance (its lease ran out); "
+        "outcome left to the instance that holds it",
+        mail.id,
+    )
+
+
 class Attempts:
     """Records and logs the outcome of each attempt at one mail."""
 
@@ -68,8 +78,10 @@ class Attempts:
         self.log(logging.INFO, mail, started, "sent")
 
     async def rejected(self, mail: OutgoingMail, error: str, started: float) -> None:
-        await self.store.mark_failed(mail, error, "rejected")
-        self.log(logging.WARNING, mail, started, "failed", error=error)
+        if await self.store.mark_failed(mail, error, "rejected"):
+            self.log(logging.WARNING, mail, started, "failed", error=error)
+        else:
+            claim_lost(mail)
 
     async def retry_later(
         self, mail: OutgoingMail, error: str, started: float = 0.0, level: int = logging.INFO
@@ -78,8 +90,10 @@ class Attempts:
         if self.aborting:
             # Our shutdown cut it, not the relay: due again as soon as we are back.
             error = f"interrupted by shutdown ({error})"
-            await self.store.schedule_retry(mail.id, now, error)
-            self.log(logging.INFO, mail, started, "interrupted", error=error)
+            if await self.store.schedule_retry(mail.id, now, error):
+                self.log(logging.INFO, mail, started, "interrupted", error=error)
+            else:
+                claim_lost(mail)
             return
         if mail.expires_at is not None and now >= mail.expires_at:
             await self.expire(mail, started, error)
@@ -87,15 +101,19 @@ class Attempts:
         deadline = mail.created_at + self.cfg.max_age
         if now >= deadline:
             error = f"gave up after {mail.attempts} attempts: {error}"
-            await self.store.mark_failed(mail, error, "gave_up")
-            self.log(logging.WARNING, mail, started, "gave_up", error=error)
+            if await self.store.mark_failed(mail, error, "gave_up"):
+                self.log(logging.WARNING, mail, started, "gave_up", error=error)
+            else:
+                claim_lost(mail)
             return
         delay = backoff(mail.attempts, self.cfg.retry_base, self.cfg.backoff_cap)
         at = min(now + delay, deadline)  # one last try at max_age, not after it
         if mail.expires_at is not None:
             at = min(at, mail.expires_at)  # due when its link dies, to be failed then
-        await self.store.schedule_retry(mail.id, at, error)
-        self.log(level, mail, started, "retry", error=error, retry_in=at - now)
+        if await self.store.schedule_retry(mail.id, at, error):
+            self.log(level, mail, started, "retry", error=error, retry_in=at - now)
+        else:
+            claim_lost(mail)
 
     async def expire(self, mail: OutgoingMail, started: float, error: str | None) -> None:
         """The link in ``mail`` is dead: sending it now would only confuse its reader.
@@ -103,8 +121,10 @@ class Attempts:
         reason = "link expired before delivery"
         if error is not None:
             reason += f" (last error: {error})"
-        await self.store.mark_failed(mail, reason, "expired", keep_last_error=error is None)
-        self.log(logging.WARNING, mail, started, "expired", error=reason)
+        if await self.store.mark_failed(mail, reason, "expired", keep_last_error=error is None):
+            self.log(logging.WARNING, mail, started, "expired", error=reason)
+        else:
+            claim_lost(mail)
 
     def log(
         self,

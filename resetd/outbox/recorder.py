@@ -14,6 +14,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 
+from .attempts import claim_lost
 from .store import OutboxStore, OutgoingMail
 
 log = logging.getLogger("resetd.outbox")
@@ -79,8 +80,11 @@ class SentRecorder:
         """Record acceptance, trying hard: a mail left unmarked would be sent twice."""
         for pause in (0.1, 0.5, 1.0, 2.0):
             try:
-                await self.store.mark_sent(batch)
-                return
+                lost = await self.store.mark_sent(batch)
+                break
             except sqlite3.OperationalError:  # e.g. locked by another process
                 await asyncio.sleep(pause)
-        await self.store.mark_sent(batch)
+        else:
+            lost = await self.store.mark_sent(batch)
+        for mail in lost:
+            claim_lost(mail)

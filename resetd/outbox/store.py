@@ -1,8 +1,13 @@
 """Storage for step 3: every SQL statement about the ``outbox`` table.
 
-Rows are claimed with a lease (``claimed_until``), marked sent or failed in the
-same transaction as their audit row, and released again on shutdown or after a
-crash. :mod:`resetd.outbox.worker` holds the worker that drives them.
+Rows are claimed by one process (``claimed_by``, its instance id from
+:mod:`resetd.instance`) with a lease (``claimed_until``) that the owner renews
+while it works on them. Only the owner marks a row sent, failed or due again,
+and only while its claim still stands (``… WHERE claimed_by = me``), each in
+the same transaction as its audit row. Another process sharing the database
+takes a claim over only once its lease ran out or its owner is known dead, so
+an instance starting while another sends never sends the same mail.
+:mod:`resetd.outbox.worker` holds the worker that drives them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import aiosqlite
 
 from ..audit import AuditLog
 from ..db import Database, Row, insert_rows
+from ..instance import known_dead, new_instance_id
 from ..reset.compose import ComposedMail
 
 
@@ -81,11 +87,21 @@ class OutboxEntry:
     channel: str = "mail"
 
 
-class OutboxStore:
-    """Every SQL statement about the outbox."""
+class Backlog(NamedTuple):
+    """What waits in the outbox, for ``/metrics``."""
 
-    def __init__(self, db: Database) -> None:
+    pending: int
+    failed: int
+    oldest_pending_age: float  # seconds; 0 when nothing is pending
+
+
+class OutboxStore:
+    """Every SQL statement about the outbox, for the process named ``owner`` (a
+    fresh instance id when not given)."""
+
+    def __init__(self, db: Database, owner: str | None = None) -> None:
         self.db = db
+        self.owner = new_instance_id() if owner is None else owner
 
     @staticmethod
     async def enqueue(
@@ -140,25 +156,53 @@ class OutboxStore:
         insert_rows(conn, "outbox", EVENT_COLUMNS, [_event_row(e, now) for e in events])
 
     async def recover(self, channel: str = "mail") -> int:
-        """At start: release claims a previous run left behind (it died mid-send) and
-        make every pending row of ``channel`` due now, since a restart often follows
-        a fix to the relay's or the webhook's settings. Returns how many were
-        mid-send. Each channel's worker recovers its own rows only, so that one
-        starting late never releases what the other has just claimed."""
-        now = time.time()
-        async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "UPDATE outbox SET claimed_until = NULL "
-                "WHERE status = 'pending' AND claimed_until IS NOT NULL AND channel = ?",
-                (channel,),
-            )
-            interrupted = cur.rowcount
-            await conn.execute(
-                "UPDATE outbox SET next_attempt_at = ? "
-                "WHERE status = 'pending' AND next_attempt_at > ? AND channel = ?",
-                (now, now, channel),
-            )
-        return interrupted
+        """At start: release the claims left behind by processes that died mid-send
+        (see :meth:`release_orphans`; claims of live ones are left alone) and make
+        every unclaimed pending row of ``channel`` due now, since a restart often
+        follows a fix to the relay's or the webhook's settings. Returns how many
+        claims were released."""
+        released = await self.release_orphans()
+        now = await self.db.now()
+        await self.db.execute(
+            "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' "
+            "AND claimed_until IS NULL AND next_attempt_at > ? AND channel = ?",
+            (now, now, channel),
+        )
+        return released
+
+    async def release_orphans(self) -> int:
+        """Release claims whose lease ran out or whose owner is known dead (on this
+        host, its process gone: :func:`~resetd.instance.known_dead`). A claim
+        that names no owner was made by a resetd from before owners were
+        recorded, which may still be running beside a newer one during an
+        upgrade: it lasts until its lease runs out. Returns how many."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT claimed_by FROM outbox "
+            "WHERE status = 'pending' AND claimed_until IS NOT NULL AND claimed_by IS NOT NULL"
+        )
+        dead = [r[0] for r in rows if known_dead(r[0], self.owner)]
+        marks = ", ".join("?" * len(dead)) or "NULL"
+        now = await self.db.now()
+        return await self.db.execute(
+            "UPDATE outbox SET claimed_until = NULL, claimed_by = NULL "
+            "WHERE status = 'pending' AND claimed_until IS NOT NULL AND (claimed_until < ? "
+            f"OR claimed_by IN ({marks}))",
+            (now, *dead),
+        )
+
+    async def renew(self, mail_ids: Collection[int], lease: float) -> int:
+        """Extend this process's claims on ``mail_ids`` to ``lease`` seconds from
+        now; returns how many it still holds. A claim left out lapses: a mail
+        whose outcome could not be recorded is claimed and sent again then."""
+        if not mail_ids:
+            return 0
+        now = await self.db.now()
+        marks = ", ".join("?" * len(mail_ids))
+        return await self.db.execute(
+            f"UPDATE outbox SET claimed_until = ? WHERE id IN ({marks}) AND claimed_by = ? "
+            "AND status = 'pending'",
+            (now + lease, *mail_ids, self.owner),
+        )
 
     async def claim_due(
         self, limit: int, lease: float, held: Collection[int] = (), channel: str = "mail"
@@ -168,7 +212,10 @@ class OutboxStore:
 
         ``held`` are ids this process already has in hand; they are never claimed
         twice even if their lease ran out during a slow send."""
-        rows = await self.db.writer.run(_claim, time.time(), lease, limit, frozenset(held), channel)
+        now = await self.db.now()
+        rows = await self.db.writer.run(
+            _claim, self.owner, now, lease, limit, frozenset(held), channel
+        )
         return [
             OutgoingMail(
                 id=r["id"],
@@ -186,53 +233,63 @@ class OutboxStore:
         ]
 
     async def next_due_at(self, channel: str = "mail") -> float | None:
-        """When the earliest unclaimed pending row of ``channel`` is due; None when
-        there is none."""
+        """When the earliest pending row of ``channel`` this process could claim is
+        due (another process's claim first has to run out); None when there is none."""
         row = await self.db.fetchone(
-            "SELECT MIN(next_attempt_at) AS due FROM outbox "
-            "WHERE status = 'pending' AND claimed_until IS NULL AND channel = ?",
-            (channel,),
+            "SELECT MIN(CASE WHEN claimed_until IS NULL THEN next_attempt_at"
+            " ELSE MAX(next_attempt_at, claimed_until) END) AS due FROM outbox "
+            "WHERE status = 'pending' AND channel = ? AND (claimed_by IS NULL OR claimed_by != ?)",
+            (channel, self.owner),
         )
         if row is None or row["due"] is None:
             return None
         return float(row["due"])
 
-    async def mark_sent(self, mails: Sequence[OutgoingMail]) -> None:
+    async def mark_sent(self, mails: Sequence[OutgoingMail]) -> list[OutgoingMail]:
         """Record that the relay accepted ``mails``, with their audit rows, in one
-        transaction."""
+        transaction. Only mails this process still holds are marked; returns
+        those it no longer held (another process took them over)."""
         if not mails:
-            return
-        await self.db.writer.run(_mark_sent, mails, time.time())
+            return []
+        marked = await self.db.writer.run(_mark_sent, self.owner, mails, time.time())
+        return [m for m in mails if m.id not in marked]
 
     async def mark_failed(
         self, mail: OutgoingMail, error: str, why: str, *, keep_last_error: bool = False
-    ) -> None:
+    ) -> bool:
         """Failed for good with ``error``, audited as ``mail_failed`` (or
         ``webhook_failed``) with the short ``why`` (rejected, gave_up, expired).
-        ``keep_last_error`` appends the error recorded by the previous attempt."""
+        ``keep_last_error`` appends the error recorded by the previous attempt.
+        Returns False, recording nothing, when this process no longer holds it."""
         if keep_last_error:
             text = "substr(? || COALESCE(' (last error: ' || last_error || ')', ''), 1, 500)"
         else:
             text = "substr(?, 1, 500)"
         async with self.db.transaction() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 f"UPDATE outbox SET status = 'failed', claimed_until = NULL, last_error = {text} "
-                "WHERE id = ?",
-                (error, mail.id),
+                "WHERE id = ? AND claimed_by = ? AND status = 'pending'",
+                (error, mail.id, self.owner),
             )
+            if cur.rowcount == 0:
+                return False
             await AuditLog.record(
                 conn,
                 f"{mail.audit_prefix}_failed",
                 f"{mail.audit_outcome} {why}",
                 user_id=mail.user_id,
             )
+        return True
 
-    async def schedule_retry(self, mail_id: int, at: float, error: str) -> None:
-        await self.db.execute(
-            "UPDATE outbox SET next_attempt_at = ?, last_error = ?, claimed_until = NULL "
-            "WHERE id = ?",
-            (at, error[:500], mail_id),
+    async def schedule_retry(self, mail_id: int, at: float, error: str) -> bool:
+        """Due again at ``at``, claim given up; False when this process no longer
+        held the mail (nothing is changed then)."""
+        changed = await self.db.execute(
+            "UPDATE outbox SET next_attempt_at = ?, last_error = ?, claimed_until = NULL, "
+            "claimed_by = NULL WHERE id = ? AND claimed_by = ? AND status = 'pending'",
+            (at, error[:500], mail_id, self.owner),
         )
+        return changed > 0
 
     async def release(self, mail_ids: Collection[int]) -> None:
         """Give back claims that were never attempted (shutdown); attempts are refunded."""
@@ -241,9 +298,10 @@ class OutboxStore:
         async with self.db.transaction() as conn:
             marks = ", ".join("?" * len(mail_ids))
             await conn.execute(
-                "UPDATE outbox SET claimed_until = NULL, attempts = attempts - 1 "
-                f"WHERE id IN ({marks}) AND status = 'pending'",
-                tuple(mail_ids),
+                "UPDATE outbox SET claimed_until = NULL, claimed_by = NULL, "
+                f"attempts = attempts - 1 WHERE id IN ({marks}) AND status = 'pending' "
+                "AND claimed_by = ?",
+                (*mail_ids, self.owner),
             )
 
     async def counts(self) -> dict[str, int]:
@@ -252,6 +310,20 @@ class OutboxStore:
         out = {"pending": 0, "sent": 0, "failed": 0}
         out.update({r["status"]: int(r["n"]) for r in rows})
         return out
+
+    async def backlog(self, now: float) -> Backlog:
+        """Pending and failed mail, and how long the oldest pending one has waited."""
+        rows = await self.db.fetchall(
+            "SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox "
+            "WHERE status IN ('pending', 'failed') GROUP BY status"
+        )
+        by = {r["status"]: r for r in rows}
+        pending = by.get("pending")
+        oldest = max(0.0, now - float(pending["oldest"])) if pending is not None else 0.0
+        failed = by.get("failed")
+        return Backlog(
+            int(pending["n"]) if pending else 0, int(failed["n"]) if failed else 0, oldest
+        )
 
     async def list(self, include_sent: bool = False) -> list[OutboxEntry]:
         """Pending and failed mail (and sent, if asked), oldest first."""
@@ -282,7 +354,8 @@ class OutboxStore:
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, "
-                f"attempts = 0 WHERE {which} AND (expires_at IS NULL OR expires_at > ?)",
+                "attempts = 0, claimed_until = NULL, claimed_by = NULL "
+                f"WHERE {which} AND (expires_at IS NULL OR expires_at > ?)",
                 (now, now, *args, now),
             )
             queued = cur.rowcount
@@ -295,6 +368,7 @@ class OutboxStore:
 
 def _claim(
     conn: sqlite3.Connection,
+    owner: str,
     now: float,
     lease: float,
     limit: int,
@@ -314,25 +388,36 @@ def _claim(
     if rows:
         marks = ", ".join("?" * len(rows))
         conn.execute(
-            f"UPDATE outbox SET claimed_until = ?, attempts = attempts + 1 WHERE id IN ({marks})",
-            (now + lease, *(r["id"] for r in rows)),
+            "UPDATE outbox SET claimed_until = ?, claimed_by = ?, attempts = attempts + 1 "
+            f"WHERE id IN ({marks})",
+            (now + lease, owner, *(r["id"] for r in rows)),
         )
     return rows
 
 
-def _mark_sent(conn: sqlite3.Connection, mails: Sequence[OutgoingMail], now: float) -> None:
-    """OutboxStore.mark_sent's transaction, in the database's writer thread."""
+def _mark_sent(
+    conn: sqlite3.Connection, owner: str, mails: Sequence[OutgoingMail], now: float
+) -> set[int]:
+    """OutboxStore.mark_sent's transaction, in the database's writer thread;
+    returns the ids it marked."""
     marks = ", ".join("?" * len(mails))
-    conn.execute(
+    rows = conn.execute(
         "UPDATE outbox SET status = 'sent', sent_at = ?, claimed_until = NULL, "
-        f"last_error = NULL, message = ? WHERE id IN ({marks})",
+        f"last_error = NULL, message = ? WHERE id IN ({marks}) AND claimed_by = ? "
+        "AND status = 'pending' RETURNING id",
         # The body held a live reset link; once delivered there is no reason to keep it.
-        (now, b"", *(m.id for m in mails)),
-    )
+        (now, b"", *(m.id for m in mails), owner),
+    ).fetchall()
+    marked = {int(r[0]) for r in rows}
     AuditLog.record_many(
         conn,
-        [(f"{m.audit_prefix}_sent", m.audit_outcome, m.user_id, None, None) for m in mails],
+        [
+            (f"{m.audit_prefix}_sent", m.audit_outcome, m.user_id, None, None)
+            for m in mails
+            if m.id in marked
+        ],
     )
+    return marked
 
 
 OUTBOX_COLUMNS = (

@@ -20,8 +20,14 @@ A refused connection or a 421 slows down the whole relay, not one mail: the
 connections share a :class:`~resetd.outbox.gate.RelayGate`, and a connection
 without a session takes mail only once the gate admits it.
 
-A crash (even ``kill -9``) leaves rows ``pending``; the next start releases
-their claims and sends them: at-least-once, and in practice exactly once.
+Each claim names this process and carries a short lease, renewed while the
+mail is in hand (queued, sending, or accepted and not yet marked). Another
+instance on the same database, starting or running, leaves those claims
+alone, so a mail in the middle of a slow send is never sent twice. A crash
+(even ``kill -9``) leaves rows ``pending``: the next start on this host, or
+any instance sharing the database, releases their claims at once (the owner's
+process is gone) or once their lease ran out (another host), and sends them:
+at-least-once, and in practice exactly once.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from functools import partial
 from typing import Protocol
 
 from ..config import MailConfig
+from ..metrics import Metrics
 from .attempts import Attempts, expired, redact
 from .failures import PermanentFailure, SessionRefused, TemporaryFailure
 from .gate import RelayGate
@@ -82,6 +89,13 @@ class OutboxWorker:
     """
 
     PER_CONNECTION = 8  # mails claimed ahead per connection
+    # Seconds a claim lasts unless renewed, and between renewals: a renewal may
+    # wait out a few busy timeouts of a database locked by another process and
+    # still come in time. A crashed instance's mail waits this long before
+    # another host takes it over (on its own host, no wait: its pid is gone).
+    LEASE = 60.0
+    RENEW_EVERY = 10.0
+    ORPHANS_EVERY = 5.0  # seconds between looks for claims of dead instances
 
     def __init__(
         self,
@@ -91,9 +105,12 @@ class OutboxWorker:
         *,
         grace: float | None = None,
         connections: Sequence[RelayConnection] | None = None,
+        lease: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.cfg = cfg
+        self.metrics = metrics
         self.relay = relay
         self.attempts = Attempts(store, cfg)
         self.gate = RelayGate(cfg.pool_size, cfg.retry_base, cfg.backoff_cap)
@@ -105,11 +122,11 @@ class OutboxWorker:
         self.capacity = self.PER_CONNECTION * len(self.connections)
         # Claim again once the queue is down to one waiting mail per connection.
         self.low_water = len(self.connections)
-        # Claims are a safety net for a mail whose outcome could not be recorded;
-        # mail this process holds is never claimed twice, however slow the relay.
-        # Another process must not claim it either while it waits for the relay's
-        # turn (up to backoff_cap) and then for the end-of-data reply.
-        self.lease = cfg.backoff_cap + cfg.data_timeout + 6 * cfg.timeout + 60
+        # Mail this process holds is never claimed twice, however slow the relay;
+        # another process leaves it alone while the renewed lease stands, even
+        # through the relay's turn (up to backoff_cap) and the end-of-data reply.
+        self.lease = self.LEASE if lease is None else lease
+        self.renew_every = min(self.RENEW_EVERY, self.lease / 4)
         self._status_store = RelayStatusStore(store.db)
         self._published: RelayStatus | None = None  # the status last saved
         self._publishing = asyncio.Lock()
@@ -121,7 +138,14 @@ class OutboxWorker:
         self._recorder = SentRecorder(store, self.lease, self._recorded)
         self._stopping = False
         self._dispatcher: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._sender_tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def running(self) -> bool:
+        """Whether every task of the worker is alive (for ``/readyz``)."""
+        tasks = [self._dispatcher, self._renewer, *self._sender_tasks]
+        return not self._stopping and all(t is not None and not t.done() for t in tasks)
 
     def _recorded(self, batch: list[OutgoingMail]) -> None:
         self._held.difference_update(m.id for m in batch)
@@ -136,15 +160,17 @@ class OutboxWorker:
         await self._status_store.clear()
         counts = await self.store.counts()
         log.info(
-            "outbox: pending=%d failed=%d sent=%d pool_size=%d",
+            "outbox: pending=%d failed=%d sent=%d pool_size=%d instance=%s",
             counts["pending"],
             counts["failed"],
             counts["sent"],
             len(self.connections),
+            self.store.owner,
         )
         if interrupted:
             log.info("outbox: %d mail(s) were mid-send when the last run ended", interrupted)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="outbox-dispatch")
+        self._renewer = asyncio.create_task(self._renew(), name="outbox-renew")
         self._recorder.start()
         self._sender_tasks = [
             asyncio.create_task(self._send_loop(c), name=f"outbox-sender-{i}")
@@ -193,6 +219,9 @@ class OutboxWorker:
             await asyncio.gather(*busy, return_exceptions=True)
         # Bounded: marking sent gives up after a few seconds of a locked database.
         await self._recorder.stop(within=self.grace + 10)
+        if self._renewer is not None:  # after the last outcome: nothing is held now
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
         for conn in self.connections:
             await conn.close()
         if unsent or self._given_back:
@@ -201,12 +230,33 @@ class OutboxWorker:
                 len(unsent) + self._given_back,
             )
 
+    async def _renew(self) -> None:
+        """Keep this process's claims alive while it holds their mail."""
+        while True:
+            await asyncio.sleep(self.renew_every)
+            held = list(self._held)
+            try:
+                kept = await self.store.renew(held, self.lease)
+            except Exception:  # the lease has slack for a few failed renewals
+                log.exception("outbox: could not renew the claims on %d mail(s)", len(held))
+                continue
+            if kept < len(held):
+                # Recorded meanwhile, or taken over after a lapse: only the second
+                # is news, and the outcome's conditional update reports it.
+                log.debug("outbox: %d of %d claim(s) renewed", kept, len(held))
+
     async def _dispatch(self) -> None:
+        orphans_at = time.monotonic() + self.ORPHANS_EVERY
         while not self._stopping:
             # Cleared before looking, so a wake() during the look is not lost.
             self._wake.clear()
             try:
                 wait = 1.0  # also the pace at which other processes' changes are seen
+                if time.monotonic() >= orphans_at:
+                    # Another instance on this host may have died holding mail.
+                    orphans_at = time.monotonic() + self.ORPHANS_EVERY
+                    if released := await self.store.release_orphans():
+                        log.info("outbox: took over %d mail(s) of a stopped instance", released)
                 room = self.capacity - len(self._held)
                 if room > 0 and self._queue.qsize() <= self.low_water:
                     claimed = await self.store.claim_due(room, self.lease, self._held)
@@ -320,24 +370,37 @@ class OutboxWorker:
             return False
         try:
             await conn.send(mail.sender, mail.recipient, mail.message, then)
-        except PermanentFailure as exc:
-            await self.attempts.rejected(mail, redact(str(exc)), started)
-        except SessionRefused as exc:
-            # A settings problem (credentials, TLS) that no retry of ours fixes:
-            # loud, but the mail stays queued for when it is fixed.
-            await self.attempts.retry_later(mail, redact(str(exc)), started, level=logging.ERROR)
-        except TemporaryFailure as exc:
-            await self.attempts.retry_later(mail, redact(str(exc)), started)
+        except (PermanentFailure, TemporaryFailure) as exc:
+            if self.metrics is not None:
+                self.metrics.reply(str(exc))
+            await self._failed(mail, exc, started)
         except Exception as exc:  # a bug, not the relay: keep the mail, back off, say so
             log.exception("outbox: mail=%d: unexpected error while sending", mail.id)
             await self.attempts.retry_later(mail, f"internal error: {type(exc).__name__}", started)
         else:
+            if self.metrics is not None:
+                self.metrics.reply(None)
+                self.metrics.delivered(mail.created_at)
             self.attempts.accepted(mail, started)
             return True
         finally:
             if self.gate.status is not self._published:
                 await self._publish_status()
         return False
+
+    async def _failed(
+        self, mail: OutgoingMail, exc: PermanentFailure | TemporaryFailure, started: float
+    ) -> None:
+        """Record a refused or failed attempt by what kind of failure it was."""
+        error = redact(str(exc))
+        if isinstance(exc, PermanentFailure):
+            await self.attempts.rejected(mail, error, started)
+        elif isinstance(exc, SessionRefused):
+            # A settings problem (credentials, TLS) that no retry of ours fixes:
+            # loud, but the mail stays queued for when it is fixed.
+            await self.attempts.retry_later(mail, error, started, level=logging.ERROR)
+        else:
+            await self.attempts.retry_later(mail, error, started)
 
     async def _publish_status(self) -> None:
         """Save the relay's state for ``resetd outbox`` when it changed."""

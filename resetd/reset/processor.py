@@ -29,6 +29,7 @@ from ..audit import AuditLog
 from ..db import Database
 from ..errors import UnsendableAddress
 from ..limits import RateLimiter
+from ..metrics import Metrics
 from ..outbox import RESET_REQUESTED, NewEvent, NewMail, OutboxStore, WebhookEvents
 from ..users import AccountStore, User, fingerprint, pick
 from .compose import MailComposer
@@ -53,11 +54,13 @@ class RequestProcessor:
         limiter: RateLimiter,
         mail_queued: Callable[[], None],
         events: WebhookEvents | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``mail_queued`` is called after a batch put mail in the outbox (the
         outbox worker's wake-up); ``limiter`` is purged with the old requests;
         ``events`` makes a ``reset.requested`` event beside each reset mail when
-        ``[webhooks] events`` asks for it."""
+        ``[webhooks] events`` asks for it; ``metrics`` counts the requests this
+        instance processed, by outcome."""
         self.db = db
         self.users = users
         self.codec = codec
@@ -65,6 +68,7 @@ class RequestProcessor:
         self.limiter = limiter
         self.mail_queued = mail_queued
         self.events = events
+        self.metrics = metrics
         self.queue = RequestQueue(db)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -146,8 +150,10 @@ class RequestProcessor:
                 outcomes.append(self._mail(req, user))
             except Exception as exc:  # anything: one request must never hold the queue
                 outcomes.append(_set_aside(req, user.id, exc))
-        queued_mails = await self._record(outcomes)
-        if queued_mails:
+        recorded = await self._record(outcomes)
+        if self.metrics is not None:
+            self.metrics.reset_outcomes(recorded)
+        if "mail_queued" in recorded:
             self.mail_queued()
         return len(pending)
 
@@ -176,11 +182,12 @@ class RequestProcessor:
             event = self.events.make(RESET_REQUESTED, user.id, user.email, time.time())
         return Outcome(req, "mail_queued", user.id, claims, new, event=event)
 
-    async def _record(self, outcomes: list[Outcome]) -> int:
+    async def _record(self, outcomes: list[Outcome]) -> list[str]:
         """Record the batch in one transaction; if the database refuses it, each
-        outcome alone, setting aside those it still refuses. Returns how many
-        mails were queued. An OperationalError (locked, full, unreadable) is the
-        database's state, not a request's: it is raised, and the batch retried."""
+        outcome alone, setting aside those it still refuses. Returns the audit
+        outcomes of the requests this instance claimed. An OperationalError
+        (locked, full, unreadable) is the database's state, not a request's: it
+        is raised, and the batch retried."""
         writer = self.db.writer
         try:
             return await writer.run(_claim_and_record, outcomes, time.time())
@@ -188,18 +195,18 @@ class RequestProcessor:
             raise
         except Exception:  # a value or a row the database refuses: find whose
             log.exception("reset requests: a batch of %d was refused; one by one", len(outcomes))
-        queued = 0
+        recorded: list[str] = []
         for outcome in outcomes:
             try:
-                queued += await writer.run(_claim_and_record, [outcome], time.time())
+                recorded += await writer.run(_claim_and_record, [outcome], time.time())
             except sqlite3.OperationalError:
                 raise
             except Exception as exc:
                 if outcome.failure is not None:
                     raise  # even its bare set-aside is refused
                 aside = _set_aside(outcome.request, outcome.user_id, exc)
-                await writer.run(_claim_and_record, [aside], time.time())
-        return queued
+                recorded += await writer.run(_claim_and_record, [aside], time.time())
+        return recorded
 
 
 class Outcome(NamedTuple):
@@ -235,9 +242,9 @@ def _set_aside(req: QueuedRequest, user_id: int | str | None, exc: BaseException
     return Outcome(req, f"failed {short}", user_id, None, None, f"{who}{detail}")
 
 
-def _claim_and_record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int:
+def _claim_and_record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> list[str]:
     """Claim the requests and record what came of those claimed, in one transaction
-    (in the database's writer thread); returns how many mails were queued."""
+    (in the database's writer thread); returns the audit outcomes of those claimed."""
     claimed = RequestQueue.claim(conn, [o.request.id for o in outcomes], now)
     mine = [o for o in outcomes if o.request.id in claimed]
     TokenLedger.record_many(conn, [o.claims for o in mine if o.claims is not None])
@@ -248,7 +255,7 @@ def _claim_and_record(conn: sqlite3.Connection, outcomes: list[Outcome], now: fl
         conn, [(o.request.id, o.failure) for o in mine if o.failure is not None]
     )
     AuditLog.record_many(conn, [_audit_row(o) for o in mine])
-    return len(mails)
+    return [o.audit_outcome for o in mine]
 
 
 def _audit_row(o: Outcome) -> tuple[str, str, int | str | None, str | None, str | None]:

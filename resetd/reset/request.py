@@ -49,6 +49,7 @@ async def request_page(request: web.Request) -> web.StreamResponse:
         Submission(email_norm, client_ip(request), user_agent(request), email, i18n.current())
     )
     if retry_after is not None:
+        request.app[keys.metrics].rate_limited.labels("reset_ip").inc()
         raise web.HTTPTooManyRequests(
             headers={"Retry-After": str(retry_after)},
             text=_("Too many password reset requests from your network; please wait and retry."),
