@@ -159,11 +159,13 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
     )
     app[keys.composer] = MailComposer(config.mail.sender, config.server.public_url)
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(template_dir()),
         autoescape=jinja2.select_autoescape(["html"]),
     )
+    # Every page's links, forms and assets start with it: "" or e.g. "/auth".
+    env.globals["prefix"] = config.prefix
     app.on_response_prepare.append(security_headers)
 
     app.cleanup_ctx.append(loop_monitor_ctx)

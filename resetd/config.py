@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 # The shipped development value; `serve` refuses it unless resetd is local only.
 DEV_SECRET_KEY = "dev-only-secret-change-me-before-deploying-resetd"  # noqa: S105
@@ -158,8 +159,15 @@ class Config:
 
     @property
     def public_origin(self) -> str:
-        """``scheme://host[:port]`` of public_url, no trailing slash."""
+        """public_url without its trailing slash: ``scheme://host[:port]`` and the
+        path resetd is served under, if any (links in mail start with it)."""
         return self.server.public_url.rstrip("/")
+
+    @property
+    def prefix(self) -> str:
+        """The path of public_url without its trailing slash: ``""`` (the whole
+        host, the default) or e.g. ``"/auth"``. Every route is served under it."""
+        return urlsplit(self.server.public_url).path.rstrip("/")
 
     @property
     def is_https(self) -> bool:
@@ -167,7 +175,7 @@ class Config:
 
     @property
     def login_location(self) -> str:
-        return self.server.login_url or "/login"
+        return self.server.login_url or f"{self.prefix}/login"
 
     @property
     def relay_is_inbox(self) -> bool:

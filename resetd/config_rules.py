@@ -74,6 +74,7 @@ def _check_server(s: ServerConfig) -> None:
         )
     if parts.query or parts.fragment:
         raise ConfigError("[server] public_url: must not contain a query or fragment")
+    _check_public_path(s.public_url, parts.path)
     if not s.secret_key:
         raise ConfigError("[server] secret_key: missing (set it in the file or SECRET_KEY)")
     if len(s.secret_key) < MIN_SECRET_KEY:
@@ -99,6 +100,24 @@ def _check_server(s: ServerConfig) -> None:
             raise ConfigError(
                 f"[server] trusted_proxies: {proxy!r} is not an IP address or network"
             ) from None
+
+
+# A path resetd is served under: segments of unreserved characters, nothing a
+# proxy or a browser would rewrite (no "..", no percent-escapes, no "//").
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}")
+
+
+def _check_public_path(url: str, path: str) -> None:
+    """public_url's path, when it has one, is where every route lives (``/auth``)."""
+    trimmed = path.rstrip("/")
+    if not trimmed:
+        return
+    segments = trimmed.split("/")[1:]
+    if len(segments) > 8 or not all(_PATH_SEGMENT.fullmatch(seg) for seg in segments):
+        raise ConfigError(
+            f"[server] public_url: the path resetd is served under must be like /auth "
+            f"(letters, digits, '-', '_', '~', '.'; no '..' or empty segments), got {url!r}"
+        )
 
 
 def _check_mail(m: MailConfig) -> None:

@@ -45,7 +45,7 @@ _TITLES = {
 }
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-STATIC_PREFIX = "/static/"
+STATIC_PATH = "/static/"  # under [server] public_url's path
 
 DEFAULT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -167,7 +167,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if request.app[keys.config].is_https:
         h.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-    if not request.path.startswith(STATIC_PREFIX):
+    if not request.path.startswith(request.app[keys.config].prefix + STATIC_PATH):
         # Pages, redirects, the inbox's JSON, raw mail and event stream carry reset
         # links and captured mail: no cache (browser, proxy, CDN) may keep them.
         h.setdefault("Cache-Control", "no-store")

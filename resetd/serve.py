@@ -68,8 +68,8 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
     lines = [
         "",
         "  resetd is running",
-        f"    Sign in           http://{shown}:{port}/login",
-        f"    Forgot password   http://{shown}:{port}/reset_password_request",
+        f"    Sign in           http://{shown}:{port}{cfg.prefix}/login",
+        f"    Forgot password   http://{shown}:{port}{cfg.prefix}/reset_password_request",
         f"    Links in mail     {cfg.public_origin}/reset_password/…",
     ]
     if cfg.dev_inbox.enabled:
@@ -77,7 +77,7 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
 
         smtp_host, smtp_port = smtp_address(app)
         lines += [
-            f"    Dev inbox         http://{shown}:{port}/dev/inbox",
+            f"    Dev inbox         http://{shown}:{port}{cfg.prefix}/dev/inbox",
             f"    Dev inbox SMTP    {smtp_host}:{smtp_port}",
         ]
     relay = f"{cfg.mail.server}:{cfg.mail.port}"

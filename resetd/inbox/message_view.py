@@ -109,10 +109,13 @@ def find_part(raw: bytes, part_id: str) -> tuple[str, str, bytes] | None:
     return None
 
 
-def iframe_document(body: str, message_id: str, inline: list[Attachment]) -> str:
+def iframe_document(
+    body: str, message_id: str, inline: list[Attachment], base: str = "/dev/inbox"
+) -> str:
     """The mail's HTML prepared for ``<iframe sandbox srcdoc>``.
 
-    ``cid:`` references point at the part URLs, links open in a new tab, and a
+    ``cid:`` references point at the part URLs under ``base`` (the inbox's
+    path), links open in a new tab, and a
     meta CSP forbids scripts even if the sandbox attribute were ever lost.
     """
     by_cid = {a.content_id: a.part_id for a in inline if a.content_id}
@@ -121,7 +124,7 @@ def iframe_document(body: str, message_id: str, inline: list[Attachment]) -> str
         part_id = by_cid.get(match.group(1))
         if part_id is None:
             return match.group(0)
-        return f"/dev/inbox/api/v1/message/{message_id}/part/{part_id}"
+        return f"{base}/api/v1/message/{message_id}/part/{part_id}"
 
     head = (
         f'<meta http-equiv="Content-Security-Policy" content="{IFRAME_CSP}"><base target="_blank">'

@@ -74,7 +74,7 @@ async def token_link(request: web.Request) -> web.StreamResponse:
     await _check(request.app, token)
     session = await get_session(request)
     session[SESSION_TOKEN] = token
-    raise web.HTTPSeeOther(location="/reset_password", headers=TOKEN_HEADERS)
+    raise web.HTTPSeeOther(location=_form_path(request.app), headers=TOKEN_HEADERS)
 
 
 async def set_password(request: web.Request) -> web.StreamResponse:
@@ -84,11 +84,16 @@ async def set_password(request: web.Request) -> web.StreamResponse:
     if not isinstance(token, str):
         raise TokenInvalid("no token in session")
     if request.method == "POST":
-        return await _set(request, token, action="/reset_password")
+        return await _set(request, token, action=_form_path(request.app))
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
     user, _ = await _check(request.app, token)
-    return await _form(request, user, "/reset_password", {})
+    return await _form(request, user, _form_path(request.app), {})
+
+
+def _form_path(app: web.Application) -> str:
+    """The token-free form's path, under public_url's path."""
+    return app[keys.config].prefix + "/reset_password"
 
 
 async def _form(
@@ -108,7 +113,7 @@ async def _form(
         status=status,
     )
     resp.headers["Cache-Control"] = "no-store"
-    if action != "/reset_password":  # the form posts back to the token's own URL
+    if action != _form_path(request.app):  # the form posts back to the token's own URL
         resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
 

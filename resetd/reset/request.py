@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .. import keys
 from ..clientinfo import client_ip, user_agent
+from ..config import Config
 from ..render import render
 from ..users import normalize
 from .intake import Submission
@@ -55,14 +56,13 @@ async def request_page(request: web.Request) -> web.StreamResponse:
     # The notice rides in the URL, not the session: the answer sets no cookie and
     # costs no session write, and it is the same for every address.
     # Returned, not raised: building an HTTPException costs more than the redirect.
-    return web.Response(
-        status=303, headers={"Location": notice_url(request.app[keys.config].login_location)}
-    )
+    return web.Response(status=303, headers={"Location": notice_url(request.app[keys.config])})
 
 
-def notice_url(login_location: str) -> str:
+def notice_url(cfg: Config) -> str:
     """Where to send the user after a request: resetd's own sign-in page shows the
     notice; a host application's page is left as configured."""
-    if login_location == "/login":
-        return "/login?notice=reset-sent"
-    return login_location
+    own = f"{cfg.prefix}/login"
+    if cfg.login_location == own:
+        return own + "?notice=reset-sent"
+    return cfg.login_location
