@@ -154,11 +154,14 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[keys.config] = config
     app[keys.clock] = clock
     app[keys.json_prefixes] = ()  # setup_routes: each API adds its own
+    app[keys.api_prefixes] = ()
     app[keys.csrf_exempt_prefixes] = ()
     app[keys.codec] = TokenCodec(
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
     )
-    app[keys.composer] = MailComposer(config.mail.sender, config.server.public_url)
+    app[keys.composer] = MailComposer(
+        config.mail.sender, config.server.public_url, config.reset.link_url
+    )
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(template_dir()),

@@ -83,6 +83,9 @@ class MailConfig:
 @dataclass(frozen=True)
 class ResetConfig:
     token_ttl: int = 600
+    # Where the mailed link points instead of resetd's own page, "{token}" in it
+    # replaced by the token (a front end's page); empty: public_url/reset_password/….
+    link_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,12 @@ class DevInboxConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    # Origins (scheme://host[:port]) whose pages may call the JSON API from a browser.
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -155,6 +164,7 @@ class Config:
     passwords: PasswordConfig = field(default_factory=PasswordConfig)
     users: UsersConfig = field(default_factory=UsersConfig)
     dev_inbox: DevInboxConfig = field(default_factory=DevInboxConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     source: str = "<defaults>"
 
     @property
@@ -194,4 +204,5 @@ SECTIONS: dict[str, type[Any]] = {
     "passwords": PasswordConfig,
     "users": UsersConfig,
     "dev_inbox": DevInboxConfig,
+    "api": ApiConfig,
 }

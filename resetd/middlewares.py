@@ -20,7 +20,7 @@ from aiohttp.typedefs import Middleware
 from . import keys
 from .bodies import read_form
 from .config import Config
-from .errors import CsrfFailure, FormError, SearchTooLarge
+from .errors import ApiError, CsrfFailure, FormError, SearchTooLarge
 from .hosts import NO_HOST, check_pattern, host_allowed, request_host
 from .login import refused_page
 from .login_guard import SigninRefused
@@ -44,6 +44,20 @@ _TITLES = {
     500: ("Something went wrong", "An unexpected error occurred; it has been logged."),
 }
 
+# The JSON API's code for an error it did not name itself, by status.
+API_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 STATIC_PATH = "/static/"  # under [server] public_url's path
 
@@ -60,6 +74,9 @@ async def error_page(
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     title, default = _TITLES.get(status, ("Error", "The request could not be completed."))
+    if request.path.startswith(request.app[keys.api_prefixes]):
+        code = API_CODES.get(status, "error")
+        return api_error(ApiError.one(status, code, message or default, headers=headers))
     if request.path.startswith(request.app[keys.json_prefixes]):
         resp: web.StreamResponse = web.json_response(
             {"Error": message or default}, status=status, headers=headers
@@ -77,6 +94,10 @@ async def error_page(
     return resp
 
 
+def api_error(exc: ApiError) -> web.Response:
+    return web.json_response({"errors": exc.problems}, status=exc.status, headers=exc.headers)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -91,6 +112,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         }
         text = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else None
         return await error_page(request, exc.status, text, extra)
+    except ApiError as exc:
+        return api_error(exc)
     except CsrfFailure:
         return await error_page(
             request,

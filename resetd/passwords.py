@@ -211,6 +211,9 @@ def common_passwords() -> frozenset[str]:
 class PolicyError:
     field: str
     message: str
+    # For machines (the JSON API): password_required, password_too_short,
+    # password_too_long, password_common, password_like_identity, password_mismatch.
+    code: str = ""
 
 
 def _too_similar(password: str, other: str) -> bool:
@@ -243,7 +246,7 @@ def check_policy(
     """
     errors: list[PolicyError] = []
     if not password:
-        return [PolicyError("password", "Enter a new password.")]
+        return [PolicyError("password", "Enter a new password.", "password_required")]
     length = len(password)
     if length < cfg.min_length:
         errors.append(
@@ -251,28 +254,44 @@ def check_policy(
                 "password",
                 f"Use at least {cfg.min_length} characters ({length} so far). "
                 "A few unrelated words make a strong, memorable passphrase.",
+                "password_too_short",
             )
         )
     elif length > cfg.max_length:
-        errors.append(PolicyError("password", f"Use at most {cfg.max_length} characters."))
+        errors.append(
+            PolicyError(
+                "password", f"Use at most {cfg.max_length} characters.", "password_too_long"
+            )
+        )
     elif max_bytes is not None and len(password.encode()) > max_bytes:
         errors.append(
             PolicyError(
                 "password",
                 f"This account store keeps at most {max_bytes} bytes of a password; "
                 "use a shorter one.",
+                "password_too_long",
             )
         )
     elif password.lower() in common_passwords():
-        errors.append(PolicyError("password", "This password is too common; choose another."))
+        errors.append(
+            PolicyError(
+                "password", "This password is too common; choose another.", "password_common"
+            )
+        )
     elif (
         _too_similar(password, username)
         or _too_similar(password, email.split("@")[0])
         or (_too_similar(password, email))
     ):
         errors.append(
-            PolicyError("password", "This password is too similar to your username or email.")
+            PolicyError(
+                "password",
+                "This password is too similar to your username or email.",
+                "password_like_identity",
+            )
         )
     if password != password2:
-        errors.append(PolicyError("password2", "The two passwords do not match."))
+        errors.append(
+            PolicyError("password2", "The two passwords do not match.", "password_mismatch")
+        )
     return errors

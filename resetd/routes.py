@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import health, keys, login
+from .api import add_api_routes
 from .assets import STATIC_DIR
 from .reset.confirm import set_password, token_link
 from .reset.request import request_page
@@ -35,6 +36,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_route("*", p + "/reset_password", set_password, name="reset_form")
     r.add_static(p + "/static", STATIC_DIR, name="static")
     r.add_get(p + "/readyz", health.readyz, name="readyz")
+    add_api_routes(app)
     if cfg.dev_inbox.enabled:
         from .inbox import add_inbox_routes
 

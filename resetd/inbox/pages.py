@@ -142,7 +142,7 @@ async def message_page(request: web.Request) -> web.StreamResponse:
     if opened is None or head is None:
         raise _gone()
     view = opened.view
-    links = with_kinds(opened.links, request.app[keys.config].public_origin)
+    links = with_kinds(opened.links, request.app[keys.config])
     # A reset mail carries its link in both the text and the HTML part: one panel per URL.
     reset_urls = list(dict.fromkeys(link.url for link in links if link.kind == "reset"))
     # Each panel checks a token and asks the ledger; a real reset mail has one link.

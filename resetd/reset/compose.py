@@ -66,14 +66,18 @@ def build_alternative(headers: list[str], text: str, html: str) -> bytes:
 class MailComposer:
     """Text + HTML alternatives from a template pair, addressed to one user."""
 
-    def __init__(self, sender: str, public_url: str) -> None:
+    def __init__(self, sender: str, public_url: str, link_url: str = "") -> None:
         """Raises :class:`~resetd.errors.UnsendableAddress` when ``sender`` holds no usable address
-        (config_rules refuses such a ``[mail] sender`` first)."""
+        (config_rules refuses such a ``[mail] sender`` first).
+
+        ``link_url`` (``[reset] link_url``) is where the reset link points
+        instead of ``public_url/reset_password/<token>``, ``{token}`` replaced."""
         self.sender = sender
         name, addr = parseaddr(sender)
         self.sender_name, self.sender_addr = clean(name), check_address(addr)
         self._from = address_header("From", self.sender_name, self.sender_addr)
         self.public_url = public_url.rstrip("/")
+        self.link_url = link_url
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(template_dir() / "email"),
             autoescape=jinja2.select_autoescape(["html"]),
@@ -118,7 +122,7 @@ class MailComposer:
         return ComposedMail(self.sender_addr, recipient, subject, data)
 
     def reset_mail(self, username: str, email: str, token: str, ttl: int) -> ComposedMail:
-        link = f"{self.public_url}/reset_password/{token}"
+        link = reset_link(self.public_url, self.link_url, token)
         return self.compose(
             "reset_password",
             "[resetd] Reset Your Password",
@@ -141,6 +145,15 @@ class MailComposer:
             user_agent=clean(user_agent[:200]),
             request_url=f"{self.public_url}/reset_password_request",
         )
+
+
+def reset_link(public_url: str, link_url: str, token: str) -> str:
+    """The mailed link: built from the configuration and the token only (never
+    from a request), so nobody can point it elsewhere. A token is URL-safe
+    base64 and dots: it needs no escaping, in a path or a fragment."""
+    if link_url:
+        return link_url.replace("{token}", token)
+    return f"{public_url.rstrip('/')}/reset_password/{token}"
 
 
 def _msgid_domain(sender: str) -> str:

@@ -40,14 +40,9 @@ async def request_page(request: web.Request) -> web.StreamResponse:
             {"email": "", "errors": {"email": "Enter the email address of your account."}},
             status=400,
         )
-    # More than one `email` value (GitLab CVE-2023-7028) or an implausible one is
-    # queued like an unknown address: same work, same answer, nothing sent.
-    plausible = typed is not None and len(typed) <= MAX_EMAIL_LENGTH
-    email = typed.strip() if typed is not None and plausible else None
-    email_norm = normalize(email) if email is not None else ""
-    retry_after = await request.app[keys.intake].submit(
-        Submission(email_norm, client_ip(request), user_agent(request), email)
-    )
+    # More than one `email` value (GitLab CVE-2023-7028) is queued like an
+    # unknown address: same work, same answer, nothing sent.
+    retry_after = await queue_request(request, typed)
     if retry_after is not None:
         raise web.HTTPTooManyRequests(
             headers={"Retry-After": str(retry_after)},
@@ -57,6 +52,20 @@ async def request_page(request: web.Request) -> web.StreamResponse:
     # costs no session write, and it is the same for every address.
     # Returned, not raised: building an HTTPException costs more than the redirect.
     return web.Response(status=303, headers={"Location": notice_url(request.app[keys.config])})
+
+
+async def queue_request(request: web.Request, typed: str | None) -> int | None:
+    """Queue a reset request for the address typed (None: nothing usable was
+    sent); the form's POST and the JSON API's alike. An implausible address is
+    queued like an unknown one: same work, same answer, nothing sent. Returns
+    the seconds to wait when the client's IP is over its limit, else None."""
+    plausible = typed is not None and len(typed) <= MAX_EMAIL_LENGTH
+    email = typed.strip() if typed is not None and plausible else None
+    email_norm = normalize(email) if email is not None else ""
+    retry_after: int | None = await request.app[keys.intake].submit(
+        Submission(email_norm, client_ip(request), user_agent(request), email)
+    )
+    return retry_after
 
 
 def notice_url(cfg: Config) -> str:
