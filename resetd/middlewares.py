@@ -172,6 +172,10 @@ def allowed_hosts_middleware(config: Config) -> Middleware:
 @web.middleware
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     exempt = request.app[keys.csrf_exempt_prefixes]
+    if request.match_info.http_exception is not None:
+        # No route (404, 405): nothing runs that a token would guard, and a
+        # POST outside public_url's path gets its 404, not a form's 400.
+        return await handler(request)
     if request.method in UNSAFE_METHODS and not request.path.startswith(exempt):
         form = await read_form(request)  # FormError, 408 or 413 when it cannot be read
         submitted = form.get("csrf_token")

@@ -52,11 +52,7 @@ def reset_token(url: str, cfg: Config) -> str | None:
     of ``[reset] link_url``'s shape, else None."""
     if cfg.reset.link_url:
         before, _, after = cfg.reset.link_url.partition("{token}")
-        if (
-            len(url) > len(before) + len(after)
-            and url.startswith(before)
-            and url.endswith(after)
-        ):
+        if len(url) > len(before) + len(after) and url.startswith(before) and url.endswith(after):
             token = url[len(before) : len(url) - len(after)]
             if all(c in _TOKEN_CHARS for c in token):
                 return token
