@@ -9,6 +9,7 @@ line that names the key, e.g. ``[mail] port: expected an integer 1-65535, got
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -173,7 +174,7 @@ class Config:
         path resetd is served under, if any (links in mail start with it)."""
         return self.server.public_url.rstrip("/")
 
-    @property
+    @cached_property  # read on every request
     def prefix(self) -> str:
         """The path of public_url without its trailing slash: ``""`` (the whole
         host, the default) or e.g. ``"/auth"``. Every route is served under it."""

@@ -3,9 +3,12 @@ checked against the shipped OpenAPI description (tests/openapi_check.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -14,6 +17,8 @@ from aiohttp.test_utils import TestClient
 from resetd import keys
 from resetd.app import create_app
 from resetd.config import ConfigError
+from resetd.hash_queue import HashQueue, Standing
+from resetd.passwords import hashing_threads
 from resetd.users import User, fingerprint
 
 from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, eventually, sign_in
@@ -140,8 +145,6 @@ async def test_password_reset_sets_the_password_once(client: TestClient[Any, Any
 async def test_concurrent_password_resets_with_one_token_succeed_once(
     client: TestClient[Any, Any],
 ) -> None:
-    import asyncio
-
     user = await add_user(client.app)
     token = await _live_token(client, user)
     body = json.dumps({"token": token, "password": NEW_PASSWORD})
@@ -422,3 +425,41 @@ async def test_the_api_lives_under_public_urls_path(
     assert resp.status == 404
     value = await (await client.get(f"/auth{API}/openapi.json")).json()
     assert value["servers"] == [{"url": "http://localhost:8080/auth/api/v1"}]
+
+
+async def test_no_hashing_place_is_503_busy_and_the_token_still_works(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    threads = hashing_threads()
+    client = await aiohttp_client(
+        create_app(make_config(limits={"logins_in_progress": threads + 1}))
+    )
+    user = await add_user(client.app)
+    token = await _live_token(client, user)
+    queue: HashQueue = client.app[keys.hash_queue]
+    release = threading.Event()
+    holders = [
+        asyncio.create_task(queue.run(Standing(f"holder{n}"), release.wait, 10))
+        for n in range(threads)
+    ]
+    try:
+        await eventually(_async(lambda: queue.running == threads))
+        # The last place is held by a client in good standing, as the API's caller is.
+        waiter = asyncio.create_task(queue.run(Standing("198.51.100.1"), time.sleep, 0))
+        await eventually(_async(lambda: queue.waiting == 1))
+        status, value, resp = await _post(
+            client, RESETS, {"token": token, "password": NEW_PASSWORD}
+        )
+        assert status == 503 and _codes(value) == ["busy"]
+        assert resp.headers["Retry-After"] == "1"
+    finally:
+        release.set()
+    await asyncio.gather(*holders, waiter)
+    assert (await _post(client, RESETS, {"token": token, "password": NEW_PASSWORD}))[0] == 204
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check()
+
+    return run

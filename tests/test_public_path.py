@@ -76,6 +76,16 @@ async def test_nothing_is_answered_outside_the_path(pclient: TestClient[Any, Any
     assert row is not None and row["n"] == 0  # nothing was queued outside the path
 
 
+async def test_the_inbox_under_the_path_keeps_its_local_only_rule(
+    pclient: TestClient[Any, Any],
+) -> None:
+    for path in ("/dev/inbox", "/dev/inbox/api/v1/messages", "/dev/inbox/events"):
+        resp = await pclient.get(P + path, headers={"X-Forwarded-For": "203.0.113.7"})
+        assert resp.status == 403, path
+        resp = await pclient.get(P + path, headers={"Host": "rebind.attacker.example"})
+        assert resp.status == 403, path
+
+
 async def test_pages_link_post_and_load_assets_under_the_path(
     pclient: TestClient[Any, Any],
 ) -> None:
