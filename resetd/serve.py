@@ -70,7 +70,9 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
         "  resetd is running",
         f"    Sign in           http://{shown}:{port}{cfg.prefix}/login",
         f"    Forgot password   http://{shown}:{port}{cfg.prefix}/reset_password_request",
-        f"    Links in mail     {cfg.public_origin}/reset_password/…",
+        "    Links in mail     "
+        + (cfg.reset.link_url.replace("{token}", "…") or f"{cfg.public_origin}/reset_password/…"),
+        f"    JSON API          http://{shown}:{port}{cfg.prefix}/api/v1/openapi.json",
     ]
     if cfg.dev_inbox.enabled:
         from .inbox import smtp_address
