@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -463,3 +464,25 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return check()
 
     return run
+
+
+async def test_a_body_that_does_not_arrive_is_408_request_timeout(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    client = await aiohttp_client(create_app(make_config(server={"body_timeout": 0.5})))
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(
+            f"POST {REQUESTS} HTTP/1.1\r\nHost: localhost\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            '{"email": '.encode()
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        body = json.loads(await asyncio.wait_for(reader.readexactly(length), 10))
+        assert _codes(body) == ["request_timeout"]
+    finally:
+        writer.close()
+    assert await _queued(client) == 0
