@@ -254,13 +254,16 @@ def is_local_request(request: web.Request) -> bool:
 def serialized_origin(url: str) -> str | None:
     """The origin of ``url`` as a browser sends it in ``Origin``
     (``https://app.example.com``, ``http://127.0.0.1:5173``), or None when it is
-    not an http(s) URL with a host."""
+    not an http(s) URL with a host. A non-ASCII host is None too: browsers send
+    its A-label (``xn--…``), so that is what a configuration must name."""
     parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    if not parts.hostname.isascii():
         return None
     if parts.path or parts.query or parts.fragment or url.endswith(("?", "#")):
         return None

@@ -396,6 +396,7 @@ async def test_without_cors_origins_no_origin_is_allowed(client: TestClient[Any,
         "https://app.example.com:443",
         "ftp://app.example.com",
         "https://a@app.example.com",
+        "https://bücher.example",
     ],
 )
 def test_a_cors_origin_must_be_an_exact_origin(make_config: ConfigFactory, origin: str) -> None:
