@@ -1,10 +1,13 @@
 """Cross-cutting request handling: error pages, allowed hosts, CSRF, security headers.
 
 Every error a user or a client can cause becomes a clear page (or JSON under
-the prefixes an API registers in ``keys.json_prefixes``) with the right
-status; unexpected exceptions are logged with their traceback and answered
-with a plain 500 page that reveals nothing. The core knows no API's paths:
-the dev inbox registers its own, and which need no CSRF form token.
+the prefixes an API registers: the dev inbox's Mailpit-style ``{"Error": …}``
+in ``keys.json_prefixes``, the JSON API's ``{"errors": [{"code", …}]}`` in
+``keys.api_prefixes``) with the right status; unexpected exceptions are
+logged with their traceback and answered with a plain 500 that reveals
+nothing. The core knows no API's paths: each API registers its own, and
+which need no CSRF form token. A request no route matches gets its 404 (or
+405) before any CSRF check: nothing runs that a token would guard.
 :mod:`resetd.errors` lists the exceptions and what each becomes.
 """
 
