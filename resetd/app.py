@@ -199,6 +199,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[keys.instance_id] = new_instance_id()
     app[keys.metrics] = Metrics()
     app[keys.json_prefixes] = ()  # setup_routes: each API adds its own
+    app[keys.api_prefixes] = ()
     app[keys.csrf_exempt_prefixes] = ()
     app[keys.codec] = TokenCodec(
         config.server.secret_key, config.server.secret_key_fallbacks, config.reset.token_ttl
@@ -206,12 +207,15 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[keys.composer] = MailComposer(
         config.mail.sender,
         config.server.public_url,
+        config.reset.link_url,
         site_name=config.server.site_name,
         templates=template_dirs(config.server),
     )
     app[keys.webhook_events] = WebhookEvents(config.webhooks)
     app[keys.wake_outbox] = lambda: wake_outbox(app)
-    configure(aiohttp_jinja2.setup(app, **environment_options(config.server)), config.server)
+    env = configure(aiohttp_jinja2.setup(app, **environment_options(config.server)), config.server)
+    # Every page's links, forms and assets start with it: "" or e.g. "/auth".
+    env.globals["prefix"] = config.prefix
     app.on_response_prepare.append(security_headers)
 
     app.cleanup_ctx.append(loop_monitor_ctx)

@@ -9,7 +9,9 @@ line that names the key, e.g. ``[mail] port: expected an integer 1-65535, got
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 from .i18n import SHIPPED
 
@@ -98,6 +100,9 @@ class MailConfig:
 @dataclass(frozen=True)
 class ResetConfig:
     token_ttl: int = 600
+    # Where the mailed link points instead of resetd's own page, "{token}" in it
+    # replaced by the token (a front end's page); empty: public_url/reset_password/….
+    link_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,12 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    # Origins (scheme://host[:port]) whose pages may call the JSON API from a browser.
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -207,12 +218,20 @@ class Config:
     dev_inbox: DevInboxConfig = field(default_factory=DevInboxConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     source: str = "<defaults>"
 
     @property
     def public_origin(self) -> str:
-        """``scheme://host[:port]`` of public_url, no trailing slash."""
+        """public_url without its trailing slash: ``scheme://host[:port]`` and the
+        path resetd is served under, if any (links in mail start with it)."""
         return self.server.public_url.rstrip("/")
+
+    @cached_property  # read on every request
+    def prefix(self) -> str:
+        """The path of public_url without its trailing slash: ``""`` (the whole
+        host, the default) or e.g. ``"/auth"``. Every route is served under it."""
+        return urlsplit(self.server.public_url).path.rstrip("/")
 
     @property
     def is_https(self) -> bool:
@@ -225,7 +244,7 @@ class Config:
 
     @property
     def login_location(self) -> str:
-        return self.server.login_url or "/login"
+        return self.server.login_url or f"{self.prefix}/login"
 
     @property
     def relay_is_inbox(self) -> bool:
@@ -246,4 +265,5 @@ SECTIONS: dict[str, type[Any]] = {
     "dev_inbox": DevInboxConfig,
     "webhooks": WebhooksConfig,
     "metrics": MetricsConfig,
+    "api": ApiConfig,
 }

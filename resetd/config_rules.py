@@ -19,6 +19,7 @@ from .config import (
     MIN_SECRET_KEY,
     MIN_WEBHOOK_SECRET,
     WEBHOOK_EVENTS,
+    ApiConfig,
     Config,
     ConfigError,
     DevInboxConfig,
@@ -31,7 +32,7 @@ from .config import (
     WebhooksConfig,
 )
 from .errors import UnsendableAddress
-from .hosts import check_pattern, is_local_host
+from .hosts import check_pattern, is_local_host, serialized_origin
 from .i18n import SHIPPED
 from .mail_headers import check_address
 
@@ -59,6 +60,7 @@ def validate(cfg: Config) -> None:
     _check_server(cfg.server)
     _check_mail(cfg.mail)
     _check_reset(cfg.reset)
+    _check_api(cfg.api)
     _check_limits(cfg.limits)
     _check_session_lifetimes(cfg)
     _check_passwords(cfg.passwords)
@@ -85,6 +87,7 @@ def _check_server(s: ServerConfig) -> None:
         )
     if parts.query or parts.fragment:
         raise ConfigError("[server] public_url: must not contain a query or fragment")
+    _check_public_path(s.public_url, parts.path)
     if not s.secret_key:
         raise ConfigError("[server] secret_key: missing (set it in the file or SECRET_KEY)")
     if len(s.secret_key) < MIN_SECRET_KEY:
@@ -119,6 +122,24 @@ def _check_server(s: ServerConfig) -> None:
             ) from None
 
 
+# A path resetd is served under: segments of unreserved characters, nothing a
+# proxy or a browser would rewrite (no "..", no percent-escapes, no "//").
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}")
+
+
+def _check_public_path(url: str, path: str) -> None:
+    """public_url's path, when it has one, is where every route lives (``/auth``)."""
+    trimmed = path.rstrip("/")
+    if not trimmed:
+        return
+    segments = trimmed.split("/")[1:]
+    if len(segments) > 8 or not all(_PATH_SEGMENT.fullmatch(seg) for seg in segments):
+        raise ConfigError(
+            f"[server] public_url: the path resetd is served under must be like /auth "
+            f"(letters, digits, '-', '_', '~', '.'; no '..' or empty segments), got {url!r}"
+        )
+
+
 def _check_mail(m: MailConfig) -> None:
     if not 0 <= m.port <= 65535:
         raise ConfigError(f"[mail] port: expected 0-65535, got {m.port}")
@@ -146,6 +167,44 @@ def _check_mail(m: MailConfig) -> None:
 def _check_reset(r: ResetConfig) -> None:
     if r.token_ttl < 30 or r.token_ttl > 86400:
         raise ConfigError(f"[reset] token_ttl: expected 30-86400 seconds, got {r.token_ttl}")
+    if r.link_url:
+        _check_link_url(r.link_url)
+
+
+def _check_link_url(url: str) -> None:
+    """The mailed link, pointing at a front end: an https URL (or http on this
+    machine) holding ``{token}`` once. It comes from the configuration only;
+    nothing in a request can change it."""
+    where = "[reset] link_url"
+    if url.count("{token}") != 1:
+        raise ConfigError(f"{where}: must contain {{token}} exactly once, got {url!r}")
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise ConfigError(f"{where}: white space and control characters are not allowed")
+    parts = urlsplit(url.replace("{token}", "TOKEN"))
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError:
+        raise ConfigError(f"{where}: the port is not valid, got {url!r}") from None
+    if "{" in url.replace("{token}", "") or "}" in url.replace("{token}", ""):
+        raise ConfigError(f"{where}: only {{token}} may stand in braces, got {url!r}")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise ConfigError(f"{where}: expected an absolute URL with a host, got {url!r}")
+    if "TOKEN" in parts.netloc:
+        raise ConfigError(f"{where}: {{token}} cannot be part of the host, got {url!r}")
+    local = is_local_host(parts.hostname)
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise ConfigError(
+            f"{where}: expected an https:// URL (http:// only on this machine), got {url!r}"
+        )
+
+
+def _check_api(a: ApiConfig) -> None:
+    for origin in a.cors_origins:
+        if serialized_origin(origin) != origin:
+            raise ConfigError(
+                "[api] cors_origins: expected origins such as https://app.example.com (scheme, "
+                f"lower-case host, port if not the default; no path, no '*'), got {origin!r}"
+            )
 
 
 MAX_HASHES_QUEUED = 1000

@@ -10,6 +10,7 @@ next to the code that raises them::
     ├── CsrfFailure               400 error page: "this form has expired…"
     ├── TokenInvalid              400 invalid-link page, audited      (reset/tokens.py)
     ├── SigninRefused             429/503 sign-in page + Retry-After  (login_guard.py)
+    ├── ApiError                  the JSON API's 4xx/5xx: {"errors": [{"code", "message"}]}
     ├── HashingBusy               no hashing place: 503 + Retry-After (hash_queue.py)
     ├── ConfigError               "resetd: [section] key: …", exit 2  (config.py)
     ├── DuplicateUser             "resetd user add" says which, exit 1 (users.py)
@@ -23,7 +24,7 @@ next to the code that raises them::
 The first five reach a request handler's boundary, and ``errors_middleware``
 (:mod:`resetd.middlewares`) is the one place that answers them, as it does
 aiohttp's ``HTTPException`` (an error page with its status, JSON under
-``/dev/inbox/api/``) and anything unexpected (logged with its traceback, a
+``/dev/inbox/api/`` and ``/api/v1/``) and anything unexpected (logged with its traceback, a
 plain 500 page that reveals nothing). The others never reach a request: the
 CLI, the outbox worker and the request processor handle them where they
 happen. ``HashingBusy`` is answered by the handler that asked for the hash:
@@ -40,6 +41,40 @@ class FormError(Exception):
 
 class CsrfFailure(Exception):
     """The form's CSRF token is missing or wrong."""
+
+
+class ApiError(Exception):
+    """A JSON API request refused: its status and what was wrong, for machines
+    (``code``: ``token_invalid``, ``password_too_short`` …) and for people.
+
+    ``problems`` are ``{"code", "message"[, "field"]}`` objects; ``headers``
+    go on the answer (``Retry-After``)."""
+
+    def __init__(
+        self,
+        status: int,
+        problems: list[dict[str, str]],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(", ".join(p["code"] for p in problems))
+        self.status = status
+        self.problems = problems
+        self.headers = headers or {}
+
+    @classmethod
+    def one(
+        cls,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> ApiError:
+        problem = {"code": code, "message": message}
+        if field:
+            problem["field"] = field
+        return cls(status, [problem], headers)
 
 
 class UnsendableAddress(ValueError):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
@@ -248,3 +249,26 @@ def outside_reason(request: web.Request) -> str | None:
 def is_local_request(request: web.Request) -> bool:
     """From a loopback peer, and nothing says it comes from elsewhere (:func:`outside_reason`)."""
     return is_loopback_address(request.remote) and outside_reason(request) is None
+
+
+def serialized_origin(url: str) -> str | None:
+    """The origin of ``url`` as a browser sends it in ``Origin``
+    (``https://app.example.com``, ``http://127.0.0.1:5173``), or None when it is
+    not an http(s) URL with a host. A non-ASCII host is None too: browsers send
+    its A-label (``xn--…``), so that is what a configuration must name."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    if not parts.hostname.isascii():
+        return None
+    if parts.path or parts.query or parts.fragment or url.endswith(("?", "#")):
+        return None
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")

@@ -55,6 +55,8 @@ clock: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 # methods carry no form's CSRF token: each part that serves an API registers
 # its own when it sets up its routes (the dev inbox, for /dev/inbox/api/).
 json_prefixes: web.AppKey[tuple[str, ...]] = web.AppKey("json_prefixes")
+# Those whose errors are the JSON API's {"errors": [{"code", "message"}]} (resetd/api/).
+api_prefixes: web.AppKey[tuple[str, ...]] = web.AppKey("api_prefixes")
 csrf_exempt_prefixes: web.AppKey[tuple[str, ...]] = web.AppKey("csrf_exempt_prefixes")
 
 # The dev inbox's own keys are in resetd/inbox/keys.py.

@@ -30,7 +30,7 @@ NOTICES = {"reset-sent": SENT_MESSAGE}
 
 async def index(request: web.Request) -> web.StreamResponse:
     if await current_user(request) is None:
-        raise web.HTTPFound(location="/login")
+        raise web.HTTPFound(location=request.app[keys.config].prefix + "/login")
     return await render(request, "index.html")
 
 
@@ -70,12 +70,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     app[keys.metrics].sign_ins.labels("success").inc()
     await _audit(request, "success", user)
     await sign_in(request, user, remember)
-    raise web.HTTPSeeOther(location="/")
+    raise web.HTTPSeeOther(location=app[keys.config].prefix + "/")
 
 
 async def _login_page(request: web.Request) -> web.StreamResponse:
     if await current_user(request) is not None:
-        raise web.HTTPFound(location="/")
+        raise web.HTTPFound(location=request.app[keys.config].prefix + "/")
     notice = NOTICES.get(request.query.get("notice", ""))
     notice = _(notice) if notice is not None else None
     return await render(
@@ -147,4 +147,4 @@ async def logout(request: web.Request) -> web.StreamResponse:
             user_agent=user_agent(request),
         )
     await flash(request, _("You have been signed out."))
-    raise web.HTTPSeeOther(location="/login")
+    raise web.HTTPSeeOther(location=request.app[keys.config].prefix + "/login")

@@ -1,10 +1,13 @@
 """Cross-cutting request handling: error pages, allowed hosts, CSRF, security headers.
 
 Every error a user or a client can cause becomes a clear page (or JSON under
-the prefixes an API registers in ``keys.json_prefixes``) with the right
-status; unexpected exceptions are logged with their traceback and answered
-with a plain 500 page that reveals nothing. The core knows no API's paths:
-the dev inbox registers its own, and which need no CSRF form token.
+the prefixes an API registers: the dev inbox's Mailpit-style ``{"Error": …}``
+in ``keys.json_prefixes``, the JSON API's ``{"errors": [{"code", …}]}`` in
+``keys.api_prefixes``) with the right status; unexpected exceptions are
+logged with their traceback and answered with a plain 500 that reveals
+nothing. The core knows no API's paths: each API registers its own, and
+which need no CSRF form token. A request no route matches gets its 404 (or
+405) before any CSRF check: nothing runs that a token would guard.
 :mod:`resetd.errors` lists the exceptions and what each becomes.
 """
 
@@ -20,7 +23,7 @@ from aiohttp.typedefs import Middleware
 from . import keys
 from .bodies import read_form
 from .config import Config
-from .errors import BadSearch, CsrfFailure, FormError
+from .errors import ApiError, BadSearch, CsrfFailure, FormError
 from .hosts import NO_HOST, check_pattern, host_allowed, request_host
 from .i18n import N_, _
 from .login import refused_page
@@ -47,8 +50,22 @@ _TITLES = {
     500: (N_("Something went wrong"), N_("An unexpected error occurred; it has been logged.")),
 }
 
+# The JSON API's code for an error it did not name itself, by status.
+API_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-STATIC_PREFIX = "/static/"
+STATIC_PATH = "/static/"  # under [server] public_url's path
 
 DEFAULT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -63,6 +80,9 @@ async def error_page(
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     title, default = _TITLES.get(status, ("Error", "The request could not be completed."))
+    if request.path.startswith(request.app[keys.api_prefixes]):
+        code = API_CODES.get(status, "error")
+        return api_error(ApiError.one(status, code, message or default, headers=headers))
     if request.path.startswith(request.app[keys.json_prefixes]):
         resp: web.StreamResponse = web.json_response(
             {"Error": message or default}, status=status, headers=headers
@@ -83,6 +103,10 @@ async def error_page(
     return resp
 
 
+def api_error(exc: ApiError) -> web.Response:
+    return web.json_response({"errors": exc.problems}, status=exc.status, headers=exc.headers)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -97,6 +121,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         }
         text = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else None
         return await error_page(request, exc.status, text, extra)
+    except ApiError as exc:
+        return api_error(exc)
     except CsrfFailure:
         return await error_page(
             request,
@@ -157,6 +183,10 @@ def allowed_hosts_middleware(config: Config) -> Middleware:
 @web.middleware
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     exempt = request.app[keys.csrf_exempt_prefixes]
+    if request.match_info.http_exception is not None:
+        # No route (404, 405): nothing runs that a token would guard, and a
+        # POST outside public_url's path gets its 404, not a form's 400.
+        return await handler(request)
     if request.method in UNSAFE_METHODS and not request.path.startswith(exempt):
         form = await read_form(request)  # FormError, 408 or 413 when it cannot be read
         submitted = form.get("csrf_token")
@@ -175,7 +205,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if request.app[keys.config].is_https:
         h.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-    if not request.path.startswith(STATIC_PREFIX):
+    if not request.path.startswith(request.app[keys.config].prefix + STATIC_PATH):
         # Pages, redirects, the inbox's JSON, raw mail and event stream carry reset
         # links and captured mail: no cache (browser, proxy, CDN) may keep them.
         h.setdefault("Cache-Control", "no-store")

@@ -212,6 +212,9 @@ def common_passwords() -> frozenset[str]:
 class PolicyError:
     field: str
     message: str
+    # For machines (the JSON API): password_required, password_too_short,
+    # password_too_long, password_common, password_like_identity, password_mismatch.
+    code: str = ""
 
 
 def _too_similar(password: str, other: str) -> bool:
@@ -245,7 +248,7 @@ def check_policy(
     """
     errors: list[PolicyError] = []
     if not password:
-        return [PolicyError("password", _("Enter a new password."))]
+        return [PolicyError("password", _("Enter a new password."), "password_required")]
     length = len(password)
     if length < cfg.min_length:
         errors.append(
@@ -256,6 +259,7 @@ def check_policy(
                     "A few unrelated words make a strong, memorable passphrase."
                 )
                 % {"min_length": cfg.min_length, "length": length},
+                "password_too_short",
             )
         )
     elif length > cfg.max_length:
@@ -263,6 +267,7 @@ def check_policy(
             PolicyError(
                 "password",
                 _("Use at most %(max_length)d characters.") % {"max_length": cfg.max_length},
+                "password_too_long",
             )
         )
     elif max_bytes is not None and len(password.encode()) > max_bytes:
@@ -274,18 +279,29 @@ def check_policy(
                     "use a shorter one."
                 )
                 % {"max_bytes": max_bytes},
+                "password_too_long",
             )
         )
     elif password.lower() in common_passwords():
-        errors.append(PolicyError("password", _("This password is too common; choose another.")))
+        errors.append(
+            PolicyError(
+                "password", _("This password is too common; choose another."), "password_common"
+            )
+        )
     elif (
         _too_similar(password, username)
         or _too_similar(password, email.split("@")[0])
         or (_too_similar(password, email))
     ):
         errors.append(
-            PolicyError("password", _("This password is too similar to your username or email."))
+            PolicyError(
+                "password",
+                _("This password is too similar to your username or email."),
+                "password_like_identity",
+            )
         )
     if password != password2:
-        errors.append(PolicyError("password2", _("The two passwords do not match.")))
+        errors.append(
+            PolicyError("password2", _("The two passwords do not match."), "password_mismatch")
+        )
     return errors

@@ -72,16 +72,18 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
     lines = [
         "",
         "  resetd is running" + ("" if name == "resetd" else f" for {name}"),
-        f"    Sign in           http://{shown}:{port}/login",
-        f"    Forgot password   http://{shown}:{port}/reset_password_request",
-        f"    Links in mail     {cfg.public_origin}/reset_password/…",
+        f"    Sign in           http://{shown}:{port}{cfg.prefix}/login",
+        f"    Forgot password   http://{shown}:{port}{cfg.prefix}/reset_password_request",
+        "    Links in mail     "
+        + (cfg.reset.link_url.replace("{token}", "…") or f"{cfg.public_origin}/reset_password/…"),
+        f"    JSON API          http://{shown}:{port}{cfg.prefix}/api/v1/openapi.json",
     ]
     if cfg.dev_inbox.enabled:
         from .inbox import smtp_address
 
         smtp_host, smtp_port = smtp_address(app)
         lines += [
-            f"    Dev inbox         http://{shown}:{port}/dev/inbox",
+            f"    Dev inbox         http://{shown}:{port}{cfg.prefix}/dev/inbox",
             f"    Dev inbox SMTP    {smtp_host}:{smtp_port}",
         ]
     relay = f"{cfg.mail.server}:{cfg.mail.port}"

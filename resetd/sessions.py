@@ -84,7 +84,9 @@ def cookie_storage(cfg: Config) -> EncryptedCookieStorage:
         httponly=True,
         samesite="Lax",
         secure=cfg.is_https,
-        path="/",
+        # Under a path of its own (public_url https://host/auth) the cookie is
+        # sent to that path only, never to the application beside it.
+        path=cfg.prefix or "/",
     )
 
 

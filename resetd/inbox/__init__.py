@@ -67,6 +67,7 @@ from .. import keys as app_keys
 from ..db import Database
 from . import api, api_message, api_tags, events, pages, release, send, stream, tls, view
 from . import keys as ikeys
+from .access import inbox_path
 from .capture import SinkHandler, SinkStats
 from .guesses import GuessThrottle
 from .parser import ParserProcess
@@ -132,26 +133,26 @@ async def _end_streams(app: web.Application) -> None:
         hub.close()
 
 
-API_PREFIX = "/dev/inbox/api/"
-
-
 def add_inbox_routes(app: web.Application) -> None:
-    """The inbox's routes, and its API's rules for the app's middlewares."""
+    """The inbox's routes under ``/dev/inbox`` (below public_url's path), and
+    its API's rules for the app's middlewares."""
+    base = inbox_path(app)
+    api_prefix = f"{base}/api/"
     # The API answers JSON, errors too, and its clients (Mailpit's) send JSON
     # with no form's CSRF token: inbox_gate decides who may call it.
-    app[app_keys.json_prefixes] += (API_PREFIX,)
-    app[app_keys.csrf_exempt_prefixes] += (API_PREFIX,)
+    app[app_keys.json_prefixes] += (api_prefix,)
+    app[app_keys.csrf_exempt_prefixes] += (api_prefix,)
     r = app.router
-    v1 = f"{API_PREFIX}v1"
-    r.add_get("/dev/inbox", pages.inbox_page, name="inbox")
-    r.add_get("/dev/inbox/events", stream.event_stream, name="inbox_events")
-    r.add_get("/dev/inbox/livez", api.livez, name="inbox_livez")
-    r.add_get("/dev/inbox/readyz", api.readyz, name="inbox_readyz")
-    r.add_post("/dev/inbox/delete", pages.delete_all, name="inbox_delete_all")
-    r.add_get("/dev/inbox/view/{name}", view.render_view, name="inbox_view")
-    r.add_get("/dev/inbox/{id}", pages.message_page, name="inbox_message")
-    r.add_get("/dev/inbox/{id}/download", pages.download_eml, name="inbox_download")
-    r.add_post("/dev/inbox/{id}/delete", pages.delete_message, name="inbox_delete")
+    v1 = f"{api_prefix}v1"
+    r.add_get(base, pages.inbox_page, name="inbox")
+    r.add_get(f"{base}/events", stream.event_stream, name="inbox_events")
+    r.add_get(f"{base}/livez", api.livez, name="inbox_livez")
+    r.add_get(f"{base}/readyz", api.readyz, name="inbox_readyz")
+    r.add_post(f"{base}/delete", pages.delete_all, name="inbox_delete_all")
+    r.add_get(f"{base}/view/{{name}}", view.render_view, name="inbox_view")
+    r.add_get(f"{base}/{{id}}", pages.message_page, name="inbox_message")
+    r.add_get(f"{base}/{{id}}/download", pages.download_eml, name="inbox_download")
+    r.add_post(f"{base}/{{id}}/delete", pages.delete_message, name="inbox_delete")
     r.add_get(f"{v1}/messages", api.list_messages, name="inbox_api_messages")
     r.add_put(f"{v1}/messages", api.set_read)
     r.add_delete(f"{v1}/messages", api.delete_messages)

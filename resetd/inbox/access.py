@@ -36,17 +36,23 @@ from .guesses import GuessThrottle
 log = logging.getLogger(__name__)
 
 REALM = 'Basic realm="resetd dev inbox", charset="UTF-8"'
-PREFIX = "/dev/inbox"
+PREFIX = "/dev/inbox"  # under [server] public_url's path
 LOCAL_ONLY = "The dev inbox answers requests from this machine only."
+
+
+def inbox_path(app: web.Application) -> str:
+    """Where the inbox is served: ``/dev/inbox`` under public_url's path
+    (``/auth/dev/inbox`` for ``http://localhost:8080/auth``)."""
+    return app[keys.config].prefix + PREFIX
 
 
 def is_inbox_request(request: web.Request) -> bool:
     """Is this addressed to the inbox? By its path, and by the route it matched."""
-    path = request.path
-    if path == PREFIX or path.startswith(PREFIX + "/"):
+    path, base = request.path, inbox_path(request.app)
+    if path == base or path.startswith(base + "/"):
         return True
     resource = request.match_info.route.resource
-    return resource is not None and resource.canonical.startswith(PREFIX)
+    return resource is not None and resource.canonical.startswith(base)
 
 
 def _given_password(request: web.Request) -> str | None:

@@ -198,5 +198,5 @@ def part_disposition(declared: str) -> str:
 async def get_links(request: web.Request) -> web.StreamResponse:
     message = await _resolve(request)
     opened = await _view(request, message)
-    links = with_kinds(opened.links, request.app[keys.config].public_origin)
+    links = with_kinds(opened.links, request.app[keys.config])
     return web.json_response({"ID": message.id, "Links": [link.as_json() for link in links]})

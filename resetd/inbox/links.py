@@ -3,7 +3,8 @@
 The links themselves are found once at ingest (:func:`.digest.extract_links`:
 ``<a href>`` with its anchor text from the HTML part, bare ``http(s)://``
 URLs from the text part) and stored; nothing here fetches anything. A link
-is of kind ``reset`` when it is ``<public_url>/reset_password/<token>``; for
+is of kind ``reset`` when it is ``<public_url>/reset_password/<token>``, or
+the shape ``[reset] link_url`` gives it (``https://app.example.com/reset#token=<token>``); for
 those, :func:`reset_info` decodes the token's claims (signature checked,
 expiry not) to show them, and judges the token with the reset page's own
 :func:`~resetd.reset.tokens.check_token`, without consuming anything.
@@ -20,6 +21,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .. import keys
+from ..config import Config
 from ..reset.tokens import TokenInvalid, TokenState, check_token
 
 
@@ -34,17 +36,27 @@ class Link:
         return {"URL": self.url, "Text": self.text, "Part": self.part, "Kind": self.kind}
 
 
-def with_kinds(found: Iterable[tuple[str, str, str]], public_origin: str) -> list[Link]:
+def with_kinds(found: Iterable[tuple[str, str, str]], cfg: Config) -> list[Link]:
     """The stored (URL, text, part) links, each with its kind."""
     return [
-        Link(url, text, part, "reset" if reset_token(url, public_origin) else "other")
+        Link(url, text, part, "reset" if reset_token(url, cfg) else "other")
         for url, text, part in found
     ]
 
 
-def reset_token(url: str, public_origin: str) -> str | None:
-    """The token of a ``<public_url>/reset_password/<token>`` link, else None."""
-    prefix = f"{public_origin}/reset_password/"
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def reset_token(url: str, cfg: Config) -> str | None:
+    """The token of a ``<public_url>/reset_password/<token>`` link, or of a link
+    of ``[reset] link_url``'s shape, else None."""
+    if cfg.reset.link_url:
+        before, _, after = cfg.reset.link_url.partition("{token}")
+        if len(url) > len(before) + len(after) and url.startswith(before) and url.endswith(after):
+            token = url[len(before) : len(url) - len(after)]
+            if all(c in _TOKEN_CHARS for c in token):
+                return token
+    prefix = f"{cfg.public_origin}/reset_password/"
     if not url.startswith(prefix):
         return None
     token = unquote(url[len(prefix) :].split("?", 1)[0].split("#", 1)[0])
@@ -53,7 +65,7 @@ def reset_token(url: str, public_origin: str) -> str | None:
 
 async def reset_info(app: web.Application, url: str) -> dict[str, Any]:
     """Claims and current state of the reset link ``url`` (nothing is consumed)."""
-    token = reset_token(url, app[keys.config].public_origin) or ""
+    token = reset_token(url, app[keys.config]) or ""
     info: dict[str, Any] = {"url": url, "state": "invalid", "reason": "", "claims": None}
     try:
         claims = app[keys.codec].decode(token, verify_exp=False)

@@ -131,7 +131,9 @@ def find_part(raw: bytes, part_id: str) -> tuple[str, str, bytes] | None:
     return None
 
 
-def link_inline_parts(body: str, message_id: str, parts: list[Attachment]) -> str:
+def link_inline_parts(
+    body: str, message_id: str, parts: list[Attachment], base: str = "/dev/inbox"
+) -> str:
     """``body`` with each ``cid:`` reference to one of ``parts`` pointed at its part URL."""
     by_cid = {a.content_id: a.part_id for a in parts if a.content_id}
 
@@ -139,18 +141,21 @@ def link_inline_parts(body: str, message_id: str, parts: list[Attachment]) -> st
         part_id = by_cid.get(match.group(1))
         if part_id is None:
             return match.group(0)
-        return f"/dev/inbox/api/v1/message/{message_id}/part/{part_id}"
+        return f"{base}/api/v1/message/{message_id}/part/{part_id}"
 
     return _CID.sub(cid_url, body)
 
 
-def iframe_document(body: str, message_id: str, inline: list[Attachment]) -> str:
+def iframe_document(
+    body: str, message_id: str, inline: list[Attachment], base: str = "/dev/inbox"
+) -> str:
     """The mail's HTML prepared for ``<iframe sandbox srcdoc>``.
 
-    ``cid:`` references point at the part URLs, links open in a new tab, and a
+    ``cid:`` references point at the part URLs under ``base`` (the inbox's
+    path), links open in a new tab, and a
     meta CSP forbids scripts even if the sandbox attribute were ever lost.
     """
     head = (
         f'<meta http-equiv="Content-Security-Policy" content="{IFRAME_CSP}"><base target="_blank">'
     )
-    return head + link_inline_parts(body, message_id, inline)
+    return head + link_inline_parts(body, message_id, inline, base)

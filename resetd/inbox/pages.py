@@ -20,6 +20,7 @@ from .. import keys
 from ..errors import BadSearch
 from ..render import render
 from . import keys as ikeys
+from .access import inbox_path
 from .links import reset_info, with_kinds
 from .message_view import iframe_document
 from .opened import view_of
@@ -91,7 +92,7 @@ async def inbox_page(request: web.Request) -> web.StreamResponse:
         params = {"q": query.text} if query.text else {}
         if offset:
             params["start"] = str(offset)
-        return "/dev/inbox" + (f"?{urlencode(params)}" if params else "")
+        return inbox_path(request.app) + (f"?{urlencode(params)}" if params else "")
 
     ctx: dict[str, Any] = {
         "messages": messages,
@@ -134,14 +135,14 @@ async def message_page(request: web.Request) -> web.StreamResponse:
         latest = await store.latest(parse_query(request.query.get("q", "")))
         if latest is None:
             raise web.HTTPNotFound(text="No message matches.")
-        raise web.HTTPSeeOther(location=f"/dev/inbox/{latest.id}")
+        raise web.HTTPSeeOther(location=f"{inbox_path(request.app)}/{latest.id}")
     message = await _message_or_404(store, message_id)
     opened = await view_of(request.app, message)
     head = await store.raw_head(message_id, RAW_SHOWN)
     if opened is None or head is None:
         raise _gone()
     view = opened.view
-    links = with_kinds(opened.links, request.app[keys.config].public_origin)
+    links = with_kinds(opened.links, request.app[keys.config])
     # A reset mail carries its link in both the text and the HTML part: one panel per URL.
     reset_urls = list(dict.fromkeys(link.url for link in links if link.kind == "reset"))
     # Each panel checks a token and asks the ledger; a real reset mail has one link.
@@ -156,7 +157,11 @@ async def message_page(request: web.Request) -> web.StreamResponse:
         "people": opened.people,
         "people_shown": PEOPLE_SHOWN,
         "view": view,
-        "srcdoc": iframe_document(view.html, message.id, view.inline) if view.html else "",
+        "srcdoc": (
+            iframe_document(view.html, message.id, view.inline, inbox_path(request.app))
+            if view.html
+            else ""
+        ),
         "links": links,
         "resets": resets,
         "raw_text": raw.decode("utf-8", "replace"),
@@ -189,7 +194,7 @@ async def delete_message(request: web.Request) -> web.StreamResponse:
     message_id = request.match_info["id"]
     if await store.delete([message_id]):
         await publish_change(request.app, "delete", {"IDs": [message_id]})
-    raise web.HTTPSeeOther(location="/dev/inbox")
+    raise web.HTTPSeeOther(location=inbox_path(request.app))
 
 
 async def delete_all(request: web.Request) -> web.StreamResponse:
@@ -199,4 +204,4 @@ async def delete_all(request: web.Request) -> web.StreamResponse:
     query = parse_query(text if isinstance(text, str) else "")
     await store.delete(None if query.is_empty else query)
     await publish_change(request.app, "delete", {"IDs": None})
-    raise web.HTTPSeeOther(location="/dev/inbox")
+    raise web.HTTPSeeOther(location=inbox_path(request.app))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import keys as ikeys
+from .access import inbox_path
 from .message_view import link_inline_parts
 from .opened import view_of
 from .schema import Stored
@@ -48,7 +49,7 @@ async def render_view(request: web.Request) -> web.StreamResponse:
     stem, dot, suffix = name.rpartition(".")
     if not dot or suffix not in ("html", "txt"):
         message = await _message(request, name)
-        raise web.HTTPFound(location=f"/dev/inbox/{message.id}")
+        raise web.HTTPFound(location=f"{inbox_path(request.app)}/{message.id}")
     message = await _message(request, stem)
     opened = await view_of(request.app, message)
     if opened is None:
@@ -58,7 +59,9 @@ async def render_view(request: web.Request) -> web.StreamResponse:
         return web.Response(text=view.text, content_type="text/plain", charset="utf-8")
     if not view.html:
         raise web.HTTPNotFound(text="This message does not contain a HTML part")
-    html = link_inline_parts(view.html, message.id, [*view.inline, *view.attachments])
+    html = link_inline_parts(
+        view.html, message.id, [*view.inline, *view.attachments], inbox_path(request.app)
+    )
     if request.query.get("embed") == "1":
         # Mailpit's embed mode: links open in a new tab (its height script is left out:
         # no script runs here).

@@ -78,6 +78,7 @@ class MailComposer:
         self,
         sender: str,
         public_url: str,
+        link_url: str = "",
         *,
         site_name: str = "resetd",
         templates: Sequence[Path] = (),
@@ -85,7 +86,10 @@ class MailComposer:
         """``templates``: the directories whose ``email/`` holds the mails, first
         found wins; the shipped one when empty. Raises
         :class:`~resetd.errors.UnsendableAddress` when ``sender`` holds no usable address
-        (config_rules refuses such a ``[mail] sender`` first)."""
+        (config_rules refuses such a ``[mail] sender`` first).
+
+        ``link_url`` (``[reset] link_url``) is where the reset link points
+        instead of ``public_url/reset_password/<token>``, ``{token}`` replaced."""
         self.sender = sender
         self.site_name = site_name
         name, addr = parseaddr(sender)
@@ -93,6 +97,7 @@ class MailComposer:
         self._from = address_header("From", self.sender_name, self.sender_addr)
         self.public_url = public_url.rstrip("/")
         dirs = list(templates) or [template_dir()]
+        self.link_url = link_url
         self._env = jinja2.Environment(
             loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(d / "email") for d in dirs]),
             autoescape=jinja2.select_autoescape(["html"]),
@@ -161,7 +166,7 @@ class MailComposer:
     def reset_mail(
         self, username: str, email: str, token: str, ttl: int, lang: str = i18n.SOURCE
     ) -> ComposedMail:
-        link = f"{self.public_url}/reset_password/{token}"
+        link = reset_link(self.public_url, self.link_url, token)
         with i18n.using(lang):
             subject = _("[%(site_name)s] Reset Your Password") % {"site_name": self.site_name}
         return self.compose(
@@ -197,6 +202,15 @@ class MailComposer:
             user_agent=clean(user_agent[:200]),
             request_url=f"{self.public_url}/reset_password_request",
         )
+
+
+def reset_link(public_url: str, link_url: str, token: str) -> str:
+    """The mailed link: built from the configuration and the token only (never
+    from a request), so nobody can point it elsewhere. A token is URL-safe
+    base64 and dots: it needs no escaping, in a path or a fragment."""
+    if link_url:
+        return link_url.replace("{token}", token)
+    return f"{public_url.rstrip('/')}/reset_password/{token}"
 
 
 def _msgid_domain(sender: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -28,7 +29,7 @@ from ..i18n import N_, _
 from ..limits import RateLimiter, client_bucket
 from ..login_guard import account_buckets
 from ..outbox import PASSWORD_CHANGED, OutboxStore
-from ..passwords import check_policy
+from ..passwords import PolicyError, check_policy
 from ..render import render
 from ..session_store import SessionStore
 from ..sessions import flash
@@ -48,9 +49,8 @@ async def _check(app: web.Application, token: str) -> tuple[User, Claims]:
     return await check_token(token, app[keys.codec], app[keys.ledger], app[keys.users])
 
 
-async def token_rejected(request: web.Request, exc: TokenInvalid) -> web.Response:
-    """The one page for a link or form whose token cannot be used, whatever the
-    reason (which goes to the audit trail only); the token leaves the session."""
+async def audit_rejection(request: web.Request, exc: TokenInvalid) -> None:
+    """A token that could not be used goes to the audit trail with its reason."""
     await request.app[keys.audit].add(
         "token_use",
         f"rejected: {exc.reason}",
@@ -58,6 +58,12 @@ async def token_rejected(request: web.Request, exc: TokenInvalid) -> web.Respons
         client_ip=client_ip(request),
         user_agent=user_agent(request),
     )
+
+
+async def token_rejected(request: web.Request, exc: TokenInvalid) -> web.Response:
+    """The one page for a link or form whose token cannot be used, whatever the
+    reason (which goes to the audit trail only); the token leaves the session."""
+    await audit_rejection(request, exc)
     session = await get_session(request)
     session.pop(SESSION_TOKEN, None)
     resp = await render(request, "invalid_token.html", status=400)
@@ -75,7 +81,7 @@ async def token_link(request: web.Request) -> web.StreamResponse:
     await _check(request.app, token)
     session = await get_session(request)
     session[SESSION_TOKEN] = token
-    raise web.HTTPSeeOther(location="/reset_password", headers=TOKEN_HEADERS)
+    raise web.HTTPSeeOther(location=_form_path(request.app), headers=TOKEN_HEADERS)
 
 
 async def set_password(request: web.Request) -> web.StreamResponse:
@@ -85,11 +91,16 @@ async def set_password(request: web.Request) -> web.StreamResponse:
     if not isinstance(token, str):
         raise TokenInvalid("no token in session")
     if request.method == "POST":
-        return await _set(request, token, action="/reset_password")
+        return await _set(request, token, action=_form_path(request.app))
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
     user, _claims = await _check(request.app, token)
-    return await _form(request, user, "/reset_password", {})
+    return await _form(request, user, _form_path(request.app), {})
+
+
+def _form_path(app: web.Application) -> str:
+    """The token-free form's path, under public_url's path."""
+    return app[keys.config].prefix + "/reset_password"
 
 
 async def _form(
@@ -109,19 +120,36 @@ async def _form(
         status=status,
     )
     resp.headers["Cache-Control"] = "no-store"
-    if action != "/reset_password":  # the form posts back to the token's own URL
+    if action != _form_path(request.app):  # the form posts back to the token's own URL
         resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
 
 
-async def _set(request: web.Request, token: str, action: str) -> web.StreamResponse:
-    """POST of the form: the password is checked against the policy, then set and
-    the token consumed in one transaction; a refused password counts against the
-    token, which is burned at ``[limits] failed_posts_per_token``."""
+@dataclass(frozen=True)
+class NewPassword:
+    """What became of a new password offered with a live token."""
+
+    user: User
+    # The policy's objections: nothing changed, and the refusal counted against the token.
+    problems: list[PolicyError]
+    # No hashing place now (seconds to wait): nothing changed, the token still works.
+    retry_after: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return not self.problems and self.retry_after is None
+
+
+async def change_password(
+    request: web.Request, token: str, password: str, password2: str
+) -> NewPassword:
+    """The form's POST and the JSON API's alike: the password is checked against
+    the policy, then set and the token consumed in one transaction; a refused
+    password counts against the token, which is burned at ``[limits]
+    failed_posts_per_token``. Raises TokenInvalid when the token cannot be
+    used (or is burned by this refusal)."""
     app = request.app
     user, claims = await _check(app, token)
-    form = await request.post()
-    password, password2 = str(form.get("password", "")), str(form.get("password2", ""))
     problems = check_policy(
         app[keys.config].passwords,
         password,
@@ -132,10 +160,7 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
     )
     if problems:
         await _count_failure(app, user, claims)
-        errors: dict[str, str] = {}
-        for problem in problems:
-            errors.setdefault(problem.field, problem.message)
-        return await _form(request, user, action, errors, status=400)
+        return NewPassword(user, problems)
     # Whoever holds a live link waits for a hashing thread as a client in good
     # standing, taking turns with every other client (resetd/hash_queue.py).
     try:
@@ -143,16 +168,31 @@ async def _set(request: web.Request, token: str, action: str) -> web.StreamRespo
             password, Standing(client_bucket(client_ip(request)))
         )
     except HashingBusy as busy:  # nothing changed: the same link can submit again
-        resp = await _form(request, user, action, {"password": _(BUSY_MESSAGE)}, status=503)
-        resp.headers["Retry-After"] = str(busy.retry_after)
-        return resp
+        return NewPassword(user, [], busy.retry_after)
     await _replace_password(app, user, claims, new_hash, client_ip(request), user_agent(request))
     app[keys.wake_outbox]()
     log.info("password reset for user %d", user.id)
+    return NewPassword(user, [])
+
+
+async def _set(request: web.Request, token: str, action: str) -> web.StreamResponse:
+    """POST of the form (see :func:`change_password`)."""
+    form = await request.post()
+    password, password2 = str(form.get("password", "")), str(form.get("password2", ""))
+    outcome = await change_password(request, token, password, password2)
+    if outcome.problems:
+        errors: dict[str, str] = {}
+        for problem in outcome.problems:
+            errors.setdefault(problem.field, problem.message)
+        return await _form(request, outcome.user, action, errors, status=400)
+    if outcome.retry_after is not None:
+        resp = await _form(request, outcome.user, action, {"password": _(BUSY_MESSAGE)}, status=503)
+        resp.headers["Retry-After"] = str(outcome.retry_after)
+        return resp
     session = await get_session(request)
     session.pop(SESSION_TOKEN, None)
     await flash(request, _(DONE_MESSAGE), "success")
-    raise web.HTTPSeeOther(location=app[keys.config].login_location, headers=TOKEN_HEADERS)
+    raise web.HTTPSeeOther(location=request.app[keys.config].login_location, headers=TOKEN_HEADERS)
 
 
 async def _count_failure(app: web.Application, user: User, claims: Claims) -> None:

@@ -5,6 +5,9 @@
 "use strict";
 
 (function () {
+  // Where the inbox is served: /dev/inbox under [server] public_url's path.
+  var baseMeta = document.querySelector('meta[name="resetd-inbox"]');
+  var inboxBase = baseMeta ? baseMeta.content : "/dev/inbox";
   var baseTitle = document.title.replace(/^\(\d+\) /, "");
 
   // The unread count as a badge on the favicon: the site icon drawn onto a
@@ -82,7 +85,7 @@
     var li = el("li", "message unread");
     li.dataset.id = m.ID;
     var a = el("a", "message-link");
-    a.href = "/dev/inbox/" + encodeURIComponent(m.ID);
+    a.href = inboxBase + "/" + encodeURIComponent(m.ID);
     var from = el("span", "m-from");
     var dot = el("span", "dot", "●");
     dot.setAttribute("aria-label", "unread");
@@ -101,7 +104,7 @@
     if (csrf) {
       var form = el("form", "inline m-delete");
       form.method = "post";
-      form.action = "/dev/inbox/" + encodeURIComponent(m.ID) + "/delete";
+      form.action = inboxBase + "/" + encodeURIComponent(m.ID) + "/delete";
       var token = el("input");
       token.type = "hidden"; token.name = "csrf_token"; token.value = csrf;
       var button = el("button", "link", "Delete");
@@ -119,7 +122,7 @@
     var notice = document.getElementById("inbox-new");
     var counter = document.querySelector('[data-live="unread"]');
     if (counter) setUnread(Number(counter.textContent) || 0);
-    var source = new EventSource("/dev/inbox/events");
+    var source = new EventSource(inboxBase + "/events");
     source.addEventListener("new", function (e) {
       var m = JSON.parse(e.data);
       if (!live) { if (notice) notice.hidden = false; return; }
