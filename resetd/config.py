@@ -62,7 +62,7 @@ class DatabaseConfig:
 @dataclass(frozen=True)
 class MailConfig:
     server: str = "127.0.0.1"
-    port: int = 8025
+    port: int = 1025
     use_tls: bool = False
     use_ssl: bool = False
     username: str = ""
@@ -132,7 +132,7 @@ class UsersConfig:
 class DevInboxConfig:
     enabled: bool = False
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
+    smtp_port: int = 1025
     path: str = "resetd-inbox.db"
     max_messages: int = 5000
     max_message_size: int = 25 * 1024 * 1024
