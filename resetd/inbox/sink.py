@@ -32,7 +32,7 @@ from aiosmtpd.smtp import SMTP, syntax
 from ..config import DevInboxConfig
 from .capture import BUSY, SinkHandler
 from .smtp_auth import SinkLogin
-from .smtp_data import STREAM_LIMIT, read_data_section
+from .smtp_data import LINE_LENGTH_LIMIT, STREAM_LIMIT, read_data_section
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ _PLAIN_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9
 # greeting (RFC 5321 §3.8), and the client tries again later.
 MAX_CONNECTIONS = 100
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+# A permanent refusal of this message only (RFC 3463 5.3.4: too big for the system).
+LINE_TOO_LONG = f"552 5.3.4 Line too long: at most {LINE_LENGTH_LIMIT} octets per line"
 
 
 class SinkSMTP(SMTP):
@@ -157,7 +159,7 @@ class SinkSMTP(SMTP):
             if section.too_much:
                 await self.push("552 Error: Too much mail data")
             elif section.too_long:
-                await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+                await self.push(LINE_TOO_LONG)
             else:
                 await self.push(BUSY)
             return
