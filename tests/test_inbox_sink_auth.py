@@ -78,7 +78,7 @@ class _Collecting:
     def __init__(self) -> None:
         self.received: list[Any] = []
 
-    async def submit(self, incoming: Any, *, until_stored: bool = False) -> None:
+    async def submit(self, incoming: Any) -> None:
         self.received.append(incoming)
 
 

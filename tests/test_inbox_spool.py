@@ -217,12 +217,14 @@ async def test_the_writer_queue_holds_a_bounded_number_of_bytes(tmp_path: Path) 
         return Incoming(0.0, "a@example.com", ["b@example.com"], mail)
 
     try:
-        await writer.submit(incoming())  # not started: nothing is written yet
+        first = asyncio.create_task(writer.submit(incoming()))  # not started: not written
+        await asyncio.sleep(0.1)
         second = asyncio.create_task(writer.submit(incoming()))
         await asyncio.sleep(0.2)
-        assert not second.done()  # 12 000 bytes would be over the bound
+        assert not first.done() and not second.done()
+        assert writer._queued_bytes == len(mail)  # 12 000 bytes would be over the bound
         await writer.start()
-        await asyncio.wait_for(second, 5)
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
         await writer.flush()
         assert await store.counts() == (2, 2)
     finally:

@@ -5,8 +5,9 @@ past ``[dev_inbox] max_recipients`` gets ``452 4.5.3`` (RFC 5321
 §4.5.3.1.10), so the client sends the rest in another transaction. An
 accepted message is handed to the :class:`~resetd.inbox.writer.InboxWriter`;
 a large one arrives in a spool file (:mod:`.spool`) and is read back, one at
-a time, only to be stored. When the writer cannot store mail the answer is
-451, so the client keeps the mail.
+a time, only to be stored. The answer is 250 only once the message is
+stored and visible; when the writer cannot store it, 451, so the client
+keeps the mail.
 """
 
 from __future__ import annotations
@@ -76,15 +77,16 @@ class SinkHandler:
         return "250 OK"
 
     async def capture(self, envelope: Envelope, content: bytes | Spooled) -> str:
-        """Hand one accepted message to the writer; returns the reply to DATA.
+        """Hand one accepted message to the writer; returns the reply to DATA
+        once it is stored (250) or could not be (451).
 
-        A spooled message is read back under ``spooler.loading`` and the reply
-        waits until it is stored, so only one is in memory at a time; when
-        that takes longer than ``spooler.wait`` the answer is a 451.
+        A spooled message is read back under ``spooler.loading``, so only one
+        is in memory at a time; when waiting for that takes longer than
+        ``spooler.wait`` the answer is a 451.
         """
         if isinstance(content, bytes):
             try:
-                await self._submit(envelope, content, wait=False)
+                await self._submit(envelope, content)
             except NotStored as exc:
                 log.warning("dev inbox: answering 451: %s", exc)
                 return NOT_STORED
@@ -98,7 +100,7 @@ class SinkHandler:
             try:
                 raw = await asyncio.to_thread(content.read)
                 content.close()  # frees the disk and the spool slot now
-                await self._submit(envelope, raw, wait=True)
+                await self._submit(envelope, raw)
             except NotStored as exc:
                 log.warning("dev inbox: answering 451: %s", exc)
                 return NOT_STORED
@@ -106,10 +108,10 @@ class SinkHandler:
                 loading.release()
         return CAPTURED
 
-    async def _submit(self, envelope: Envelope, raw: bytes, wait: bool) -> None:
+    async def _submit(self, envelope: Envelope, raw: bytes) -> None:
         # aiosmtpd gives every transaction a new Envelope, so its list is ours to keep.
         incoming = Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw)
-        await self.writer.submit(incoming, until_stored=wait)
+        await self.writer.submit(incoming)
         stats = self.stats
         stats.accepted += 1
         stats.accepted_size += len(raw)
