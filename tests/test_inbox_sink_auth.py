@@ -20,6 +20,7 @@ from resetd.inbox.capture import SinkHandler, SinkStats
 from resetd.inbox.guesses import GuessThrottle
 from resetd.inbox.sink import Sink, start_sink
 from resetd.inbox.smtp_auth import SinkLogin
+from resetd.inbox.writer import Arrival
 from tests.helpers import ConfigFactory
 from tests.inbox_helpers import make_message
 
@@ -78,7 +79,10 @@ class _Collecting:
     def __init__(self) -> None:
         self.received: list[Any] = []
 
-    async def submit(self, incoming: Any) -> None:
+    def expect(self) -> Arrival:
+        return Arrival(None)
+
+    async def submit(self, incoming: Any, arrival: Arrival | None = None) -> None:
         self.received.append(incoming)
 
 

@@ -35,7 +35,9 @@ async def test_each_of_40_sequential_sends_is_found_by_the_api_right_after_its_2
             found = await api_json(client, f"{API}/search?query={marker}")
             assert [m["Subject"] for m in found["messages"]] == [f"mail {marker}"], n
             listing = await api_json(client, f"{API}/messages?limit=1")
-            assert listing["total"] == n + 1 and listing["messages"][0]["Subject"] == f"mail {marker}"
+            assert (
+                listing["total"] == n + 1 and listing["messages"][0]["Subject"] == f"mail {marker}"
+            )
             page = await (await client.get("/dev/inbox")).text()
             assert marker in page, n
 

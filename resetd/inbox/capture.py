@@ -24,7 +24,7 @@ from ..config import DevInboxConfig
 from ..errors import NotStored
 from .ingest import Incoming
 from .spool import Spooled, Spooler
-from .writer import InboxWriter
+from .writer import Arrival, InboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +76,34 @@ class SinkHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
-    async def capture(self, envelope: Envelope, content: bytes | Spooled) -> str:
+    def expect(self) -> Arrival:
+        """DATA begins: the writer may hold its next batch for this message."""
+        return self.writer.expect()
+
+    async def capture(
+        self,
+        envelope: Envelope,
+        content: bytes | Spooled,
+        arrival: Arrival | None = None,
+        username: str = "",
+    ) -> str:
         """Hand one accepted message to the writer; returns the reply to DATA
         once it is stored (250) or could not be (451).
 
-        A spooled message is read back under ``spooler.loading``, so only one
-        is in memory at a time; when waiting for that takes longer than
-        ``spooler.wait`` the answer is a 451.
+        ``username`` is the SMTP AUTH user name, stored with the message. A
+        spooled message is read back under ``spooler.loading``, so only one is
+        in memory at a time; when waiting for that takes longer than
+        ``spooler.wait`` the answer is a 451. No batch waits for it meanwhile.
         """
         if isinstance(content, bytes):
             try:
-                await self._submit(envelope, content)
+                await self._submit(envelope, content, arrival, username)
             except NotStored as exc:
                 log.warning("dev inbox: answering 451: %s", exc)
                 return NOT_STORED
             return CAPTURED
+        if arrival is not None:
+            arrival.done()
         loading = self.spooler.loading
         with contextlib.closing(content):
             try:
@@ -100,7 +113,7 @@ class SinkHandler:
             try:
                 raw = await asyncio.to_thread(content.read)
                 content.close()  # frees the disk and the spool slot now
-                await self._submit(envelope, raw)
+                await self._submit(envelope, raw, None, username)
             except NotStored as exc:
                 log.warning("dev inbox: answering 451: %s", exc)
                 return NOT_STORED
@@ -108,10 +121,12 @@ class SinkHandler:
                 loading.release()
         return CAPTURED
 
-    async def _submit(self, envelope: Envelope, raw: bytes) -> None:
+    async def _submit(
+        self, envelope: Envelope, raw: bytes, arrival: Arrival | None, username: str
+    ) -> None:
         # aiosmtpd gives every transaction a new Envelope, so its list is ours to keep.
-        incoming = Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw)
-        await self.writer.submit(incoming)
+        incoming = Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw, username)
+        await self.writer.submit(incoming, arrival)
         stats = self.stats
         stats.accepted += 1
         stats.accepted_size += len(raw)

@@ -93,12 +93,17 @@ INBOX_MIGRATIONS: list[str] = [
     ALTER TABLE message_view ADD COLUMN html_len INTEGER;
     ALTER TABLE message_view ADD COLUMN qp INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: the SMTP AUTH user name the message was sent with (Mailpit's "Username"),
+    # "" when the client did not authenticate, as for every row stored before.
+    """
+    ALTER TABLE messages ADD COLUMN username TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SUMMARY_COLUMNS = (
     "m.id, m.created, m.message_id, m.from_name, m.from_addr, m.to_json, m.cc_json, "
     "m.bcc_json, m.reply_to_json, m.subject, m.sent_at, m.size, m.attachments, m.snippet, "
-    "m.mail_from, m.rcpt_json, m.read, m.problem, m.recipients"
+    "m.mail_from, m.rcpt_json, m.read, m.problem, m.recipients, m.username"
 )
 
 
@@ -124,6 +129,7 @@ class Stored:
     read: bool
     problem: str
     recipients: int = 0  # To + Cc + Bcc in all (0 in rows stored before it was counted)
+    username: str = ""  # the SMTP AUTH user name it was sent with, if any
 
     @property
     def people(self) -> list[Address]:
@@ -152,6 +158,7 @@ class Stored:
             "Size": self.size,
             "Attachments": self.attachments,
             "Snippet": self.snippet,
+            "Username": self.username,
         }
 
 
@@ -195,6 +202,7 @@ def stored_from_row(row: Row) -> Stored:
         read=bool(row["read"]),
         problem=row["problem"],
         recipients=row["recipients"],
+        username=row["username"],
     )
 
 

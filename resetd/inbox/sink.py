@@ -33,6 +33,7 @@ from ..config import DevInboxConfig
 from .capture import BUSY, SinkHandler
 from .smtp_auth import SinkLogin
 from .smtp_data import LINE_LENGTH_LIMIT, STREAM_LIMIT, read_data_section
+from .writer import Arrival
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ _PLAIN_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9
 # greeting (RFC 5321 §3.8), and the client tries again later.
 MAX_CONNECTIONS = 100
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+# Characters of an SMTP AUTH user name kept with each message.
+USERNAME_LIMIT = 256
 # A permanent refusal of this message only (RFC 3463 5.3.4: too big for the system).
 LINE_TOO_LONG = f"552 5.3.4 Line too long: at most {LINE_LENGTH_LIMIT} octets per line"
 
@@ -125,7 +128,26 @@ class SinkSMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._connections.discard(self)
+        self._set_post_data_state()
         super().connection_lost(error)
+
+    # The transaction under way, from MAIL to its message joining a batch: the
+    # writer's next batch may wait for it (see InboxWriter.expect).
+    _arrival: Arrival | None = None
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await super().smtp_MAIL(arg)
+        envelope = self.envelope
+        if envelope is not None and envelope.mail_from is not None and self._arrival is None:
+            self._arrival = self._handler.expect()
+
+    def _set_post_data_state(self) -> None:
+        """aiosmtpd's end of a transaction (after DATA, RSET, HELO/EHLO)."""
+        arrival, self._arrival = self._arrival, None
+        if arrival is not None:
+            arrival.done()
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
 
     async def push(self, status: AnyStr) -> None:
         if status[:3] in ("552", b"552", "451", b"451"):
@@ -146,26 +168,41 @@ class SinkSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        arrival, self._arrival = self._arrival or self._handler.expect(), None
         try:
-            section = await read_data_section(
-                self._reader, self.data_size_limit, self._handler.spooler
+            try:
+                section = await read_data_section(
+                    self._reader, self.data_size_limit, self._handler.spooler
+                )
+            except asyncio.CancelledError:
+                # The connection went away during DATA (aiosmtpd cancels on EOF).
+                self._writer.close()
+                raise
+            if section.too_long or section.too_much or section.busy:
+                arrival.done()
+                self._set_post_data_state()
+                if section.too_much:
+                    await self.push("552 Error: Too much mail data")
+                elif section.too_long:
+                    await self.push(LINE_TOO_LONG)
+                else:
+                    await self.push(BUSY)
+                return
+            status = await self._handler.capture(
+                envelope, section.content, arrival, self._username()
             )
-        except asyncio.CancelledError:
-            # The connection went away during DATA (aiosmtpd cancels on EOF).
-            self._writer.close()
-            raise
-        if section.too_long or section.too_much or section.busy:
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            if section.too_much:
-                await self.push("552 Error: Too much mail data")
-            elif section.too_long:
-                await self.push(LINE_TOO_LONG)
-            else:
-                await self.push(BUSY)
-            return
-        status = await self._handler.capture(envelope, section.content)
-        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        finally:
+            arrival.done()
+        self._set_post_data_state()
         await self.push(status)
+
+    def _username(self) -> str:
+        """The SMTP AUTH user name of this session, "" without AUTH."""
+        session = self.session
+        login = getattr(session.auth_data, "login", None) if session is not None else None
+        if not isinstance(login, bytes):
+            return ""
+        return login.decode("utf-8", "replace")[:USERNAME_LIMIT]
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's MAIL/RCPT address parsing, with a fast path for plain addresses.

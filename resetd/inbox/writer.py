@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 QUEUE_WAIT = 30.0
 # The longest stop() takes; what is still waiting then is answered 451, and logged.
 STOP_TIMEOUT = 5.0
+# Longest a batch waits for messages still arriving to join it (seconds); see _gather.
+GATHER_WAIT = 0.01
 # Raw bytes that may wait for their commit (a message larger than this waits
 # until nothing else does): a hundred 1 MiB messages would otherwise all sit in memory.
 QUEUE_BYTES = 32 * 1024 * 1024
@@ -65,6 +67,24 @@ class _Batch:
     def settle(self, stored_ids: set[int]) -> None:
         if not self.done.done():
             self.done.set_result(stored_ids)
+
+
+class Arrival:
+    """A message whose DATA is arriving: the writer may wait for it to join a batch.
+
+    :meth:`InboxWriter.expect` hands one out when DATA begins; :meth:`done`
+    (idempotent) is called once the message joined a batch or was refused.
+    """
+
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer: InboxWriter | None) -> None:
+        self._writer = writer
+
+    def done(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer._arrived()
 
 
 class _Written:
@@ -100,6 +120,8 @@ class InboxWriter:
         self._forming: list[_Batch] = []  # waiting for the writer, oldest first
         self._writing: _Batch | None = None  # in the worker thread now
         self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
+        self._arriving = 0  # Arrivals not done yet
+        self._all_in: asyncio.Future[None] | None = None  # a gathering batch waits on it
         self._task: asyncio.Task[None] | None = None
         self._writer: BatchWriter | None = None
 
@@ -112,8 +134,22 @@ class InboxWriter:
         if self._closed or (self._task is not None and self._task.done()):
             raise NotStored("the inbox writer is not running")
 
-    async def submit(self, item: Incoming) -> None:
+    def expect(self) -> Arrival:
+        """A message's DATA begins: a batch about to be written may wait for it."""
+        self._arriving += 1
+        return Arrival(self)
+
+    def _arrived(self) -> None:
+        self._arriving -= 1
+        all_in = self._all_in
+        if not self._arriving and all_in is not None and not all_in.done():
+            all_in.set_result(None)
+
+    async def submit(self, item: Incoming, arrival: Arrival | None = None) -> None:
         """Digest one message and return once it is stored and visible.
+
+        ``arrival``, the message's own from :meth:`expect`, is done once it has
+        joined a batch (or failed to).
 
         Raises NotStored when the writer is not running or stops first, when
         there is no room under ``queue_bytes`` for QUEUE_WAIT seconds, or when
@@ -138,8 +174,12 @@ class InboxWriter:
             self._check()
             batch = self._join(ready)
             joined = True  # from here on the writer frees its share
+            if arrival is not None:
+                arrival.done()
             stored_ids = await asyncio.shield(batch.done)
         finally:
+            if arrival is not None:
+                arrival.done()
             if not joined:  # never joined a batch: nothing else will free its share
                 self._queued_bytes -= size
         if id(ready) not in stored_ids:
@@ -217,6 +257,8 @@ class InboxWriter:
                 await self._wakeup
                 self._wakeup = None
                 continue
+            if self._arriving and not self._closed:
+                await self._gather(loop)
             batch = self._writing = self._forming.pop(0)
             written = _Written()
             try:
@@ -232,6 +274,23 @@ class InboxWriter:
                     await self._publish(written)
                 except Exception:  # a page's live update is not worth the writer
                     log.exception("dev inbox: publishing new messages failed")
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait, GATHER_WAIT at most, for the messages still arriving to join.
+
+        A commit costs about four messages' worth of writing whatever it
+        holds, and each sender waits for its own: under load, committing the
+        moment the first message is in made transactions of one or two
+        messages. A lone message has nothing arriving beside it and waits for
+        nothing.
+        """
+        all_in = self._all_in = loop.create_future()
+        timer = loop.call_later(GATHER_WAIT, all_in.set_result, None)
+        try:
+            await all_in
+        finally:
+            timer.cancel()
+            self._all_in = None
 
     async def _write(self, items: list[Prepared]) -> _Written:
         """Store ``items``: what fails is tried alone, then stored raw; once not even
