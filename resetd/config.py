@@ -140,8 +140,18 @@ class DevInboxConfig:
     allow_remote: bool = False
     password: str = ""
     starttls: bool = False
+    # The certificate and key the sink presents ("" = a self-signed one it makes).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Implicit TLS (SMTPS) on this port as well; -1 = off, 0 = any free port.
+    smtps_port: int = -1
     # Seconds the parser process may spend on one mail before it is stored unparsed.
     parse_timeout: float = 10.0
+
+    @property
+    def tls(self) -> bool:
+        """Whether the sink speaks TLS at all (STARTTLS, SMTPS or both)."""
+        return self.starttls or self.smtps_port >= 0
 
 
 @dataclass(frozen=True)

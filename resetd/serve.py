@@ -73,12 +73,13 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
         f"    Links in mail     {cfg.public_origin}/reset_password/…",
     ]
     if cfg.dev_inbox.enabled:
-        from .inbox import smtp_address
+        from .inbox import smtp_address, tls_banner
 
         smtp_host, smtp_port = smtp_address(app)
         lines += [
             f"    Dev inbox         http://{shown}:{port}/dev/inbox",
             f"    Dev inbox SMTP    {smtp_host}:{smtp_port}",
+            *tls_banner(app),
         ]
     relay = f"{cfg.mail.server}:{cfg.mail.port}"
     lines += [

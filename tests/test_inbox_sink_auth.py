@@ -134,9 +134,11 @@ async def test_the_sink_throttles_wrong_passwords(guarded_sink: Any) -> None:
 async def test_with_starttls_the_password_waits_for_encryption(
     make_config: ConfigFactory, tmp_path: Path
 ) -> None:
-    cfg = make_config(dev_inbox={"allow_remote": True, "password": INBOX_PASSWORD})
+    cfg = make_config(
+        dev_inbox={"allow_remote": True, "password": INBOX_PASSWORD, "starttls": True}
+    )
     handler = SinkHandler(_Collecting(), SinkStats())  # type: ignore[arg-type]
-    context = await tls.server_context(str(tmp_path / "tls-inbox.db"))
+    context, _ = await tls.server_context(cfg.dev_inbox)
     sink = await start_sink(cfg.dev_inbox, handler, context, SinkLogin(INBOX_PASSWORD))
     host, port = sink.address
     try:
