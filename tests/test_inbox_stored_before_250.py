@@ -11,12 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+import pytest
 from aiohttp.test_utils import TestClient
 
+from resetd.db import Database
 from resetd.inbox import keys as ikeys
+from resetd.inbox.events import InboxEvents
+from resetd.inbox.ingest import Incoming
+from resetd.inbox.parser import ParserProcess
+from resetd.inbox.schema import INBOX_MIGRATIONS
+from resetd.inbox.store import InboxStore
+from resetd.inbox.writer import InboxWriter
 from tests.inbox_helpers import api_json, make_message, smtp_address
 
 API = "/dev/inbox/api/v1"
@@ -88,3 +97,32 @@ async def test_mail_whose_batch_cannot_be_stored_gets_451_never_250(
     assert reply.code == 250
     listing = await api_json(client, f"{API}/messages")
     assert [m["Subject"] for m in listing["messages"]] == ["after recovery"]
+
+
+async def test_a_sender_that_goes_away_does_not_cancel_its_batch_for_the_others(
+    tmp_path: Path,
+) -> None:
+    db = await Database.open(str(tmp_path / "inbox.db"), migrations=INBOX_MIGRATIONS)
+    store = InboxStore(db, 100)
+    writer = InboxWriter(store, InboxEvents(), ParserProcess(10.0))
+
+    def incoming(subject: str) -> Incoming:
+        raw = f"Subject: {subject}\r\n\r\nbody\r\n".encode()
+        return Incoming(0.0, "a@example.com", ["b@example.com"], raw)
+
+    try:
+        # Not started: both wait in the same batch.
+        gone = asyncio.create_task(writer.submit(incoming("gone")))
+        stays = asyncio.create_task(writer.submit(incoming("stays")))
+        await asyncio.sleep(0.1)
+        gone.cancel()  # as aiosmtpd cancels a session whose client went away
+        await asyncio.sleep(0.05)
+        assert not stays.done()
+        await writer.start()
+        await asyncio.wait_for(stays, 5)  # answered: stored
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert await store.counts() == (2, 2)
+    finally:
+        await writer.stop()
+        await store.close()

@@ -57,6 +57,20 @@ WRITER_PRAGMAS = ("PRAGMA wal_autocheckpoint=10000",)
 QUEUE_BYTES = 32 * 1024 * 1024
 
 
+class _Outcome(asyncio.Future[set[int]]):
+    """A batch's outcome, which no one sender can cancel for the others.
+
+    A sender whose task is cancelled (its connection went away) would cancel
+    the future it awaits; this one refuses, so the task is cancelled once the
+    batch is settled, and the batch's other senders still get their answer.
+    One future per batch and no ``shield`` (a future and two callbacks more)
+    per message.
+    """
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+
 class _Batch:
     """Messages committed together, and the one future their senders wait on.
 
@@ -68,7 +82,7 @@ class _Batch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.items: list[Prepared] = []
-        self.done: asyncio.Future[set[int]] = loop.create_future()
+        self.done: asyncio.Future[set[int]] = _Outcome(loop=loop)
 
     def settle(self, stored_ids: set[int]) -> None:
         if not self.done.done():
@@ -182,7 +196,7 @@ class InboxWriter:
             joined = True  # from here on the writer frees its share
             if arrival is not None:
                 arrival.done()
-            stored_ids = await asyncio.shield(batch.done)
+            stored_ids = await batch.done
         finally:
             if arrival is not None:
                 arrival.done()
