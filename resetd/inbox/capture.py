@@ -77,7 +77,7 @@ class SinkHandler:
         return "250 OK"
 
     def expect(self) -> Arrival:
-        """DATA begins: the writer may hold its next batch for this message."""
+        """A transaction began: the writer may hold its next batch for its message."""
         return self.writer.expect()
 
     async def capture(

@@ -3,10 +3,11 @@
 The handler digests each message (see parser.py), adds it to the batch being
 formed and waits for that batch's commit: the reply to DATA is 250 only once
 the mail is in the database, visible to every page and API call, as Mailpit
-answers. Batches still group commits: while one batch is being written in
-the worker thread, every message that arrives meanwhile joins the next, so
-under load a transaction carries one message per busy connection, and a
-lone message waits for nothing. Every message of a batch waits on the one
+answers. Batches still group commits: a batch waits, GATHER_WAIT at most,
+for the transactions under way (from MAIL on) to join it, and while one batch
+is being written in the worker thread every message that arrives joins the
+next; under load a transaction carries one message per busy connection, and
+a lone message waits for nothing. Every message of a batch waits on the one
 future of its batch: no timer and no future per message.
 
 The raw messages waiting add up to at most ``queue_bytes`` (backpressure: a
@@ -90,10 +91,11 @@ class _Batch:
 
 
 class Arrival:
-    """A message whose DATA is arriving: the writer may wait for it to join a batch.
+    """A transaction under way: the writer may wait for its message to join a batch.
 
-    :meth:`InboxWriter.expect` hands one out when DATA begins; :meth:`done`
-    (idempotent) is called once the message joined a batch or was refused.
+    :meth:`InboxWriter.expect` hands one out when MAIL is accepted; :meth:`done`
+    (idempotent) is called once the message joined a batch, or the
+    transaction ended without one (refused, RSET, the connection closed).
     """
 
     __slots__ = ("_writer",)
@@ -155,7 +157,7 @@ class InboxWriter:
             raise NotStored("the inbox writer is not running")
 
     def expect(self) -> Arrival:
-        """A message's DATA begins: a batch about to be written may wait for it."""
+        """A transaction began (MAIL): a batch about to be written may wait for it."""
         self._arriving += 1
         return Arrival(self)
 
@@ -244,6 +246,7 @@ class InboxWriter:
         self._closed = True
         task, self._task = self._task, None
         if task is None:
+            self._fail_waiters()
             return
         deadline = time.monotonic() + STOP_TIMEOUT
         wakeup = self._wakeup
