@@ -80,7 +80,7 @@ class DatabaseConfig:
 @dataclass(frozen=True)
 class MailConfig:
     server: str = "127.0.0.1"
-    port: int = 8025
+    port: int = 1025
     use_tls: bool = False
     use_ssl: bool = False
     username: str = ""
@@ -153,7 +153,7 @@ class UsersConfig:
 class DevInboxConfig:
     enabled: bool = False
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
+    smtp_port: int = 1025
     path: str = "resetd-inbox.db"
     max_messages: int = 5000
     max_message_size: int = 25 * 1024 * 1024
@@ -161,6 +161,11 @@ class DevInboxConfig:
     allow_remote: bool = False
     password: str = ""
     starttls: bool = False
+    # The certificate and key the sink presents ("" = a self-signed one it makes).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Implicit TLS (SMTPS) on this port as well; -1 = off, 0 = any free port.
+    smtps_port: int = -1
     # Seconds the parser process may spend on one mail before it is stored unparsed.
     parse_timeout: float = 10.0
     # POSTed Mailpit's summary of each new message (empty: no webhook).
@@ -174,6 +179,11 @@ class DevInboxConfig:
     release_username: str = ""
     release_password: str = ""
     release_starttls: bool = False
+
+    @property
+    def tls(self) -> bool:
+        """Whether the sink speaks TLS at all (STARTTLS, SMTPS or both)."""
+        return self.starttls or self.smtps_port >= 0
 
 
 # What [webhooks] events may list: a password changed, and a reset mail queued

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import ssl
 from email.utils import parseaddr
@@ -314,6 +315,14 @@ def _check_dev_inbox(d: DevInboxConfig) -> None:
         )
     if not 0 <= d.smtp_port <= 65535:
         raise ConfigError(f"[dev_inbox] smtp_port: expected 0-65535, got {d.smtp_port}")
+    if not -1 <= d.smtps_port <= 65535:
+        raise ConfigError(
+            f"[dev_inbox] smtps_port: expected 0-65535 (or -1: off), got {d.smtps_port}"
+        )
+    if d.smtps_port > 0 and d.smtps_port == d.smtp_port:
+        raise ConfigError(f"[dev_inbox] smtps_port: the same port as smtp_port ({d.smtp_port})")
+    if d.tls_cert or d.tls_key:
+        _check_tls_pair(d)
     if d.max_messages < 1:
         raise ConfigError(f"[dev_inbox] max_messages: expected >= 1, got {d.max_messages}")
     if d.max_message_size < 1024:
@@ -434,6 +443,28 @@ def _check_session_lifetimes(cfg: Config) -> None:
                 f"[server] {shorter}: must not exceed [server] {longer} "
                 f"({getattr(s, shorter)} > {getattr(s, longer)})"
             )
+
+
+def _check_tls_pair(d: DevInboxConfig) -> None:
+    if not (d.tls_cert and d.tls_key):
+        missing = "tls_key" if d.tls_cert else "tls_cert"
+        raise ConfigError(f"[dev_inbox] {missing}: needed with the other of tls_cert / tls_key")
+    if not d.tls:
+        raise ConfigError(
+            "[dev_inbox] tls_cert: only used over TLS; set [dev_inbox] starttls = true "
+            "or smtps_port as well"
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    for key in ("tls_cert", "tls_key"):
+        path = getattr(d, key)
+        if not os.path.isfile(path):
+            raise ConfigError(f"[dev_inbox] {key}: no such file: {path!r}")
+    try:
+        context.load_cert_chain(d.tls_cert, d.tls_key)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        raise ConfigError(
+            f"[dev_inbox] tls_cert: cannot use {d.tls_cert!r} with {d.tls_key!r}: {exc}"
+        ) from None
 
 
 def _check_ca_file(path: str, tls: bool) -> None:

@@ -91,15 +91,16 @@ class BatchWriter:
     iteration per statement under load.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, pragmas: Sequence[str] = ()) -> None:
         self.path = path
+        self.pragmas = (*PRAGMAS, *pragmas)  # extra ones apply to this connection only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resetd-writer")
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        for pragma in PRAGMAS:
+        for pragma in self.pragmas:
             conn.execute(pragma)
         return conn
 

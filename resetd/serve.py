@@ -79,12 +79,13 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
         f"    JSON API          http://{shown}:{port}{cfg.prefix}/api/v1/openapi.json",
     ]
     if cfg.dev_inbox.enabled:
-        from .inbox import smtp_address
+        from .inbox import smtp_address, tls_banner
 
         smtp_host, smtp_port = smtp_address(app)
         lines += [
             f"    Dev inbox         http://{shown}:{port}{cfg.prefix}/dev/inbox",
             f"    Dev inbox SMTP    {smtp_host}:{smtp_port}",
+            *tls_banner(app),
         ]
     relay = f"{cfg.mail.server}:{cfg.mail.port}"
     if cfg.relay_is_inbox:

@@ -38,7 +38,7 @@ def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
     assert cfg.server.public_url == "http://localhost:8080"
     assert cfg.database.path == "resetd.db"
     assert cfg.reset.token_ttl == 600
-    assert (cfg.dev_inbox.smtp_host, cfg.dev_inbox.smtp_port) == ("127.0.0.1", 8025)
+    assert (cfg.dev_inbox.smtp_host, cfg.dev_inbox.smtp_port) == ("127.0.0.1", 1025)
     assert cfg.limits.mails_per_address == 3 and cfg.limits.requests_per_ip == 120
     assert (cfg.mail.timeout, cfg.mail.data_timeout) == (10.0, 600.0)
 

@@ -48,7 +48,8 @@ async def test_list_shape_matches_mailpit(client: TestClient[Any, Any]) -> None:
     (item,) = listing["messages"]
     assert item["Subject"] == "Message 1"  # newest first: 2, 1, 0
     fields = (
-        "ID MessageID Read From To Cc Bcc ReplyTo Subject Created Tags Size Attachments Snippet"
+        "ID MessageID Read From To Cc Bcc ReplyTo Subject Created Tags Size Attachments "
+        "Snippet Username"
     )
     assert set(item) == set(fields.split())
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["Created"])

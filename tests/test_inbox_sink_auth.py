@@ -20,6 +20,7 @@ from resetd.inbox.capture import SinkHandler, SinkStats
 from resetd.inbox.guesses import GuessThrottle
 from resetd.inbox.sink import Sink, start_sink
 from resetd.inbox.smtp_auth import SinkLogin
+from resetd.inbox.writer import Arrival
 from tests.helpers import ConfigFactory
 from tests.inbox_helpers import make_message
 
@@ -78,7 +79,10 @@ class _Collecting:
     def __init__(self) -> None:
         self.received: list[Any] = []
 
-    async def submit(self, incoming: Any, *, until_stored: bool = False) -> None:
+    def expect(self) -> Arrival:
+        return Arrival(None)
+
+    async def submit(self, incoming: Any, arrival: Arrival | None = None) -> None:
         self.received.append(incoming)
 
 
@@ -130,9 +134,11 @@ async def test_the_sink_throttles_wrong_passwords(guarded_sink: Any) -> None:
 async def test_with_starttls_the_password_waits_for_encryption(
     make_config: ConfigFactory, tmp_path: Path
 ) -> None:
-    cfg = make_config(dev_inbox={"allow_remote": True, "password": INBOX_PASSWORD})
+    cfg = make_config(
+        dev_inbox={"allow_remote": True, "password": INBOX_PASSWORD, "starttls": True}
+    )
     handler = SinkHandler(_Collecting(), SinkStats())  # type: ignore[arg-type]
-    context = await tls.server_context(str(tmp_path / "tls-inbox.db"))
+    context, _ = await tls.server_context(cfg.dev_inbox)
     sink = await start_sink(cfg.dev_inbox, handler, context, SinkLogin(INBOX_PASSWORD))
     host, port = sink.address
     try:

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from resetd.inbox import keys as ikeys
 from resetd.inbox.capture import SinkHandler, SinkStats
 from resetd.inbox.sink import SinkSMTP
-from resetd.inbox.smtp_data import STREAM_LIMIT
+from resetd.inbox.smtp_data import LINE_LENGTH_LIMIT, STREAM_LIMIT
 from tests.inbox_helpers import api_json, make_message, smtp_address
 
 API = "/dev/inbox/api/v1"
@@ -127,20 +127,57 @@ async def test_an_empty_message_is_accepted_and_shown(client: TestClient[Any, An
     assert (await client.get(f"/dev/inbox/{mid}")).status == 200
 
 
-async def test_a_line_over_the_smtp_limit_gets_500_and_the_session_carries_on(
+async def test_a_line_over_the_limit_gets_552_and_the_session_carries_on(
     client: TestClient[Any, Any],
 ) -> None:
     dialog = await Dialog.open(client)
     await dialog.begin()
-    too_long = b"Subject: long\r\n\r\n" + b"x" * 999 + b"\r\n" + b"y" * 1000 + b"\r\n"
+    too_long = b"Subject: long\r\n\r\n" + b"x" * 999 + b"\r\n" + b"y" * LINE_LENGTH_LIMIT + b"\r\n"
     await dialog.send(stuffed(too_long))
-    assert await dialog.reply() == 500
+    assert await dialog.reply() == 552
     await dialog.begin()
-    fine = b"Subject: fine\r\n\r\n" + b"x" * 999 + b"\r\n"  # 1001 bytes with its CRLF
+    # The longest line taken: LINE_LENGTH_LIMIT octets with its CRLF.
+    fine = b"Subject: fine\r\n\r\n" + b"x" * (LINE_LENGTH_LIMIT - 2) + b"\r\n"
     await dialog.send(stuffed(fine))
     assert await dialog.reply() == 250
     await dialog.close()
     assert await _latest_raw(client) == fine
+
+
+def _recipients_line(count: int) -> bytes:
+    """One unfolded To: line naming ``count`` recipients, as swaks writes it."""
+    names = ", ".join(f"Recipient {n} <recipient{n}@example.com>" for n in range(count))
+    return f"To: {names}".encode()
+
+
+async def test_a_200_recipient_to_line_is_stored_as_received(
+    client: TestClient[Any, Any],
+) -> None:
+    to_line = _recipients_line(200)
+    assert len(to_line) > 3_600  # what swaks sent, on one line
+    raw = b"From: a@example.com\r\n" + to_line + b"\r\nSubject: many\r\n\r\nHello\r\n"
+    host, port = smtp_address(client.app)
+    async with aiosmtplib.SMTP(hostname=host, port=port, timeout=10) as smtp:
+        errors, reply = await smtp.sendmail("a@example.com", ["b@example.com"], raw)
+    assert not errors and "captured" in reply  # sendmail raises on anything but 250
+    assert await _latest_raw(client) == raw
+    full = await api_json(client, f"{API}/message/latest")
+    assert full["Subject"] == "many"
+    assert full["To"][0]["Address"] == "recipient0@example.com"
+
+
+async def test_a_20_kb_header_line_is_stored_byte_for_byte(
+    client: TestClient[Any, Any],
+) -> None:
+    dialog = await Dialog.open(client)
+    await dialog.begin()
+    raw = b"Subject: wide\r\nX-Long: " + b"z" * 20_000 + b"\r\n\r\nbody\r\n"
+    await dialog.send(stuffed(raw))
+    assert await dialog.reply() == 250
+    await dialog.close()
+    assert await _latest_raw(client) == raw
+    headers = await api_json(client, f"{API}/message/latest/headers")
+    assert headers["X-Long"] == ["z" * 20_000]
 
 
 async def test_a_message_larger_than_the_stream_buffer_arrives_whole(

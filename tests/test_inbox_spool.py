@@ -29,7 +29,7 @@ from resetd.inbox.ingest import Incoming
 from resetd.inbox.parser import ParserProcess
 from resetd.inbox.schema import INBOX_MIGRATIONS
 from resetd.inbox.sink import SinkSMTP
-from resetd.inbox.smtp_data import read_data_section
+from resetd.inbox.smtp_data import LINE_LENGTH_LIMIT, read_data_section
 from resetd.inbox.spool import Spooled, Spooler
 from resetd.inbox.store import InboxStore
 from resetd.inbox.writer import InboxWriter
@@ -40,8 +40,8 @@ from tests.test_inbox_smtp_data import ODD_LINES, Dialog, stuffed
 API = "/dev/inbox/api/v1"
 LARGE = 2 * 1024 * 1024  # past the 1 MiB spool threshold
 
-# Lines that start with dots, end with dots, a line of exactly the 1 000
-# characters allowed, CRs that are not line ends.
+# Lines that start with dots, end with dots, a line of RFC 5321's 1 000
+# characters, CRs that are not line ends.
 TRICKY = ODD_LINES + b"." + b"x" * 997 + b"\r\n" + b"a\rb\r\r\n..\r.\r\n" + ODD_LINES
 
 
@@ -77,8 +77,10 @@ async def test_content_is_unstuffed_whatever_the_chunk_boundaries(spool_at: int)
 
 
 async def test_a_line_too_long_is_found_whatever_the_chunk_boundaries() -> None:
-    too_long = b"Subject: long\r\n\r\n" + b"x" * 500 + b"\r\n" + b"y" * 1001 + b"\r\nok\r\n"
-    for piece in (1, 3, 7, 64, 1000, 4096):
+    too_long = (
+        b"Subject: long\r\n\r\n" + b"x" * 500 + b"\r\n" + b"y" * LINE_LENGTH_LIMIT + b"\r\nok\r\n"
+    )
+    for piece in (64, 1000, 4096, 70_000):
         for limit in (4, 9, 17, 1000):
             content, section = await _read(stuffed(too_long), piece, limit, Spooler(threshold=64))
             assert section.too_long and content == b"", (piece, limit)
@@ -215,12 +217,14 @@ async def test_the_writer_queue_holds_a_bounded_number_of_bytes(tmp_path: Path) 
         return Incoming(0.0, "a@example.com", ["b@example.com"], mail)
 
     try:
-        await writer.submit(incoming())  # not started: nothing is written yet
+        first = asyncio.create_task(writer.submit(incoming()))  # not started: not written
+        await asyncio.sleep(0.1)
         second = asyncio.create_task(writer.submit(incoming()))
         await asyncio.sleep(0.2)
-        assert not second.done()  # 12 000 bytes would be over the bound
+        assert not first.done() and not second.done()
+        assert writer._queued_bytes == len(mail)  # 12 000 bytes would be over the bound
         await writer.start()
-        await asyncio.wait_for(second, 5)
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
         await writer.flush()
         assert await store.counts() == (2, 2)
     finally:

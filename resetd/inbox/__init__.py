@@ -11,7 +11,7 @@ The modules, in the order a mail travels through them:
 Ingest side: SMTP in, one stored row per mail.
     sink         aiosmtpd in the app's loop: the SMTP dialogue, the connection cap
     smtp_auth    who may hand the sink mail (AUTH with the inbox's password)
-    tls          STARTTLS with a self-signed certificate made on first start
+    tls          STARTTLS and SMTPS: the developer's certificate or a self-signed one
     smtp_data    the DATA section read in bulk
     spool        a large DATA section kept in a temporary file while it arrives
     capture      the handler: the recipient cap, the hand-off to the writer
@@ -79,7 +79,7 @@ from .store import InboxStore
 from .webhook import running_webhook
 from .writer import InboxWriter
 
-__all__ = ["add_inbox_routes", "inbox_ctx", "smtp_address"]
+__all__ = ["add_inbox_routes", "inbox_ctx", "smtp_address", "tls_banner"]
 
 
 async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -99,7 +99,7 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         hook = await stack.enter_async_context(running_webhook(cfg.webhook_url, hub))
         stats = SinkStats()
         guesses = GuessThrottle()
-        tls_context = await tls.server_context(cfg.path) if cfg.starttls else None
+        tls_context, tls_info = await tls.server_context(cfg) if cfg.tls else (None, None)
         unmap_large_frees()
         # Large messages spool beside the inbox database, not in a /tmp that may be RAM.
         spooler = Spooler(os.path.dirname(cfg.path) or os.curdir)
@@ -115,6 +115,8 @@ async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ikeys.guesses] = guesses
         app[ikeys.webhook] = hook
         app[ikeys.smtp_address] = sink.address
+        app[ikeys.smtps_address] = sink.smtps_address
+        app[ikeys.tls_info] = tls_info
         yield
 
 
@@ -124,6 +126,27 @@ def smtp_address(app: web.Application) -> tuple[str, int]:
     Set while the app runs (after :func:`inbox_ctx` started the sink).
     """
     return app[ikeys.smtp_address]
+
+
+def tls_banner(app: web.Application) -> list[str]:
+    """The banner's lines about the sink's TLS: SMTPS, the certificate and, for a
+    self-signed one, how to trust it. Empty when the sink speaks no TLS."""
+    info = app[ikeys.tls_info]
+    if info is None:
+        return []
+    lines = []
+    smtps = app[ikeys.smtps_address]
+    if smtps is not None:
+        lines.append(f"    Dev inbox SMTPS   {smtps[0]}:{smtps[1]} (implicit TLS)")
+    kind = "self-signed" if info.self_signed else "[dev_inbox] tls_cert"
+    lines.append(f"    Dev inbox TLS     {info.cert_path} ({kind})")
+    lines.append(f"      SHA-256         {info.fingerprint}")
+    if info.self_signed:
+        lines.append(
+            "      To verify it, give clients that file as their CA file (or set"
+            " [dev_inbox] tls_cert / tls_key to a certificate they trust, e.g. mkcert's)"
+        )
+    return lines
 
 
 async def _end_streams(app: web.Application) -> None:

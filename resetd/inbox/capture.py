@@ -5,8 +5,9 @@ past ``[dev_inbox] max_recipients`` gets ``452 4.5.3`` (RFC 5321
 §4.5.3.1.10), so the client sends the rest in another transaction. An
 accepted message is handed to the :class:`~resetd.inbox.writer.InboxWriter`;
 a large one arrives in a spool file (:mod:`.spool`) and is read back, one at
-a time, only to be stored. When the writer cannot store mail the answer is
-451, so the client keeps the mail.
+a time, only to be stored. The answer is 250 only once the message is
+stored and visible; when the writer cannot store it, 451, so the client
+keeps the mail.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..config import DevInboxConfig
 from ..errors import NotStored
 from .ingest import Incoming
 from .spool import Spooled, Spooler
-from .writer import InboxWriter
+from .writer import Arrival, InboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +76,34 @@ class SinkHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
-    async def capture(self, envelope: Envelope, content: bytes | Spooled) -> str:
-        """Hand one accepted message to the writer; returns the reply to DATA.
+    def expect(self) -> Arrival:
+        """A transaction began: the writer may hold its next batch for its message."""
+        return self.writer.expect()
 
-        A spooled message is read back under ``spooler.loading`` and the reply
-        waits until it is stored, so only one is in memory at a time; when
-        that takes longer than ``spooler.wait`` the answer is a 451.
+    async def capture(
+        self,
+        envelope: Envelope,
+        content: bytes | Spooled,
+        arrival: Arrival | None = None,
+        username: str = "",
+    ) -> str:
+        """Hand one accepted message to the writer; returns the reply to DATA
+        once it is stored (250) or could not be (451).
+
+        ``username`` is the SMTP AUTH user name, stored with the message. A
+        spooled message is read back under ``spooler.loading``, so only one is
+        in memory at a time; when waiting for that takes longer than
+        ``spooler.wait`` the answer is a 451. No batch waits for it meanwhile.
         """
         if isinstance(content, bytes):
             try:
-                await self._submit(envelope, content, wait=False)
+                await self._submit(envelope, content, arrival, username)
             except NotStored as exc:
                 log.warning("dev inbox: answering 451: %s", exc)
                 return NOT_STORED
             return CAPTURED
+        if arrival is not None:
+            arrival.done()
         loading = self.spooler.loading
         with contextlib.closing(content):
             try:
@@ -98,7 +113,7 @@ class SinkHandler:
             try:
                 raw = await asyncio.to_thread(content.read)
                 content.close()  # frees the disk and the spool slot now
-                await self._submit(envelope, raw, wait=True)
+                await self._submit(envelope, raw, None, username)
             except NotStored as exc:
                 log.warning("dev inbox: answering 451: %s", exc)
                 return NOT_STORED
@@ -106,10 +121,12 @@ class SinkHandler:
                 loading.release()
         return CAPTURED
 
-    async def _submit(self, envelope: Envelope, raw: bytes, wait: bool) -> None:
+    async def _submit(
+        self, envelope: Envelope, raw: bytes, arrival: Arrival | None, username: str
+    ) -> None:
         # aiosmtpd gives every transaction a new Envelope, so its list is ours to keep.
-        incoming = Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw)
-        await self.writer.submit(incoming, until_stored=wait)
+        incoming = Incoming(time.time(), envelope.mail_from or "", envelope.rcpt_tos, raw, username)
+        await self.writer.submit(incoming, arrival)
         stats = self.stats
         stats.accepted += 1
         stats.accepted_size += len(raw)

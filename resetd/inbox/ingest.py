@@ -29,7 +29,7 @@ from .tags import PRUNE_SQL, link_tags
 MESSAGE_COLUMNS = (
     "id", "created", "message_id", "from_name", "from_addr", "to_json", "cc_json", "bcc_json",
     "reply_to_json", "subject", "sent_at", "size", "attachments", "snippet", "mail_from",
-    "rcpt_json", "problem", "recipients", "inline",
+    "rcpt_json", "problem", "recipients", "inline", "username",
 )  # fmt: skip
 
 
@@ -45,6 +45,7 @@ class Incoming(NamedTuple):
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    username: str = ""  # the SMTP AUTH user name, "" without AUTH
 
 
 class Prepared(NamedTuple):
@@ -63,16 +64,22 @@ def prepare(inc: Incoming, digest: Digest) -> Prepared:
     sender = s.sender or Address("", "")
     # aiosmtpd decodes the envelope strictly, but whatever reaches SQLite, a page or a
     # log must be valid Unicode whoever produced it.
-    if not (inc.mail_from.isascii() and all(r.isascii() for r in inc.rcpt_tos)):
+    if not (
+        inc.mail_from.isascii()
+        and inc.username.isascii()
+        and all(r.isascii() for r in inc.rcpt_tos)
+    ):
         inc = inc._replace(
-            mail_from=valid(inc.mail_from), rcpt_tos=[valid(r) for r in inc.rcpt_tos]
+            mail_from=valid(inc.mail_from),
+            rcpt_tos=[valid(r) for r in inc.rcpt_tos],
+            username=valid(inc.username),
         )
     row = (
         inc.received, s.message_id, sender.name, sender.address,
         dump_addresses(s.to[:LIST_ADDRESSES]), dump_addresses(s.cc[:LIST_ADDRESSES]),
         dump_addresses(s.bcc[:LIST_ADDRESSES]), dump_addresses(s.reply_to[:LIST_ADDRESSES]),
         s.subject, s.date, len(inc.raw), s.attachments, s.snippet, inc.mail_from,
-        dump_json(inc.rcpt_tos), s.problem, s.recipients, s.inline,
+        dump_json(inc.rcpt_tos), s.problem, s.recipients, s.inline, inc.username,
     )  # fmt: skip
     view = view_row(digest.view, s, digest.links, len(inc.raw) <= RAW_INLINE)
     names = " ".join(f"{a.name} {a.address}" for a in [*s.to, *s.cc, *s.bcc])
@@ -97,7 +104,8 @@ def stored(first_id: int, batch: Sequence[Prepared]) -> list[Stored]:
                s.to[:LIST_ADDRESSES], s.cc[:LIST_ADDRESSES], s.bcc[:LIST_ADDRESSES],
                s.reply_to[:LIST_ADDRESSES], s.subject, s.date, len(p.incoming.raw),
                s.attachments, s.snippet, p.incoming.mail_from, p.incoming.rcpt_tos, False,
-               s.problem, s.recipients, s.inline, tuple(s.tags))
+               s.problem, s.recipients, s.inline, tuple(s.tags),
+               p.incoming.username)
         for n, p in enumerate(batch)
         for s in (p.summary,)
     ]  # fmt: skip

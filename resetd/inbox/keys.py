@@ -16,12 +16,17 @@ if TYPE_CHECKING:
     from .guesses import GuessThrottle
     from .parser import ParserProcess
     from .store import InboxStore
+    from .tls import TlsInfo
     from .webhook import InboxWebhook
     from .writer import InboxWriter
 
 store: web.AppKey[InboxStore] = web.AppKey("inbox_store")
 # (host, port) the SMTP sink actually bound (port 0 in tests picks a free one).
 smtp_address: web.AppKey[tuple[str, int]] = web.AppKey("inbox_smtp_address")
+# (host, port) of the implicit-TLS listener, when [dev_inbox] smtps_port is set.
+smtps_address: web.AppKey[tuple[str, int] | None] = web.AppKey("inbox_smtps_address")
+# The certificate the sink presents, when it speaks TLS.
+tls_info: web.AppKey[TlsInfo | None] = web.AppKey("inbox_tls_info")
 events: web.AppKey[InboxEvents] = web.AppKey("inbox_events")
 writer: web.AppKey[InboxWriter] = web.AppKey("inbox_writer")
 stats: web.AppKey[SinkStats] = web.AppKey("inbox_stats")

@@ -22,7 +22,9 @@ from .parse import MIME_ERRORS, Leaf, Span, parse_bytes, walk
 BODY_LIMIT = 1024 * 1024
 CUT_NOTE = "\n\n[… cut here: the rest is in the raw source]"
 MAX_HEADERS = 500
-HEADER_LIMIT = 8 * 1024
+# As long as the longest line the sink takes (smtp_data.LINE_LENGTH_LIMIT), so a
+# header on one line shows whole: a To: of thousands of addresses is real mail.
+HEADER_LIMIT = 64 * 1024
 HEADERS_TOTAL = 256 * 1024
 _CID = re.compile(r"""cid:([^"'\s)>]+)""", re.IGNORECASE)
 # Inside the srcdoc document, on top of the page's own CSP: no script, ever.

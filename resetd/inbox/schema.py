@@ -118,12 +118,17 @@ INBOX_MIGRATIONS: list[str] = [
         FROM messages m, json_each(m.reply_to_json) j
         WHERE json_extract(j.value, '$.Address') <> '';
     """,
+    # 5: the SMTP AUTH user name the message was sent with (Mailpit's "Username"),
+    # "" when the client did not authenticate, as for every row stored before.
+    """
+    ALTER TABLE messages ADD COLUMN username TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SUMMARY_COLUMNS = (
     "m.id, m.created, m.message_id, m.from_name, m.from_addr, m.to_json, m.cc_json, "
     "m.bcc_json, m.reply_to_json, m.subject, m.sent_at, m.size, m.attachments, m.snippet, "
-    "m.mail_from, m.rcpt_json, m.read, m.problem, m.recipients, m.inline"
+    "m.mail_from, m.rcpt_json, m.read, m.problem, m.recipients, m.inline, m.username"
 )
 
 
@@ -151,6 +156,7 @@ class Stored:
     recipients: int = 0  # To + Cc + Bcc in all (0 in rows stored before it was counted)
     inline: int = 0  # inline parts (a Content-ID, not an attachment)
     tags: tuple[str, ...] = ()  # sorted; read beside the row (store.with_tags)
+    username: str = ""  # the SMTP AUTH user name it was sent with, if any
 
     @property
     def people(self) -> list[Address]:
@@ -179,6 +185,7 @@ class Stored:
             "Size": self.size,
             "Attachments": self.attachments,
             "Snippet": self.snippet,
+            "Username": self.username,
         }
 
 
@@ -223,6 +230,7 @@ def stored_from_row(row: Row) -> Stored:
         problem=row["problem"],
         recipients=row["recipients"],
         inline=row["inline"],
+        username=row["username"],
     )
 
 

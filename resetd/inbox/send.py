@@ -226,7 +226,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         )
     incoming = Incoming(time.time(), built.mail_from, built.recipients, raw)
     try:
-        await request.app[ikeys.writer].submit(incoming, until_stored=True)
+        await request.app[ikeys.writer].submit(incoming)
     except NotStored as exc:
         raise web.HTTPServiceUnavailable(text=f"The message could not be stored: {exc}") from None
     # The newest message with its Message-ID: ours is unique unless Headers gave one.

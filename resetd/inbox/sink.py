@@ -1,10 +1,11 @@
 """The SMTP sink: aiosmtpd running inside the app's event loop.
 
 It accepts what real applications send (SMTPUTF8, 8BITMIME, up to
-``[dev_inbox] max_recipients`` recipients per message, AUTH PLAIN/LOGIN with
-any credentials even without TLS, STARTTLS when ``[dev_inbox] starttls`` is
-on) and refuses a message over ``max_message_size`` with aiosmtpd's 552
-during the transaction, after which the connection and the server carry on.
+``[dev_inbox] max_recipients`` recipients per message, AUTH PLAIN, LOGIN and
+CRAM-MD5 with any credentials even without TLS, STARTTLS when
+``[dev_inbox] starttls`` is on, implicit TLS on ``smtps_port``) and refuses
+a message over ``max_message_size`` with aiosmtpd's 552 during the
+transaction, after which the connection and the server carry on.
 A recipient past the cap gets ``452 4.5.3`` (RFC 5321 §4.5.3.1.10), so the
 client sends the rest in another transaction. The greeting hostname is given
 explicitly, so no reverse-DNS lookup (``getfqdn``) ever runs. What happens to
@@ -22,17 +23,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import socket
 import ssl
+import time
 from functools import partial
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, syntax
 
 from ..config import DevInboxConfig
 from .capture import BUSY, SinkHandler
-from .smtp_auth import SinkLogin
-from .smtp_data import STREAM_LIMIT, read_data_section
+from .smtp_auth import CramMD5, SinkLogin
+from .smtp_data import LINE_LENGTH_LIMIT, STREAM_LIMIT, read_data_section
+from .writer import Arrival
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,10 @@ _PLAIN_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9
 # greeting (RFC 5321 §3.8), and the client tries again later.
 MAX_CONNECTIONS = 100
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+# Characters of an SMTP AUTH user name kept with each message.
+USERNAME_LIMIT = 256
+# A permanent refusal of this message only (RFC 3463 5.3.4: too big for the system).
+LINE_TOO_LONG = f"552 5.3.4 Line too long: at most {LINE_LENGTH_LIMIT} octets per line"
 
 
 class SinkSMTP(SMTP):
@@ -123,12 +131,47 @@ class SinkSMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._connections.discard(self)
+        self._set_post_data_state()
         super().connection_lost(error)
+
+    # The transaction under way, from MAIL to its message joining a batch: the
+    # writer's next batch may wait for it (see InboxWriter.expect).
+    _arrival: Arrival | None = None
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await super().smtp_MAIL(arg)
+        envelope = self.envelope
+        if envelope is not None and envelope.mail_from is not None and self._arrival is None:
+            self._arrival = self._handler.expect()
+
+    def _set_post_data_state(self) -> None:
+        """aiosmtpd's end of a transaction (after DATA, RSET, HELO/EHLO)."""
+        arrival, self._arrival = self._arrival, None
+        if arrival is not None:
+            arrival.done()
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
 
     async def push(self, status: AnyStr) -> None:
         if status[:3] in ("552", b"552", "451", b"451"):
             self._stats.rejected += 1
         await super().push(status)
+
+    async def auth_CRAM__MD5(self, _: SMTP, args: list[str]) -> AuthResult:
+        """AUTH CRAM-MD5 (RFC 2195), which aiosmtpd does not have: msmtp's default
+        without TLS. The credentials go to the authenticator like PLAIN's."""
+        if len(args) != 1:
+            await self.push("501 5.5.4 CRAM-MD5 takes no initial response")
+            return AuthResult(success=False, handled=True)
+        challenge = f"<{secrets.randbits(64)}.{int(time.time())}@{self.hostname}>".encode()
+        response = await self.challenge_auth(challenge)
+        if not isinstance(response, bytes):  # aborted, or not base64: already answered
+            return AuthResult(success=False, handled=True)
+        login, _space, digest = response.rpartition(b" ")
+        if not login or not digest:
+            await self.push("501 5.5.2 Expected a user name and a digest")
+            return AuthResult(success=False, handled=True)
+        return self._authenticate("CRAM-MD5", CramMD5(login, challenge, digest))
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -144,26 +187,41 @@ class SinkSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        arrival, self._arrival = self._arrival or self._handler.expect(), None
         try:
-            section = await read_data_section(
-                self._reader, self.data_size_limit, self._handler.spooler
+            try:
+                section = await read_data_section(
+                    self._reader, self.data_size_limit, self._handler.spooler
+                )
+            except asyncio.CancelledError:
+                # The connection went away during DATA (aiosmtpd cancels on EOF).
+                self._writer.close()
+                raise
+            if section.too_long or section.too_much or section.busy:
+                arrival.done()
+                self._set_post_data_state()
+                if section.too_much:
+                    await self.push("552 Error: Too much mail data")
+                elif section.too_long:
+                    await self.push(LINE_TOO_LONG)
+                else:
+                    await self.push(BUSY)
+                return
+            status = await self._handler.capture(
+                envelope, section.content, arrival, self._username()
             )
-        except asyncio.CancelledError:
-            # The connection went away during DATA (aiosmtpd cancels on EOF).
-            self._writer.close()
-            raise
-        if section.too_long or section.too_much or section.busy:
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            if section.too_much:
-                await self.push("552 Error: Too much mail data")
-            elif section.too_long:
-                await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
-            else:
-                await self.push(BUSY)
-            return
-        status = await self._handler.capture(envelope, section.content)
-        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        finally:
+            arrival.done()
+        self._set_post_data_state()
         await self.push(status)
+
+    def _username(self) -> str:
+        """The SMTP AUTH user name of this session, "" without AUTH."""
+        session = self.session
+        login = getattr(session.auth_data, "login", None) if session is not None else None
+        if not isinstance(login, bytes):
+            return ""
+        return login.decode("utf-8", "replace")[:USERNAME_LIMIT]
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's MAIL/RCPT address parsing, with a fast path for plain addresses.
@@ -185,23 +243,37 @@ class SinkSMTP(SMTP):
 
 
 class Sink:
-    """The listening server plus its live connections (closed together)."""
+    """The listening servers plus their live connections (closed together)."""
 
-    def __init__(self, server: asyncio.Server, connections: set[SinkSMTP]) -> None:
+    def __init__(
+        self,
+        server: asyncio.Server,
+        connections: set[SinkSMTP],
+        smtps: asyncio.Server | None = None,
+    ) -> None:
         self.server = server
+        self.smtps = smtps
         self.connections = connections
-        sockname = server.sockets[0].getsockname()
-        self.address: tuple[str, int] = (str(sockname[0]), int(sockname[1]))
+        self.address = _bound(server)
+        self.smtps_address = _bound(smtps) if smtps is not None else None
 
     async def close(self) -> None:
-        self.server.close()
+        servers = [s for s in (self.server, self.smtps) if s is not None]
+        for server in servers:
+            server.close()
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
-        await self.server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
         # Let each connection's handler task see its cancellation.
         for _ in range(3):
             await asyncio.sleep(0)
+
+
+def _bound(server: asyncio.Server) -> tuple[str, int]:
+    sockname = server.sockets[0].getsockname()
+    return str(sockname[0]), int(sockname[1])
 
 
 async def start_sink(
@@ -210,15 +282,17 @@ async def start_sink(
     tls_context: ssl.SSLContext | None = None,
     login: SinkLogin | None = None,
 ) -> Sink:
-    """Listen on ``[dev_inbox] smtp_host:smtp_port`` (port 0 picks a free port).
+    """Listen on ``[dev_inbox] smtp_host:smtp_port`` (port 0 picks a free port),
+    and with ``smtps_port`` (>= 0) for implicit TLS there too.
 
-    With ``tls_context`` the sink offers STARTTLS; clients may still send in
-    clear, but when ``login`` requires a password AUTH waits for STARTTLS, so
-    the password never crosses the network in clear.
+    With ``tls_context`` and ``starttls`` the sink offers STARTTLS; clients may
+    still send in clear, but when ``login`` requires a password AUTH waits for
+    TLS, so the password never crosses the network in clear.
     """
     loop = asyncio.get_running_loop()
     connections: set[SinkSMTP] = set()
     login = login or SinkLogin()
+    starttls = tls_context if cfg.starttls else None
     factory = partial(
         SinkSMTP,
         handler,
@@ -228,13 +302,26 @@ async def start_sink(
         enable_SMTPUTF8=True,
         hostname=socket.gethostname() or "resetd-inbox",
         ident="resetd dev inbox",
-        auth_require_tls=login.required and tls_context is not None,
+        auth_require_tls=login.required and starttls is not None,
         authenticator=login,
-        tls_context=tls_context,
+        tls_context=starttls,
         require_starttls=False,
         loop=loop,
     )
     server = await loop.create_server(factory, host=cfg.smtp_host, port=cfg.smtp_port)
-    sink = Sink(server, connections)
+    smtps = None
+    if cfg.smtps_port >= 0 and tls_context is not None:
+        # Already encrypted: no STARTTLS to offer, and AUTH needs no more TLS.
+        implicit = partial(factory, tls_context=None, auth_require_tls=False)
+        try:
+            smtps = await loop.create_server(
+                implicit, host=cfg.smtp_host, port=cfg.smtps_port, ssl=tls_context
+            )
+        except BaseException:
+            server.close()
+            raise
+    sink = Sink(server, connections, smtps)
     log.info("dev inbox accepting mail on %s:%d", *sink.address)
+    if sink.smtps_address is not None:
+        log.info("dev inbox accepting mail over implicit TLS on %s:%d", *sink.smtps_address)
     return sink

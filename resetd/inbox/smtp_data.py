@@ -5,13 +5,19 @@ per line, and a stream buffer capped at two lines, so the socket is paused and
 resumed several times per message. For a 4 KB mail that was most of a bare
 aiosmtpd server's CPU. Here the section is read in a few large chunks, each
 ending at a ``.<CRLF>`` found by the stream's own C-level search, and the end
-marker, dot-unstuffing (RFC 5321 §4.5.2), the line-length limit
-(§4.5.3.1.6) and the size limit are all applied to whole chunks, and each
-chunk goes on to memory or a spool file (spool.py) as it arrives.
+marker, dot-unstuffing (RFC 5321 §4.5.2), the line-length limit and the
+size limit are all applied to whole chunks, and each chunk goes on to memory
+or a spool file (spool.py) as it arrives.
 
-The answers are aiosmtpd's: 552 for too much data and 500 for a too long line,
-both sent only after the end marker, so the connection carries on; a section
-that found no spool file free in time gets a 451 the same way.
+Lines may be far longer than RFC 5321's 1000 octets (§4.5.3.1.6): real
+senders put hundreds of recipients on one ``To:`` line (swaks, mail merges),
+and Mailpit stores them. A dev inbox that refuses them loses the mail it
+exists to show, so a line may have up to LINE_LENGTH_LIMIT octets and is
+stored as received.
+
+The answers are sent only after the end marker, so the connection carries on:
+552 for too much data or a line over the limit; a section that found no spool
+file free in time gets a 451 the same way.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ END_MARK = b".\r\n"
 # as much as one after any other line does.
 _LINE_START = b"\r\n"
 
-# aiosmtpd's limit for a line, CRLF included (RFC 5321's 1000 plus slack).
-LINE_LENGTH_LIMIT = 1001
+# The longest line taken, CRLF included: RFC 5321's 1000 octets is what a
+# relay may refuse, not what applications send. 64 KiB holds a To: of a
+# couple of thousand addresses; any header scanner downstream is linear.
+LINE_LENGTH_LIMIT = 64 * 1024
 # How much the stream may buffer before the reader has to hand over a chunk;
 # also the largest command line it will read before refusing it.
 STREAM_LIMIT = 256 * 1024

@@ -1,22 +1,25 @@
-"""Batched writes: the SMTP handler queues, one task stores in batches.
+"""Batched writes: the SMTP handler queues, one task stores in batches, then SMTP answers.
 
-The handler digests each message (see parser.py) and puts it on a bounded
-queue (waiting only when it is full, or when the raw messages queued add up
-to ``queue_bytes``, which is the backpressure), so ingest never waits on
-SQLite unless it asks to (``until_stored``, for large spooled messages). The
-writer takes everything queued so far (up to ``batch_size``), stores it in
-one transaction in a worker thread and then publishes the new messages to
-live listeners.
+The handler digests each message (see parser.py), adds it to the batch being
+formed and waits for that batch's commit: the reply to DATA is 250 only once
+the mail is in the database, visible to every page and API call, as Mailpit
+answers. Batches still group commits: a batch waits, GATHER_WAIT at most,
+for the transactions under way (from MAIL on) to join it, and while one batch
+is being written in the worker thread every message that arrives joins the
+next; under load a transaction carries one message per busy connection, and
+a lone message waits for nothing. Every message of a batch waits on the one
+future of its batch: no timer and no future per message.
+
+The raw messages waiting add up to at most ``queue_bytes`` (backpressure: a
+message that does not fit waits for room, QUEUE_WAIT seconds at most).
 
 No mail may stop the writer. A batch that fails is stored again one message
 at a time; a message that still fails is stored as its raw source with the
-error as its parse problem. When nothing can be stored (a locked or broken
-database, a full disk), mail already answered 250 is held and tried again
-every RETRY_DELAY seconds, and new mail waits for its own write and is
-answered by its outcome: 451 (:class:`~resetd.errors.NotStored`) while storing
-fails, so the client keeps it, 250 again as soon as storing works.
-:meth:`InboxWriter.stop` ends within STOP_TIMEOUT seconds whatever the queue
-holds; what it could not store is logged.
+error as its parse problem. What cannot be stored at all (a locked or broken
+database, a full disk) is answered 451 (:class:`~resetd.errors.NotStored`),
+so the client keeps it; never 250. :meth:`InboxWriter.stop` ends within
+STOP_TIMEOUT seconds whatever is waiting; what it could not store is
+answered 451 and logged.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from ..db import BatchWriter
 from ..errors import NotStored
@@ -37,18 +41,83 @@ from .summary import Summary
 
 log = logging.getLogger(__name__)
 
-# Least time between the starts of two batch writes (seconds).
-PACE = 0.1
-# How long a mail may wait for room in a full queue, or for its own write
-# while storing fails, before the answer is 451.
+# How long a mail may wait for room under ``queue_bytes`` before the answer is 451.
 QUEUE_WAIT = 30.0
-# The longest stop() takes; what is still queued then is dropped, and logged.
+# The longest stop() takes; what is still waiting then is answered 451, and logged.
 STOP_TIMEOUT = 5.0
-# While storing fails, how often mail already answered 250 is tried again.
-RETRY_DELAY = 1.0
-# Raw bytes the queue may hold (a message larger than this waits for an empty
-# queue): a thousand 1 MiB messages would otherwise all sit in memory.
+# Longest a batch waits for messages still arriving to join it (seconds); see _gather.
+GATHER_WAIT = 0.01
+# SQLite copies the WAL back into the database every 1,000 pages by default.
+# Each commit appends the pages it touched, the same index pages again and
+# again, and with a commit per busy connection's message the copying took a
+# fifth of the writer's time; at 10,000 pages (a WAL of up to 40 MB, reused
+# after) each hot page is copied back ten times less often.
+WRITER_PRAGMAS = ("PRAGMA wal_autocheckpoint=10000",)
+# Raw bytes that may wait for their commit (a message larger than this waits
+# until nothing else does): a hundred 1 MiB messages would otherwise all sit in memory.
 QUEUE_BYTES = 32 * 1024 * 1024
+
+
+class _Outcome(asyncio.Future[set[int]]):
+    """A batch's outcome, which no one sender can cancel for the others.
+
+    A sender whose task is cancelled (its connection went away) would cancel
+    the future it awaits; this one refuses, so the task is cancelled once the
+    batch is settled, and the batch's other senders still get their answer.
+    One future per batch and no ``shield`` (a future and two callbacks more)
+    per message.
+    """
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+
+class _Batch:
+    """Messages committed together, and the one future their senders wait on.
+
+    The future's result is the ``id()`` of each message that was stored (in
+    some form); a message not among them is answered 451.
+    """
+
+    __slots__ = ("done", "items")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.items: list[Prepared] = []
+        self.done: asyncio.Future[set[int]] = _Outcome(loop=loop)
+
+    def settle(self, stored_ids: set[int]) -> None:
+        if not self.done.done():
+            self.done.set_result(stored_ids)
+
+
+class Arrival:
+    """A transaction under way: the writer may wait for its message to join a batch.
+
+    :meth:`InboxWriter.expect` hands one out when MAIL is accepted; :meth:`done`
+    (idempotent) is called once the message joined a batch, or the
+    transaction ended without one (refused, RSET, the connection closed).
+    """
+
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer: InboxWriter | None) -> None:
+        self._writer = writer
+
+    def done(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer._arrived()
+
+
+class _Written:
+    """What one batch write stored: (first ID, messages) per transaction."""
+
+    __slots__ = ("groups", "ids", "pruned")
+
+    def __init__(self) -> None:
+        self.groups: list[tuple[int, list[Prepared]]] = []
+        self.ids: set[int] = set()  # id() of each message of the batch stored in some form
+        self.pruned = 0
 
 
 class InboxWriter:
@@ -58,28 +127,28 @@ class InboxWriter:
         events: InboxEvents,
         parser: ParserProcess,
         batch_size: int = 500,
-        # Backpressure: a full queue makes the SMTP handler wait. A second of mail at
-        # full speed; more only held memory that Python does not give back.
-        queue_size: int = 1000,
         queue_bytes: int = QUEUE_BYTES,
     ) -> None:
         self.store = store
         self.events = events
         self.parser = parser
+        # At most this many messages in one transaction; more wait for the next.
         self.batch_size = batch_size
         self.queue_bytes = queue_bytes
         self._queued_bytes = 0  # raw bytes submitted and not yet written
         self._room = asyncio.Condition()  # notified after each batch is written
+        self._room_wanted = 0  # submitters waiting for room
         self._closed = False  # stop() was called
-        self._queue: asyncio.Queue[Prepared | None] = asyncio.Queue(queue_size)
+        self._forming: list[_Batch] = []  # waiting for the writer, oldest first
+        self._writing: _Batch | None = None  # in the worker thread now
+        self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
+        self._arriving = 0  # Arrivals not done yet
+        self._all_in: asyncio.Future[None] | None = None  # a gathering batch waits on it
         self._task: asyncio.Task[None] | None = None
         self._writer: BatchWriter | None = None
-        self._failing = False  # the last attempt to store anything failed
-        self._held: list[Prepared] = []  # answered 250, not yet stored (storing failed)
-        self._waiters: dict[int, asyncio.Future[bool]] = {}  # id(Prepared) → stored?
 
     async def start(self) -> None:
-        self._writer = BatchWriter(self.store.db.path)
+        self._writer = BatchWriter(self.store.db.path, WRITER_PRAGMAS)
         self._task = asyncio.create_task(self._run(), name="inbox-writer")
         self._task.add_done_callback(lambda _: self._fail_waiters())
 
@@ -87,13 +156,26 @@ class InboxWriter:
         if self._closed or (self._task is not None and self._task.done()):
             raise NotStored("the inbox writer is not running")
 
-    async def submit(self, item: Incoming, *, until_stored: bool = False) -> None:
-        """Digest one message and queue it for storage (waits while the queue is full).
+    def expect(self) -> Arrival:
+        """A transaction began (MAIL): a batch about to be written may wait for it."""
+        self._arriving += 1
+        return Arrival(self)
 
-        With ``until_stored``, return only once it is stored. Raises NotStored
-        when the writer is not running, when the queue stays full for
-        QUEUE_WAIT seconds, or when storing fails and this message could not be
-        stored either.
+    def _arrived(self) -> None:
+        self._arriving -= 1
+        all_in = self._all_in
+        if not self._arriving and all_in is not None and not all_in.done():
+            all_in.set_result(None)
+
+    async def submit(self, item: Incoming, arrival: Arrival | None = None) -> None:
+        """Digest one message and return once it is stored and visible.
+
+        ``arrival``, the message's own from :meth:`expect`, is done once it has
+        joined a batch (or failed to).
+
+        Raises NotStored when the writer is not running or stops first, when
+        there is no room under ``queue_bytes`` for QUEUE_WAIT seconds, or when
+        the message could not be stored.
         """
         self._check()
         size = len(item.raw)
@@ -104,7 +186,7 @@ class InboxWriter:
             except TimeoutError:
                 raise NotStored("the inbox is not storing mail") from None
         self._queued_bytes += size
-        queued = False
+        joined = False
         try:
             try:
                 ready = prepare(item, await self.parser.digest(item.raw, item.rcpt_tos))
@@ -112,66 +194,73 @@ class InboxWriter:
                 log.exception("dev inbox: could not digest a captured message; storing it raw")
                 ready = prepare(item, unparsed_digest(item.raw, item.rcpt_tos, describe(exc)))
             self._check()
-            if not until_stored and not self._failing and not self._queue.full():
-                self._queue.put_nowait(ready)  # the common case, without a timer
-                queued = True
-                return
-            waiter: asyncio.Future[bool] | None = None
-            if until_stored or self._failing:
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters[id(ready)] = waiter
-            try:
-                async with asyncio.timeout(QUEUE_WAIT):
-                    await self._queue.put(ready)
-                    queued = True
-                if waiter is not None and not await waiter:
-                    raise NotStored("the inbox could not store the message")
-            except TimeoutError:
-                raise NotStored("the inbox is not storing mail") from None
-            finally:
-                if waiter is not None:
-                    self._waiters.pop(id(ready), None)
+            batch = self._join(ready)
+            joined = True  # from here on the writer frees its share
+            if arrival is not None:
+                arrival.done()
+            stored_ids = await batch.done
         finally:
-            if not queued:  # never queued: nothing else will free its share
+            if arrival is not None:
+                arrival.done()
+            if not joined:  # never joined a batch: nothing else will free its share
                 self._queued_bytes -= size
+        if id(ready) not in stored_ids:
+            raise NotStored("the inbox could not store the message")
+
+    def _join(self, ready: Prepared) -> _Batch:
+        """Add ``ready`` to the batch being formed, and wake the writer if it is idle."""
+        forming = self._forming
+        if not forming or len(forming[-1].items) >= self.batch_size:
+            forming.append(_Batch(asyncio.get_running_loop()))
+        batch = forming[-1]
+        batch.items.append(ready)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+        return batch
 
     def _has_room(self, size: int) -> bool:
         return not self._queued_bytes or self._queued_bytes + size <= self.queue_bytes
 
     async def _wait_for_room(self, size: int) -> None:
-        if self._has_room(size):
-            return
-        async with self._room:
-            await self._room.wait_for(lambda: self._has_room(size))
+        self._room_wanted += 1
+        try:
+            async with self._room:
+                await self._room.wait_for(lambda: self._has_room(size))
+        finally:
+            self._room_wanted -= 1
 
     async def flush(self) -> None:
-        """Return once everything queued so far is stored or given up (tests, long-polls)."""
-        task = self._task
-        if task is None or task.done():
-            return
-        joined = asyncio.ensure_future(self._queue.join())
-        try:
-            await asyncio.wait({joined, task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            joined.cancel()
+        """Return once everything submitted so far is stored or given up (tests, long-polls)."""
+        while True:
+            task = self._task
+            batches = [b for b in (self._writing, *self._forming) if b is not None]
+            if task is None or task.done() or not batches:
+                return
+            # Batches are settled in order: the newest one settled means all were.
+            last: asyncio.Future[Any] = batches[-1].done
+            await asyncio.wait({last, task}, return_when=asyncio.FIRST_COMPLETED)
 
     async def stop(self) -> None:
-        """Store what is queued, then end the task; never longer than STOP_TIMEOUT."""
+        """Store what is waiting, then end the task; never longer than STOP_TIMEOUT."""
         self._closed = True
         task, self._task = self._task, None
         if task is None:
+            self._fail_waiters()
             return
         deadline = time.monotonic() + STOP_TIMEOUT
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         try:
             if not task.done():
                 async with asyncio.timeout(STOP_TIMEOUT):
-                    await self._queue.put(None)
                     await asyncio.shield(task)
         except TimeoutError:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            lost = self._queue.qsize() + len(self._held)
+            lost = sum(len(b.items) for b in (self._writing, *self._forming) if b is not None)
             log.error("dev inbox: stopped with %d captured message(s) not stored", lost)
         self._fail_waiters()
         if self._writer is not None:
@@ -183,94 +272,93 @@ class InboxWriter:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_write = -PACE
-        stopping = False
-        while not stopping:
-            taken: list[Prepared | None] = []
-            if not self._held:
-                taken.append(await self._queue.get())
-            else:  # storing failed: try the held mail again, sooner when more arrives
-                with contextlib.suppress(TimeoutError):
-                    taken.append(await asyncio.wait_for(self._queue.get(), RETRY_DELAY))
-            # Under a stream of mail, gather until PACE after the previous write
-            # began: a transaction per handful of messages cost twice the CPU per
-            # message of one per hundred. A lone message waits for nothing, and
-            # 100 ms is below what anyone watching the inbox notices.
-            wait = last_write + PACE - loop.time()
-            if wait > 0 and None not in taken and self._queue.qsize() < self.batch_size:
-                await asyncio.sleep(wait)
-            last_write = loop.time()
-            while None not in taken and len(taken) < self.batch_size and not self._queue.empty():
-                taken.append(self._queue.get_nowait())
-            stopping = None in taken
-            batch, self._held = self._held + [p for p in taken if p is not None], []
+        while True:
+            if not self._forming:
+                if self._closed:
+                    return
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+                continue
+            if self._arriving and not self._closed:
+                await self._gather(loop)
+            batch = self._writing = self._forming.pop(0)
+            written = _Written()
             try:
-                if batch:
-                    await self._write(batch)
+                written = await self._write(batch.items)
             except Exception:  # the writer outlives any one batch; see the docstring
-                log.exception("dev inbox: storing %d captured message(s) failed", len(batch))
+                log.exception("dev inbox: storing %d captured message(s) failed", len(batch.items))
             finally:
-                await self._written([p for p in taken if p is not None])
-                for _ in taken:
-                    self._queue.task_done()
-        if self._held:
-            log.error("dev inbox: stopped with %d captured message(s) not stored", len(self._held))
+                self._writing = None
+                batch.settle(written.ids)  # the replies first: 250, or 451 if not stored
+                await self._written(batch.items)
+            if written.groups:
+                try:
+                    await self._publish(written)
+                except Exception:  # a page's live update is not worth the writer
+                    log.exception("dev inbox: publishing new messages failed")
 
-    async def _write(self, batch: list[Prepared]) -> None:
-        """Store ``batch``: what fails is tried alone, then stored raw; when nothing can
-        be stored, mail already answered 250 is held for another try."""
-        groups: list[tuple[int, list[Prepared]]] = []  # (first ID, what was stored)
-        done: set[int] = set()  # id() of each message of ``batch`` stored in some form
-        pruned = 0
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait, GATHER_WAIT at most, for the messages still arriving to join.
+
+        A commit costs about four messages' worth of writing whatever it
+        holds, and each sender waits for its own: under load, committing the
+        moment the first message is in made transactions of one or two
+        messages. A lone message has nothing arriving beside it and waits for
+        nothing.
+        """
+        all_in = self._all_in = loop.create_future()
+        timer = loop.call_later(GATHER_WAIT, all_in.set_result, None)
         try:
-            first_id, pruned = await self._store(batch)
-            groups.append((first_id, batch))
-            done.update(id(p) for p in batch)
+            await all_in
+        finally:
+            timer.cancel()
+            self._all_in = None
+
+    async def _write(self, items: list[Prepared]) -> _Written:
+        """Store ``items``: what fails is tried alone, then stored raw; once not even
+        a raw source can be stored, storing is down and the rest is not tried."""
+        written = _Written()
+        try:
+            first_id, written.pruned = await self._store(items)
+            written.groups.append((first_id, items))
+            written.ids.update(id(p) for p in items)
         except Exception as exc:  # SQLite, the disk, or something in one message's rows
-            log.warning("dev inbox: a batch of %d failed (%s); one at a time", len(batch), exc)
-            for item in batch:
+            log.warning("dev inbox: a batch of %d failed (%s); one at a time", len(items), exc)
+            for item in items:
                 stored_as = await self._store_alone(item)
                 if stored_as is None:
                     break  # not even the raw source could be stored: storing is down
-                groups.append(stored_as)
-                done.add(id(item))
-        self._failing = not groups
-        for item in batch:
-            waiter = self._waiters.get(id(item))
-            if waiter is not None:
-                if not waiter.done():  # answered by this outcome: 451 if not stored
-                    waiter.set_result(id(item) in done)
-            elif id(item) not in done:
-                self._hold(item)
-        for first_id, group in groups:
-            if log.isEnabledFor(logging.INFO):
+                written.groups.append(stored_as)
+                written.ids.add(id(item))
+        return written
+
+    async def _publish(self, written: _Written) -> None:
+        """Log what was stored and tell live listeners (after the senders were answered)."""
+        if log.isEnabledFor(logging.INFO):
+            for first_id, group in written.groups:
                 _log_captured(first_id, group)
-        if not self.events.listening or not groups:
+        if not self.events.listening:
             return
-        for first_id, group in groups:
+        for first_id, group in written.groups:
             for message in stored(first_id, group):
                 # "More": recipients beyond the summary's, for the live list's "and N more".
                 self.events.publish("new", {**message.as_json(), "More": message.more_people})
         total, unread = await self.store.counts()
-        self.events.publish("stats", {"total": total, "unread": unread, "pruned": pruned})
+        self.events.publish("stats", {"total": total, "unread": unread, "pruned": written.pruned})
 
-    async def _written(self, taken: list[Prepared]) -> None:
-        """Free the share of ``queue_bytes`` of what left the queue, and wake who waits."""
-        self._queued_bytes -= sum(len(p.incoming.raw) for p in taken)
-        async with self._room:
-            self._room.notify_all()
+    async def _written(self, items: list[Prepared]) -> None:
+        """Free the share of ``queue_bytes`` of what was written, and wake who waits."""
+        self._queued_bytes -= sum(len(p.incoming.raw) for p in items)
+        if self._room_wanted:
+            async with self._room:
+                self._room.notify_all()
 
     def _fail_waiters(self) -> None:
         """The writer stopped: whoever still waits for a message to be stored never will."""
-        for waiter in self._waiters.values():
-            if not waiter.done():
-                waiter.set_result(False)
-
-    def _hold(self, item: Prepared) -> None:
-        if len(self._held) < self._queue.maxsize:
-            self._held.append(item)
-        else:
-            log.error("dev inbox: a captured message could not be stored and is lost")
+        for batch in (self._writing, *self._forming):
+            if batch is not None:
+                batch.settle(set())
 
     async def _store(self, batch: list[Prepared]) -> tuple[int, int]:
         assert self._writer is not None, "InboxWriter.start() was not called"

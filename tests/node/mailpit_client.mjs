@@ -24,7 +24,7 @@ const enabled = new Set((process.env.RESETD_PENDING ?? "").split(",").filter(Boo
 //   fields  GET /api/v1/webui, messages_unread, Username, ListUnsubscribe, Checksums
 //   search  PUT /api/v1/messages with Search changes only the matches
 //   commit  SMTP 250 only after the mail is stored (read right after sendMail)
-const PENDING = { tags: false, fields: true, search: false, commit: true };
+const PENDING = { tags: false, fields: false, search: false, commit: false };
 
 const mailpit = new MailpitClient(base);
 const transport = nodemailer.createTransport({
