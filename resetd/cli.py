@@ -254,11 +254,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _global_options(given: list[str]) -> list[str]:
+    """The ``--config PATH`` (or ``--config=PATH``) options before the command."""
+    n = 0
+    while n < len(given):
+        if given[n] == "--config" and n + 1 < len(given):
+            n += 2
+        elif given[n].startswith("--config="):
+            n += 1
+        else:
+            break
+    return given[:n]
+
+
 def _main(argv: Sequence[str] | None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
-    if given[:1] == ["sendmail"]:
-        # sendmail's own flags (-oi, -odi, -bm) are not argparse's: its module parses them.
-        return sendmail.run(given[1:])
+    lead = _global_options(given)
+    if given[len(lead) : len(lead) + 1] == ["sendmail"]:
+        # sendmail's own flags (-oi, -odi, -bm) are not argparse's: its module parses
+        # them, the global --config included.
+        return sendmail.run([*lead, *given[len(lead) + 1 :]])
     args = build_parser().parse_args(argv)
     try:
         cfg = _config(args)

@@ -106,3 +106,16 @@ def test_sendmail_flags_callers_pass_are_accepted() -> None:
         parse_args(["-f"])
     with pytest.raises(UsageError):
         parse_args(["-q"])
+
+
+async def test_sendmail_after_the_global_config_option_reads_that_config(
+    serving: Server,
+) -> None:
+    # `resetd --config X sendmail -t`, the global option first, as every other command takes it.
+    config = serving.config.read_text().replace("smtp_port = 0", f"smtp_port = {serving.smtp_port}")
+    other = serving.workdir / "global.toml"
+    other.write_text(config)
+    code, _, err = await run_cli("--config", str(other), "sendmail", "-t", "-i", stdin=MESSAGE)
+    assert code == 0, err
+    got = await _latest(serving)
+    assert "A line after a lone dot" in got["Text"]
