@@ -56,4 +56,18 @@ def known_dead(owner: str, me: str) -> bool:
         return True
     except PermissionError:  # alive, owned by another user
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended but its parent has not reaped it yet: it runs no
+    code, so it renews no lease and sends nothing, although signal 0 still finds
+    it. (A supervisor that is slow to reap would otherwise hold its claims for a
+    whole lease.)"""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read(512)
+    except OSError:
+        return False
+    # "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ")".
+    return stat.rpartition(b")")[2][:3].strip() == b"Z"

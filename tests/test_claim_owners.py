@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -270,3 +271,25 @@ async def test_an_owner_with_this_host_name_in_another_pid_namespace_is_never_kn
     me = new_instance_id()
     assert known_dead(f"{this_host()}/{proc.pid}/0badcafe", me)
     assert not known_dead(f"{socket.gethostname()}@1/{proc.pid}/0badcafe", me)
+
+
+async def test_an_owner_killed_but_not_yet_reaped_is_known_dead() -> None:
+    """A process killed with SIGKILL stays a zombie until its parent reaps it; it
+    runs no code, so its claims need not wait for their lease."""
+    # subprocess.Popen, not asyncio's: asyncio's child watcher reaps at once.
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        owner = f"{this_host()}/{proc.pid}/0badcafe"
+        me = new_instance_id()
+        assert not known_dead(owner, me)  # running
+        proc.kill()
+        await eventually(lambda: _is_zombie(proc.pid))
+        assert known_dead(owner, me)  # not reaped yet, and dead all the same
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def _is_zombie(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return stat.rpartition(b")")[2].split()[0] == b"Z"
