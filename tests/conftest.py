@@ -17,6 +17,10 @@ from resetd.config import Config
 from resetd.config_load import load_config
 
 from .helpers import TEST_SECRET, ConfigFactory, merge_sections
+
+# PostgreSQL: pg_server, pg_template, pg_url (a migrated database per test),
+# pg_empty_url (an empty one). See tests/pg.py.
+from .pg import pg_empty_url, pg_server, pg_template, pg_url  # noqa: F401
 from .relays import Relay
 
 
