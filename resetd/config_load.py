@@ -24,8 +24,9 @@ TUTORIAL_ENV = {
     "MAIL_PASSWORD": ("mail", "password"),
 }
 
-# RESETD_* variables that steer the process rather than name a config key.
-PROCESS_ENV = {"RESETD_CONFIG", "RESETD_LOG_LEVEL", "RESETD_LOOP_STATS"}
+# RESETD_* variables that steer the process rather than name a config key
+# (RESETD_TEST_POSTGRES: the test suite's PostgreSQL server, see tests/pg.py).
+PROCESS_ENV = {"RESETD_CONFIG", "RESETD_LOG_LEVEL", "RESETD_LOOP_STATS", "RESETD_TEST_POSTGRES"}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

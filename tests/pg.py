@@ -95,9 +95,18 @@ def pg_template(pg_server: str) -> Iterator[str]:
     admin(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def _copy_clause(pg_server: str) -> str:
+    """PostgreSQL 15 copies a template block by block through the WAL unless told
+    to copy its files: 0.26 s a database instead of 0.04 s without fsync."""
+    import psycopg
+
+    with psycopg.connect(pg_server) as conn:
+        return " STRATEGY FILE_COPY" if conn.info.server_version >= 150000 else ""
+
+
 def _fresh(pg_server: str, template: str) -> Iterator[str]:
     name = f"resetd_test_{uuid.uuid4().hex[:16]}"
-    admin(pg_server, f"CREATE DATABASE {name} TEMPLATE {template}")
+    admin(pg_server, f"CREATE DATABASE {name} TEMPLATE {template}{_copy_clause(pg_server)}")
     try:
         yield database_url(pg_server, name)
     finally:
