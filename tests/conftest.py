@@ -39,6 +39,8 @@ def make_config(tmp_path: Path) -> ConfigFactory:
             "dev_inbox": {"enabled": True, "smtp_port": 0, "path": str(tmp_path / "inbox.db")},
             "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
         }
+        if "url" in sections.get("database", {}):
+            del base["database"]["path"]  # the url names the database instead
         merge_sections(base, sections)
         return load_config(None, env={}, overrides=base)
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
 
 from resetd.storage.postgres.engine import PostgresEngine, Transaction, notify
-from resetd.storage.postgres.startup import open_migrated
+from resetd.storage.postgres.migrations import schema_is_current
+from resetd.storage.postgres.startup import from_config, open_migrated
 
 from .pg import admin
 
@@ -224,3 +226,13 @@ async def test_a_listener_comes_back_after_its_connection_is_killed(
     finally:
         await one.close()
         await two.close()
+
+
+async def test_from_config_opens_a_migrated_engine_for_a_block_and_closes_it(
+    pg_empty_url: str, make_config: Any
+) -> None:
+    cfg = make_config(database={"url": pg_empty_url, "pool_size": 2, "schema": "shop_resetd"})
+    async with from_config(cfg.database) as engine:
+        assert (engine.schema, engine.pool.max_size) == ("shop_resetd", 2)
+        assert await schema_is_current(engine)
+    assert engine.pool.closed
