@@ -100,6 +100,13 @@ def _split(url: str) -> tuple[str, str, str, str]:
 
 
 def _check_postgres(url: str) -> None:
+    # libpq ends the user part at the first "@" or "/": an unencoded one in a
+    # password would make part of it a host or a database name, which its error
+    # messages (and ours) would then print.
+    rest = url.partition("://")[2]
+    authority, _, after = rest.partition("/")
+    if authority.count("@") > 1 or "@" in after.partition("?")[0]:
+        raise UrlError('percent-encode "@" and "/" in the user name and password (%40, %2F)')
     _, _, hosts, tail = _split(url)
     for host in hosts.split(",") if hosts else ():
         if host.startswith("["):  # [::1]:5432

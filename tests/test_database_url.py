@@ -84,6 +84,8 @@ def test_a_postgresql_url_with_several_hosts_or_a_socket() -> None:
         ({"url": "sqlite://r.db"}, "[database] url: expected sqlite:///relative"),
         ({"url": f"postgresql://u:{PASSWORD}@h:99999/db"}, "[database] url: expected a port"),
         ({"url": 5}, "[database] url: expected a string"),
+        ({"url": f"postgresql://u:{PASSWORD}/x@h/db"}, "[database] url: percent-encode"),
+        ({"url": f"postgresql://u:{PASSWORD}@x@h/db"}, "[database] url: percent-encode"),
         ({"schema": "app"}, "[database] schema: only for a postgresql:// url"),
         ({"url": PG_URL, "schema": "Billing"}, "[database] schema: expected a plain"),
         ({"url": PG_URL, "schema": "a-b"}, "[database] schema: expected a plain"),

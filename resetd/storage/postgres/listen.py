@@ -90,7 +90,7 @@ class Listener:
                         async for note in conn.notifies(timeout=PING_EVERY):
                             self._deliver(note.payload)
                         await conn.execute("SELECT 1")
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._listening.clear()
                 self.backend_pid = None
                 reason = " ".join(scrub(str(exc), self._url).split())
