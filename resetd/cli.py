@@ -28,6 +28,7 @@ from .outbox import OutboxStore, RelayStatusStore
 from .passwords import Hasher, check_policy
 from .reset.queue import FAILED_KEPT, RequestQueue
 from .serve import serve
+from .storage.postgres.pending import refuse_incomplete
 from .users import DuplicateUser, UserStore, username_problem
 
 log = logging.getLogger("resetd")
@@ -277,6 +278,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = _config(args)
+        refuse_incomplete(cfg)  # every command here but sendmail uses [database]
         if args.command == "serve":
             check_serve_safety(cfg)
     except ConfigError as exc:

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
+from .db_url import Engine, engine_of, redacted_url
 from .i18n import SHIPPED
 
 # The shipped development value; `serve` refuses it unless resetd is local only.
@@ -31,6 +32,8 @@ SECRET_KEYS = frozenset(
         ("webhooks", "secret"),
         ("dev_inbox", "release_password"),
         ("metrics", "token"),
+        # It may hold a password; shown through DatabaseConfig.redacted_url() only.
+        ("database", "url"),
     }
 )
 
@@ -72,9 +75,24 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
+    # sqlite:///file.db or postgresql://…; the loader fills it in from path when
+    # only path is given, and path from it for a sqlite:/// url (resetd/db_url.py).
+    url: str = field(default="sqlite:///resetd.db", repr=False)  # may hold a password
     path: str = "resetd.db"
+    # PostgreSQL: connections each instance holds open, and the schema its tables
+    # live in (several apps share one cluster); "" on SQLite.
+    pool_size: int = 10
+    schema: str = ""
     # Days of history kept: sent mail, expired tokens, audit events (0: all).
     keep_days: int = 30
+
+    @property
+    def engine(self) -> Engine:
+        return engine_of(self.url) or "sqlite"
+
+    def redacted_url(self) -> str:
+        """The url as banners, logs and errors may show it: no password."""
+        return redacted_url(self.url)
 
 
 @dataclass(frozen=True)

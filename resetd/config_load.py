@@ -6,11 +6,13 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import SECRET_KEYS, SECTIONS, Config, ConfigError
+from .config import SECRET_KEYS, SECTIONS, Config, ConfigError, DatabaseConfig
 from .config_rules import validate
+from .db_url import UrlError, parse_url, redacted_url, sqlite_url
 
 # The Flask Mega-Tutorial's variable names, honoured so its .env files work.
 TUTORIAL_ENV = {
@@ -22,8 +24,9 @@ TUTORIAL_ENV = {
     "MAIL_PASSWORD": ("mail", "password"),
 }
 
-# RESETD_* variables that steer the process rather than name a config key.
-PROCESS_ENV = {"RESETD_CONFIG", "RESETD_LOG_LEVEL", "RESETD_LOOP_STATS"}
+# RESETD_* variables that steer the process rather than name a config key
+# (RESETD_TEST_POSTGRES: the test suite's PostgreSQL server, see tests/pg.py).
+PROCESS_ENV = {"RESETD_CONFIG", "RESETD_LOG_LEVEL", "RESETD_LOOP_STATS", "RESETD_TEST_POSTGRES"}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -121,6 +124,11 @@ def load_config(
             values[section][key] = (value, False)
 
     built = {name: _build_section(name, vals) for name, vals in values.items()}
+    built["database"] = _resolve_database(
+        built["database"],
+        url_level=_level(values, overrides, "database", "url"),
+        path_level=_level(values, overrides, "database", "path"),
+    )
     cfg = Config(**built, source=source)
     validate(cfg)
     return cfg
@@ -128,6 +136,47 @@ def load_config(
 
 # section → key → (value, whether it came from the environment)
 Values = dict[str, dict[str, tuple[Any, bool]]]
+
+
+def _level(
+    values: Values, overrides: Mapping[str, Mapping[str, Any]] | None, section: str, key: str
+) -> int | None:
+    """Where a key's value came from: 2 the caller's overrides, 1 the environment,
+    0 the file; None when it was not given."""
+    if key in (overrides or {}).get(section, {}):
+        return 2
+    if key not in values[section]:
+        return None
+    return 1 if values[section][key][1] else 0
+
+
+def _resolve_database(
+    db: DatabaseConfig, *, url_level: int | None, path_level: int | None
+) -> DatabaseConfig:
+    """``[database] url`` and ``path`` made one: url is the whole answer, and path
+    the SQLite file (the older spelling, still honoured).
+
+    A spelling from a later source wins over the other from an earlier one (an
+    environment's RESETD_DATABASE_URL over the file's path); both from one
+    source must name the same SQLite file. Raises ConfigError.
+    """
+    if url_level is None:
+        return replace(db, url=sqlite_url(db.path))
+    try:
+        parsed = parse_url(db.url)
+    except UrlError as exc:
+        raise ConfigError(f"[database] url: {exc}") from None
+    if path_level is not None and path_level >= url_level:
+        if path_level > url_level:
+            return replace(db, url=sqlite_url(db.path))
+        if parsed.engine != "sqlite" or parsed.sqlite_path != db.path:
+            raise ConfigError(
+                f"[database] url: {redacted_url(db.url)!r} and [database] path {db.path!r} "
+                "name different databases; set only url (path is its older spelling)"
+            )
+    if parsed.engine == "sqlite":
+        return replace(db, path=parsed.sqlite_path)
+    return replace(db, schema=db.schema or "public")
 
 
 def _read_toml(p: Path) -> dict[str, Any]:

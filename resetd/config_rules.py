@@ -70,6 +70,7 @@ def validate(cfg: Config) -> None:
     _check_dev_inbox(cfg.dev_inbox)
     _check_webhooks(cfg.webhooks)
     _check_paths(cfg)
+    _check_database(cfg)
     token = cfg.metrics.token
     if token and (len(token) < MIN_SECRET_KEY or not token.isascii() or not token.isprintable()):
         raise ConfigError(
@@ -418,6 +419,41 @@ def _check_paths(cfg: Config) -> None:
             "[database] keep_days: expected 0 (keep everything) to 36500 days, "
             f"got {cfg.database.keep_days}"
         )
+
+
+# A schema name as PostgreSQL folds an unquoted one: lower case, at most 63 bytes.
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+MAX_POOL_SIZE = 1000
+
+
+def _check_database(cfg: Config) -> None:
+    d = cfg.database
+    if not 1 <= d.pool_size <= MAX_POOL_SIZE:
+        raise ConfigError(
+            f"[database] pool_size: expected 1-{MAX_POOL_SIZE} connections, got {d.pool_size}"
+        )
+    if d.engine == "sqlite":
+        if d.schema:
+            raise ConfigError(
+                "[database] schema: only for a postgresql:// url (a SQLite file holds "
+                "one resetd's tables); remove it"
+            )
+        return
+    if not _SCHEMA.fullmatch(d.schema) or d.schema.startswith("pg_"):
+        raise ConfigError(
+            "[database] schema: expected a plain lower-case name (a-z, 0-9, _; at most 63, "
+            f"not starting with pg_), got {d.schema!r}"
+        )
+    if d.schema == "information_schema":
+        raise ConfigError("[database] schema: information_schema is PostgreSQL's own")
+    try:
+        import psycopg  # noqa: F401  (the postgresql extra)
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "[database] url: PostgreSQL needs the postgresql extra: "
+            "pip install 'resetd[postgresql]'"
+        ) from None
 
 
 def _check_session_lifetimes(cfg: Config) -> None:

@@ -95,7 +95,8 @@ def _banner(app: web.Application, cfg: Config, port: int, counts: dict[str, int]
         events = ", ".join(cfg.webhooks.events)
         lines.append(f"    Webhooks          {destination(cfg.webhooks.url)} ({events})")
     lines += [
-        f"    Database          {cfg.database.path}",
+        "    Database          "
+        + (cfg.database.path if cfg.database.engine == "sqlite" else cfg.database.redacted_url()),
         f"    Outbox            {counts['pending']} pending, {counts['failed']} failed,"
         f" {counts['sent']} sent",
         "  Press Ctrl+C to stop.",

@@ -17,6 +17,10 @@ from resetd.config import Config
 from resetd.config_load import load_config
 
 from .helpers import TEST_SECRET, ConfigFactory, merge_sections
+
+# PostgreSQL: pg_server, pg_template, pg_url (a migrated database per test),
+# pg_empty_url (an empty one). See tests/pg.py.
+from .pg import pg_empty_url, pg_server, pg_template, pg_url  # noqa: F401
 from .relays import Relay
 
 
@@ -35,6 +39,8 @@ def make_config(tmp_path: Path) -> ConfigFactory:
             "dev_inbox": {"enabled": True, "smtp_port": 0, "path": str(tmp_path / "inbox.db")},
             "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
         }
+        if "url" in sections.get("database", {}):
+            del base["database"]["path"]  # the url names the database instead
         merge_sections(base, sections)
         return load_config(None, env={}, overrides=base)
 

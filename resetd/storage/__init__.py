@@ -1,0 +1,1 @@
+"""resetd's storage: one interface per concern, an implementation per engine."""
