@@ -25,9 +25,9 @@ from pathlib import Path
 
 import aiosqlite
 
-from .config import ConfigError, UsersConfig
-from .db import Database, Row
-from .users import User, normalize, pick
+from ...config import ConfigError, UsersConfig
+from ...db import Database, Row
+from ...users import User, normalize, pick
 
 log = logging.getLogger(__name__)
 
