@@ -20,14 +20,10 @@ from aiohttp_session import session_middleware
 
 from . import keys
 from .assets import configure, environment_options, template_dirs
-from .audit import AuditLog
 from .config import Config
-from .db import Database
 from .hash_queue import HashQueue
-from .host_users import SqliteAppUsers
 from .i18n import language_middleware
 from .instance import new_instance_id
-from .limits import RateLimiter
 from .login_guard import LoginGuard
 from .login_timing import FailureTiming
 from .logs import install_redaction
@@ -40,7 +36,6 @@ from .middlewares import (
     security_headers,
 )
 from .outbox import (
-    OutboxStore,
     OutboxWorker,
     WebhookEvents,
     WebhookSender,
@@ -56,34 +51,26 @@ from .retention import retention_ctx
 from .routes import setup_routes
 from .session_store import SessionStore
 from .sessions import cookie_storage
-from .users import UserStore
+from .storage.sqlite import SqliteStorage
 
 log = logging.getLogger(__name__)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The storage: resetd's database (and an app's users table, when
+    configured), every store in it, on the app's clock."""
     cfg = app[keys.config]
-    db = await Database.open(cfg.database.path)
-    app[keys.db] = db
-    app_users: SqliteAppUsers | None = None
-    if cfg.users.store == "sqlite":
-        try:
-            app_users = await SqliteAppUsers.open(cfg.users)
-        except BaseException:
-            await db.close()
-            raise
-        app[keys.users] = app_users
-    else:
-        app[keys.users] = UserStore(db)
-    app[keys.ledger] = TokenLedger(db)
-    app[keys.outbox_store] = OutboxStore(db, app[keys.instance_id])
-    app[keys.limiter] = RateLimiter(db)
-    app[keys.audit] = AuditLog(db)
-    app[keys.sessions] = SessionStore(db, cfg.server, app[keys.clock])
+    storage = await SqliteStorage.open(
+        cfg.database, cfg.users, app[keys.instance_id], clock=app[keys.clock]
+    )
+    app[keys.storage] = storage
+    app[keys.users] = storage.accounts
+    app[keys.ledger] = TokenLedger(storage.ledger, storage.now)
+    app[keys.outbox_store] = storage.outbox
+    app[keys.audit] = storage.audit
+    app[keys.sessions] = SessionStore(storage.sessions, cfg.server, app[keys.clock])
     yield
-    if app_users is not None:
-        await app_users.close()
-    await db.close()
+    await storage.close()
 
 
 async def hashing_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -106,7 +93,7 @@ async def signin_ctx(app: web.Application) -> AsyncIterator[None]:
         samples = await app[keys.users].hash_samples(hash_kind)
         await timing.calibrate(app[keys.hasher], samples)
     app[keys.login_guard] = LoginGuard(
-        cfg.limits, app[keys.db], timing, app[keys.clock], app[keys.hash_queue]
+        cfg.limits, app[keys.storage].limits, timing, app[keys.clock], app[keys.hash_queue]
     )
     yield
 
@@ -158,18 +145,17 @@ def wake_outbox(app: web.Application) -> None:
 
 async def requests_ctx(app: web.Application) -> AsyncIterator[None]:
     """The reset-request intake (group commit) and the processor behind it."""
-    db = app[keys.db]
+    storage = app[keys.storage]
     processor = RequestProcessor(
-        db,
+        storage,
         app[keys.users],
         app[keys.codec],
         app[keys.composer],
-        app[keys.limiter],
         app[keys.wake_outbox],
         app[keys.webhook_events],
         metrics=app[keys.metrics],
     )
-    intake = Intake(db.writer, app[keys.config].limits, processor.wake)
+    intake = Intake(storage, app[keys.config].limits, processor.wake)
     app[keys.intake] = intake
     await processor.start()
     await intake.start()

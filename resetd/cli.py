@@ -12,7 +12,6 @@ import getpass
 import logging
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -21,15 +20,14 @@ from . import sendmail
 from .config import Config, ConfigError
 from .config_load import load_config
 from .config_rules import check_serve_safety
-from .db import Database, with_database
 from .logs import clean_text, setup_logging
 from .mail_headers import clean
-from .outbox import OutboxStore, RelayStatusStore
 from .passwords import Hasher, check_policy
-from .reset.queue import FAILED_KEPT, RequestQueue
 from .serve import serve
+from .storage import Storage
 from .storage.postgres.pending import refuse_incomplete
-from .users import DuplicateUser, UserStore, username_problem
+from .storage.requests import FAILED_KEPT
+from .users import DuplicateUser, username_problem
 
 log = logging.getLogger("resetd")
 T = TypeVar("T")
@@ -46,8 +44,15 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def _with_db(cfg: Config, fn: Callable[[Database], Awaitable[T]]) -> T:
-    return await with_database(cfg.database.path, fn)
+async def _with_storage(cfg: Config, fn: Callable[[Storage], Awaitable[T]]) -> T:
+    """Open the storage ``cfg`` names, run ``fn`` on it, close it."""
+    from .storage.sqlite import SqliteStorage
+
+    storage = await SqliteStorage.open(cfg.database)
+    try:
+        return await fn(storage)
+    finally:
+        await storage.close()
 
 
 # --- user --------------------------------------------------------------------
@@ -88,20 +93,20 @@ async def _user_add(cfg: Config, email: str, username: str, password: str) -> in
         return 1
     password_hash = await Hasher(cfg.passwords).hash(password)
 
-    async def add(db: Database) -> int:
+    async def add(db: Storage) -> int:
         try:
-            user = await UserStore(db).add(email, username, password_hash)
+            user = await db.users.add(email, username, password_hash)
         except DuplicateUser as exc:
             print(f"resetd: {exc}", file=sys.stderr)
             return 1
         print(f"added user {user.id}: {user.username} <{user.email}>")
         return 0
 
-    return await _with_db(cfg, add)
+    return await _with_storage(cfg, add)
 
 
 async def _user_list(cfg: Config) -> int:
-    users = await _with_db(cfg, lambda db: UserStore(db).list())
+    users = await _with_storage(cfg, lambda db: db.users.list())
     if not users:
         print("no users (add one with: resetd user add --email E --username U)")
     for u in users:
@@ -115,14 +120,14 @@ async def _user_list(cfg: Config) -> int:
 
 
 async def _outbox_list(cfg: Config, show_sent: bool) -> int:
-    async def run(db: Database) -> int:
-        store = OutboxStore(db)
+    async def run(db: Storage) -> int:
+        store = db.outbox
         counts = await store.counts()
         entries = await store.list(include_sent=show_sent)
         print(
             f"outbox: {counts['pending']} pending, {counts['failed']} failed, {counts['sent']} sent"
         )
-        relay = await RelayStatusStore(db).load()
+        relay = await db.outbox.relay_status.load()
         if relay is not None and not relay[1].healthy:
             address, status = relay
             print(f"relay {address}: {status.state} since {_when(status.since)}: {status.error}")
@@ -141,7 +146,7 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
             )
             if e.last_error:  # a relay's (or the app's) reply: text from outside
                 print(f"        last error: {clean_text(e.last_error)}")
-        aside = await RequestQueue(db).failed(time.time() - FAILED_KEPT)
+        aside = await db.requests.failed(await db.now() - FAILED_KEPT)
         if aside:
             print(f"reset requests set aside (no mail made; kept {FAILED_KEPT // 86400} days):")
         for r in aside:
@@ -149,12 +154,12 @@ async def _outbox_list(cfg: Config, show_sent: bool) -> int:
             print(f"        reason: {clean(r.failure)}")
         return 0
 
-    return await _with_db(cfg, run)
+    return await _with_storage(cfg, run)
 
 
 async def _outbox_retry(cfg: Config, mail_id: int | None) -> int:
-    async def run(db: Database) -> int:
-        store = OutboxStore(db)
+    async def run(db: Storage) -> int:
+        store = db.outbox
         queued, expired = await store.retry(mail_id)
         if queued:
             print(f"{queued} mail(s) queued again; a running resetd sends them within a second")
@@ -176,13 +181,11 @@ async def _outbox_retry(cfg: Config, mail_id: int | None) -> int:
         print(f"resetd: nothing to retry: {why}, only failed mail can be retried", file=sys.stderr)
         return 1
 
-    return await _with_db(cfg, run)
+    return await _with_storage(cfg, run)
 
 
 async def _audit(cfg: Config, limit: int) -> int:
-    from .audit import AuditLog
-
-    events = await _with_db(cfg, lambda db: AuditLog(db).recent(limit))
+    events = await _with_storage(cfg, lambda db: db.audit.recent(limit))
     for ev in reversed(events):
         print(
             f"{_when(ev.at)}  {ev.event:<16} {ev.outcome:<28} user={ev.user_id or '-':<6} "

@@ -6,6 +6,7 @@ Each rule names its key in a one-line :class:`~resetd.config.ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import os
 import re
@@ -446,14 +447,12 @@ def _check_database(cfg: Config) -> None:
         )
     if d.schema == "information_schema":
         raise ConfigError("[database] schema: information_schema is PostgreSQL's own")
-    try:
-        import psycopg  # noqa: F401  (the postgresql extra)
-        import psycopg_pool  # noqa: F401
-    except ImportError:
+    # Present, not imported: only the storage layer imports the driver.
+    if not all(importlib.util.find_spec(name) for name in ("psycopg", "psycopg_pool")):
         raise ConfigError(
             "[database] url: PostgreSQL needs the postgresql extra: "
             "pip install 'resetd[postgresql]'"
-        ) from None
+        )
 
 
 def _check_session_lifetimes(cfg: Config) -> None:

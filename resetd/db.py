@@ -16,7 +16,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -25,10 +25,14 @@ import aiosqlite
 
 from .private_files import prepare_database
 from .schema import MIGRATIONS
+from .storage.errors import StorageErrors
 
 log = logging.getLogger(__name__)
 
 Row = sqlite3.Row
+
+# What the storage on SQLite raises: any error, and the database's own state.
+ERRORS = StorageErrors(error=(sqlite3.Error,), unavailable=(sqlite3.OperationalError,))
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -141,6 +145,8 @@ class Database:
         self.schema_version = schema_version  # the version its migrations lead to
         self._write_lock = asyncio.Lock()
         self._writer: BatchWriter | None = None
+        # The storage's clock (see now()); the app factory may pass its own.
+        self.clock: Callable[[], float] = time.time
 
     @property
     def writer(self) -> BatchWriter:
@@ -199,7 +205,7 @@ class Database:
         are read and written with it. Every process on one SQLite file runs on
         one host, so that is the host's clock; a database server shared by
         several hosts would answer with its own."""
-        return time.time()
+        return self.clock()
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -237,12 +243,3 @@ class Database:
         async with self.transaction() as conn:
             cur = await conn.execute(sql, tuple(params))
             return cur.rowcount
-
-
-async def with_database(path: str, fn: Callable[[Database], Awaitable[T]]) -> T:
-    """Open the database at ``path``, run ``fn`` on it, close it (CLI commands)."""
-    db = await Database.open(path)
-    try:
-        return await fn(db)
-    finally:
-        await db.close()

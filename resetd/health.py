@@ -25,7 +25,6 @@ and refusals tell an outsider how an attack is going.
 from __future__ import annotations
 
 import hmac
-import sqlite3
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -46,9 +45,10 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 async def readyz(request: web.Request) -> web.StreamResponse:
     app = request.app
+    storage = app[keys.storage]
     try:
-        migrations = "current" if await app[keys.db].schema_is_current() else "mismatch"
-    except sqlite3.Error:
+        migrations = "current" if await storage.schema_is_current() else "mismatch"
+    except storage.errors.error:
         down = {"status": "unavailable", "database": "error"}
         return web.json_response(down, status=503, headers=_NO_STORE)
     worker = app[keys.outbox_worker]
@@ -86,7 +86,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
             raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         raise web.HTTPForbidden()
     m = app[keys.metrics]
-    backlog = await app[keys.outbox_store].backlog(await app[keys.db].now())
+    backlog = await app[keys.outbox_store].backlog(await app[keys.storage].now())
     m.outbox_mails.labels("pending").set(backlog.pending)
     m.outbox_mails.labels("failed").set(backlog.failed)
     m.outbox_oldest.set(backlog.oldest_pending_age)

@@ -8,23 +8,24 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .audit import AuditLog
     from .config import Config
-    from .db import Database
     from .hash_queue import HashQueue
-    from .limits import RateLimiter
     from .login_guard import LoginGuard
     from .metrics import Metrics
-    from .outbox import OutboxStore, OutboxWorker, WebhookEvents, WebhookWorker
+    from .outbox import OutboxWorker, WebhookEvents, WebhookWorker
     from .passwords import Hasher
     from .reset.compose import MailComposer
     from .reset.intake import Intake
     from .reset.tokens import TokenCodec, TokenLedger
     from .session_store import SessionStore
+    from .storage import Storage
+    from .storage.audit import AuditStore
+    from .storage.outbox import OutboxStore
     from .users import AccountStore, User
 
 config: web.AppKey[Config] = web.AppKey("config")
-db: web.AppKey[Database] = web.AppKey("db")
+# The storage (resetd/storage/): every table, and the units of work across them.
+storage: web.AppKey[Storage] = web.AppKey("storage")
 users: web.AppKey[AccountStore] = web.AppKey("users")
 hasher: web.AppKey[Hasher] = web.AppKey("hasher")
 hash_queue: web.AppKey[HashQueue] = web.AppKey("hash_queue")
@@ -40,8 +41,7 @@ webhook_worker: web.AppKey[WebhookWorker] = web.AppKey("webhook_worker")
 # Called after a commit that queued mail or events: the outbox's workers look now.
 wake_outbox: web.AppKey[Callable[[], None]] = web.AppKey("wake_outbox")
 intake: web.AppKey[Intake] = web.AppKey("intake")
-limiter: web.AppKey[RateLimiter] = web.AppKey("limiter")
-audit: web.AppKey[AuditLog] = web.AppKey("audit")
+audit: web.AppKey[AuditStore] = web.AppKey("audit")
 sessions: web.AppKey[SessionStore] = web.AppKey("sessions")
 login_guard: web.AppKey[LoginGuard] = web.AppKey("login_guard")
 metrics: web.AppKey[Metrics] = web.AppKey("metrics")

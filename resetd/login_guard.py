@@ -31,12 +31,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from .config import LimitsConfig
-from .db import Database
 from .hash_queue import HashingBusy, HashQueue, Standing
 from .i18n import N_
-from .limits import Hit, RateLimiter, Taken, client_bucket
+from .limits import Hit, Taken, client_bucket
 from .login_timing import FailureTiming
 from .passwords import Hasher
+from .storage.limits import LimitsStore
 from .users import normalize
 
 # Shown in the language of the page (resetd/login.py translates them).
@@ -109,7 +109,7 @@ class Attempt:
         await self._give_back()
 
     async def _give_back(self) -> None:
-        await self._guard.db.writer.run(RateLimiter.give_back, self._taken.counted)
+        await self._guard.counters.give_back(self._taken.counted)
         self._guard._saw(self.standing.client, self._window_start, self.standing.failures)
 
 
@@ -117,13 +117,13 @@ class LoginGuard:
     def __init__(
         self,
         limits: LimitsConfig,
-        db: Database,
+        counters: LimitsStore,
         timing: FailureTiming,
         clock: Callable[[], float],
         queue: HashQueue,
     ) -> None:
         self.limits = limits
-        self.db = db
+        self.counters = counters
         self.timing = timing
         self.clock = clock
         self.queue = queue
@@ -158,7 +158,7 @@ class LoginGuard:
                     f"login:ip:{client}", lim.failed_logins_per_ip, lim.failed_logins_per_ip_window
                 ),
             ]
-            taken = await self.db.writer.run(RateLimiter.take, hits, self.clock())
+            taken = await self.counters.take(hits)
             if isinstance(taken, int):
                 raise SigninRefused(429, taken, THROTTLED)
             failures = taken.counts[1]  # the client's, this attempt included

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from . import keys
-from .db import Database
+from .storage import Storage
+from .storage.retention import HISTORY
 
 log = logging.getLogger(__name__)
 
@@ -33,44 +33,24 @@ FIRST_AFTER = 5.0  # seconds after start: the start-up work goes first
 DAY = 86400
 
 
-@dataclass(frozen=True)
-class Table:
-    """One kind of old row: ``DELETE … WHERE key IN (SELECT key … WHERE old LIMIT n)``."""
-
-    name: str
-    key: str
-    old: str  # a condition on the cutoff, the one parameter
-
-
-TABLES = (
-    Table("outbox", "id", "status = 'sent' AND sent_at < ?"),
-    Table("reset_tokens", "jti", "expires_at < ?"),
-    Table("audit", "id", "at < ?"),
-)
-
-
 class Retention:
     """Prunes rows older than ``keep_days`` (0 keeps everything)."""
 
-    def __init__(self, db: Database, keep_days: int) -> None:
-        self.db = db
+    def __init__(self, storage: Storage, keep_days: int) -> None:
+        self.storage = storage
         self.keep_days = keep_days
 
     async def prune(self) -> dict[str, int]:
         """Delete what is older than ``keep_days``, batch by batch; returns how many
         rows went from each table."""
-        gone = {t.name: 0 for t in TABLES}
+        gone = dict.fromkeys(HISTORY, 0)
         if self.keep_days <= 0:
             return gone
-        cutoff = await self.db.now() - self.keep_days * DAY
-        for table in TABLES:
-            sql = (
-                f"DELETE FROM {table.name} WHERE {table.key} IN "
-                f"(SELECT {table.key} FROM {table.name} WHERE {table.old} LIMIT ?)"
-            )
+        cutoff = await self.storage.now() - self.keep_days * DAY
+        for kind in HISTORY:
             while True:
-                deleted = await self.db.execute(sql, (cutoff, BATCH))
-                gone[table.name] += deleted
+                deleted = await self.storage.retention.prune(kind, cutoff, BATCH)
+                gone[kind] += deleted
                 if deleted < BATCH:
                     break
                 await asyncio.sleep(PAUSE)
@@ -95,7 +75,7 @@ class Retention:
 
 async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
     """The pruning task, for the app's lifetime."""
-    retention = Retention(app[keys.db], app[keys.config].database.keep_days)
+    retention = Retention(app[keys.storage], app[keys.config].database.keep_days)
     task = asyncio.create_task(retention.run(), name="retention")
     yield
     task.cancel()

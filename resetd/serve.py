@@ -20,10 +20,9 @@ from aiohttp import web
 from . import keys
 from .assets import render_problem
 from .config import Config, ConfigError
-from .db import with_database
-from .outbox import OutboxStore
 from .outbox.webhook_events import destination
 from .render import warm_templates
+from .storage.sqlite import SqliteStorage
 
 log = logging.getLogger("resetd")
 
@@ -155,6 +154,10 @@ async def serve(cfg: Config) -> int:
     await stop.wait()
     log.info("shutting down: no new requests; letting in-flight mail finish")
     await runner.cleanup()
-    counts = await with_database(cfg.database.path, lambda db: OutboxStore(db).counts())
+    storage = await SqliteStorage.open(cfg.database)
+    try:
+        counts = await storage.outbox.counts()
+    finally:
+        await storage.close()
     log.info("stopped; %d mail(s) pending for the next start", counts["pending"])
     return 0

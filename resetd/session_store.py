@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from collections.abc import Callable
 
-import aiosqlite
-
 from .config import ServerConfig
-from .db import Database
+from .storage.sessions import Ended, SessionRows
 
 # Seconds between two purges of ended sessions by one process.
 PURGE_EVERY = 60.0
@@ -37,8 +34,8 @@ def _row_id(sid: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, db: Database, cfg: ServerConfig, clock: Callable[[], float]) -> None:
-        self.db = db
+    def __init__(self, rows: SessionRows, cfg: ServerConfig, clock: Callable[[], float]) -> None:
+        self.rows = rows
         self.cfg = cfg
         self.clock = clock
         self._last_purge = float("-inf")
@@ -59,76 +56,35 @@ class SessionStore:
         """A new signed-in session; returns the id its cookie is to carry."""
         sid = secrets.token_urlsafe(32)
         now = self.clock()
-        purge = now - self._last_purge >= PURGE_EVERY
-        if purge:
+        purge = None
+        if now - self._last_purge >= PURGE_EVERY:
             self._last_purge = now
-        await self.db.writer.run(
-            self._create, _row_id(sid), str(user_id), remember, now, self._ended_where(now), purge
-        )
+            purge = self._ended(now)
+        await self.rows.create(_row_id(sid), str(user_id), remember, now, purge)
         return sid
 
-    def _ended_where(self, now: float) -> tuple[str, tuple[float, ...]]:
+    def _ended(self, now: float) -> Ended:
         idle, age = self.lifetimes(False)
         r_idle, r_age = self.lifetimes(True)
-        return (
-            "(remember = 0 AND (last_seen <= ? OR created_at <= ?)) "
-            "OR (remember = 1 AND (last_seen <= ? OR created_at <= ?))",
-            (now - idle, now - age, now - r_idle, now - r_age),
-        )
-
-    @staticmethod
-    def _create(
-        conn: sqlite3.Connection,
-        row_id: str,
-        user_id: str,
-        remember: bool,
-        now: float,
-        ended: tuple[str, tuple[float, ...]],
-        purge: bool,
-    ) -> None:
-        if purge:
-            conn.execute(f"DELETE FROM sessions WHERE {ended[0]}", ended[1])
-        conn.execute(
-            "INSERT INTO sessions (id, user_id, remember, created_at, last_seen) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (row_id, user_id, int(remember), now, now),
-        )
+        return Ended(now - idle, now - age, now - r_idle, now - r_age)
 
     async def check(self, sid: str, user_id: int) -> bool:
         """Whether ``sid`` is a live session of ``user_id``; an ended one is deleted.
 
         Counts as activity: last_seen moves on (at most once per touch interval)."""
         row_id = _row_id(sid)
-        row = await self.db.fetchone(
-            "SELECT user_id, remember, created_at, last_seen FROM sessions WHERE id = ?",
-            (row_id,),
-        )
-        if row is None or row["user_id"] != str(user_id):
+        row = await self.rows.get(row_id)
+        if row is None or row.user_id != str(user_id):
             return False
         now = self.clock()
-        idle, max_age = self.lifetimes(bool(row["remember"]))
-        if now - row["last_seen"] >= idle or now - row["created_at"] >= max_age:
-            await self.db.writer.run(_delete, row_id)
+        idle, max_age = self.lifetimes(row.remember)
+        if now - row.last_seen >= idle or now - row.created_at >= max_age:
+            await self.rows.delete(row_id)
             return False
-        if now - row["last_seen"] >= self._touch_every(idle):
-            await self.db.writer.run(_touch, row_id, now)
+        if now - row.last_seen >= self._touch_every(idle):
+            await self.rows.touch(row_id, now)
         return True
 
     async def end(self, sid: str) -> None:
         """Sign this session out, everywhere."""
-        await self.db.writer.run(_delete, _row_id(sid))
-
-    @staticmethod
-    async def end_all(conn: aiosqlite.Connection, user_id: int) -> None:
-        """Sign out every session of ``user_id``, inside the caller's transaction."""
-        await conn.execute("DELETE FROM sessions WHERE user_id = ?", (str(user_id),))
-
-
-def _delete(conn: sqlite3.Connection, row_id: str) -> None:
-    conn.execute("DELETE FROM sessions WHERE id = ?", (row_id,))
-
-
-def _touch(conn: sqlite3.Connection, row_id: str, now: float) -> None:
-    conn.execute(
-        "UPDATE sessions SET last_seen = ? WHERE id = ? AND last_seen < ?", (now, row_id, now)
-    )
+        await self.rows.delete(_row_id(sid))

@@ -39,7 +39,7 @@ async def add_user(
     password: str = GOOD_PASSWORD,
 ) -> User:
     hasher: Hasher = app[keys.hasher]
-    return await app[keys.users].add(email, username, await hasher.hash(password))
+    return await app[keys.storage].users.add(email, username, await hasher.hash(password))
 
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -24,6 +24,7 @@ from resetd.users import User, fingerprint
 
 from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, eventually, sign_in
 from .openapi_check import check_answer
+from .sqlite_rows import app_db, record_token
 
 API = "/api/v1"
 REQUESTS = f"{API}/reset-requests"
@@ -48,15 +49,15 @@ def _codes(value: Any) -> list[str]:
 
 
 async def _queued(client: TestClient[Any, Any]) -> int:
-    row = await client.app[keys.db].fetchone("SELECT COUNT(*) AS n FROM reset_requests")
+    row = await app_db(client.app).fetchone("SELECT COUNT(*) AS n FROM reset_requests")
     assert row is not None
     return int(row["n"])
 
 
 async def _live_token(client: TestClient[Any, Any], user: User, age: float = 0) -> str:
     token, claims = client.app[keys.codec].mint(user.id, fingerprint(user), now=time.time() - age)
-    async with client.app[keys.db].transaction() as conn:
-        await client.app[keys.ledger].record(conn, claims)
+    async with app_db(client.app).transaction() as conn:
+        await record_token(conn, claims)
     return token
 
 
@@ -137,7 +138,7 @@ async def test_password_reset_sets_the_password_once(client: TestClient[Any, Any
     assert status == 400 and _codes(value) == ["token_invalid"]
     assert (await sign_in(client, "susan", GOOD_PASSWORD)).status == 400
     assert (await sign_in(client, "susan", NEW_PASSWORD)).status == 303
-    row = await client.app[keys.db].fetchone(
+    row = await app_db(client.app).fetchone(
         "SELECT COUNT(*) AS n FROM audit WHERE event = 'token_use' AND outcome = 'rejected: used'"
     )
     assert row is not None and row["n"] == 1

@@ -18,6 +18,7 @@ from resetd.app import create_app
 
 from .browsers import WAIT_MS, chromium, free_port
 from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, eventually
+from .sqlite_rows import app_db
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -82,7 +83,7 @@ async def _call(page: Page, url: str, body: dict[str, str]) -> Any:
 
 
 async def _queued(server: TestServer) -> int:
-    row = await server.app[keys.db].fetchone("SELECT COUNT(*) AS n FROM reset_requests")
+    row = await app_db(server.app).fetchone("SELECT COUNT(*) AS n FROM reset_requests")
     assert row is not None
     return int(row["n"])
 

@@ -22,13 +22,15 @@ import pytest
 
 from resetd.db import Database
 from resetd.instance import known_dead, new_instance_id, this_host
-from resetd.outbox import OutboxStore, OutboxWorker
+from resetd.outbox import OutboxWorker
 from resetd.reset.compose import ComposedMail
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import TEST_SECRET, ConfigFactory, eventually
 from .processes import Server, outbox_rows, request_reset_over_http, write_config
 from .raw_relay import RawRelay
 from .relays import ACCEPT, SLOW, Relay
+from .sqlite_rows import enqueue_mail
 from .test_lifecycle import add_users
 
 EMAIL = "susan@example.com"
@@ -136,11 +138,11 @@ async def test_a_send_longer_than_the_lease_keeps_its_claim_by_renewing_it(
     try:
         await _queued(db)
         cfg = make_config(mail={"port": port, "retry_base": 0.1, "backoff_cap": 0.2})
-        sender = OutboxStore(db)
+        sender = SqliteOutbox(db)
         worker = OutboxWorker(sender, cfg.mail, lambda: ("127.0.0.1", port), lease=1.0)
         await worker.start()
         try:
-            other = OutboxStore(db)  # another instance, looking all the while
+            other = SqliteOutbox(db)  # another instance, looking all the while
             while relay.ends_of_data == 0:
                 await asyncio.sleep(0.05)
             while (await sender.counts())["sent"] == 0:
@@ -162,7 +164,7 @@ async def _queued(db: Database, n: int = 1) -> None:
     async with db.transaction() as conn:
         for i in range(n):
             mail = ComposedMail("r@example.test", f"u{i}@example.com", "Hello", b"Subject: Hello")
-            await OutboxStore.enqueue(conn, "notice", mail)
+            await enqueue_mail(conn, "notice", mail)
 
 
 async def test_start_up_keeps_a_live_instances_claim_and_releases_a_lapsed_one(
@@ -171,12 +173,12 @@ async def test_start_up_keeps_a_live_instances_claim_and_releases_a_lapsed_one(
     db = await Database.open(str(tmp_path / "r.db"))
     try:
         await _queued(db, 2)
-        live, lapsed = OutboxStore(db), OutboxStore(db)
+        live, lapsed = SqliteOutbox(db), SqliteOutbox(db)
         [kept] = await live.claim_due(1, lease=60)
         [dropped] = await lapsed.claim_due(1, lease=60)
         await db.execute("UPDATE outbox SET claimed_until = 1 WHERE id = ?", (dropped.id,))
 
-        restarted = OutboxStore(db)
+        restarted = SqliteOutbox(db)
         assert await restarted.recover() == 1
         assert [m.id for m in await restarted.claim_due(10, lease=60)] == [dropped.id]
         assert await live.renew([kept.id], 60) == 1
@@ -195,7 +197,7 @@ async def test_only_the_owner_of_a_claim_records_a_retry_or_a_failure(tmp_path: 
     db = await Database.open(str(tmp_path / "r.db"))
     try:
         await _queued(db)
-        owner, other = OutboxStore(db), OutboxStore(db)
+        owner, other = SqliteOutbox(db), SqliteOutbox(db)
         [mail] = await owner.claim_due(1, lease=60)
         assert not await other.schedule_retry(mail.id, 0, "451 not yours")
         assert not await other.mark_failed(mail, "550 not yours", "rejected")
@@ -221,12 +223,12 @@ async def test_a_claim_of_a_dead_process_on_this_host_is_released_at_once(
         await _queued(db)
         proc = await asyncio.create_subprocess_exec("true")
         await proc.wait()  # a pid that is no process now
-        dead = OutboxStore(db, f"{this_host()}/{proc.pid}/0badcafe")
-        elsewhere = OutboxStore(db, f"other-host.example/{os.getpid()}/0badcafe")
+        dead = SqliteOutbox(db, f"{this_host()}/{proc.pid}/0badcafe")
+        elsewhere = SqliteOutbox(db, f"other-host.example/{os.getpid()}/0badcafe")
         await dead.claim_due(1, lease=3600)
-        assert await OutboxStore(db).release_orphans() == 1
+        assert await SqliteOutbox(db).release_orphans() == 1
         await elsewhere.claim_due(1, lease=3600)
-        assert await OutboxStore(db).release_orphans() == 0  # another host: its lease
+        assert await SqliteOutbox(db).release_orphans() == 0  # another host: its lease
     finally:
         await db.close()
 
@@ -242,7 +244,7 @@ async def test_a_claim_without_an_owner_lasts_its_lease_as_an_older_resetd_may_h
         await _queued(db)
         far = time.time() + 1000
         await db.execute("UPDATE outbox SET claimed_until = ?, attempts = 1", (far,))
-        newer = OutboxStore(db)
+        newer = SqliteOutbox(db)
         assert await newer.recover() == 0
         assert await newer.claim_due(10, lease=60) == []
         await db.execute("UPDATE outbox SET claimed_until = ?", (time.time() - 1,))

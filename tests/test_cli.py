@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from resetd.db import Database
-from resetd.outbox.store import OutboxStore
 from resetd.reset.compose import ComposedMail
-from resetd.users import UserStore
+from resetd.storage.sqlite.users import SqliteUsers
 
+from .sqlite_rows import enqueue_mail
 from .test_config import run_cli
 
 PASSWORD = "correct horse battery staple\n"
@@ -94,7 +94,7 @@ def test_user_add_bounds_username_length(tmp_path: Path) -> None:
 async def test_the_account_store_itself_refuses_what_user_add_refuses(tmp_path: Path) -> None:
     db = await Database.open(str(tmp_path / "r.db"))
     try:
-        store = UserStore(db)
+        store = SqliteUsers(db)
         for name in ["Eve\r\nX-Injected: yes", "x" * 65, "   "]:
             with pytest.raises(ValueError, match=r"^username must"):
                 await store.add("eve@example.com", name, "hash")
@@ -113,7 +113,7 @@ async def test_a_reader_that_goes_away_early_gets_no_traceback(tmp_path: Path) -
             for n in range(300):  # more than a pipe holds, and than head shows
                 to = f"user{n}@example.com"
                 data = f"To: {to}\r\nSubject: Hi\r\n\r\nhello\r\n".encode()
-                await OutboxStore.enqueue(conn, "reset", ComposedMail("a@b.test", to, "Hi", data))
+                await enqueue_mail(conn, "reset", ComposedMail("a@b.test", to, "Hi", data))
     finally:
         await db.close()
     for args in (["outbox", "--all"], ["user", "list"]):

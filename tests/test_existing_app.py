@@ -252,7 +252,7 @@ async def test_lookup_by_email_matches_resetds_normalisation_for_every_stored_fo
     tmp_path: Path,
 ) -> None:
     from resetd.config import UsersConfig
-    from resetd.host_users import SqliteAppUsers
+    from resetd.storage.sqlite.app_users import SqliteAppUsers
     from resetd.users import normalize
 
     path = tmp_path / "app.db"

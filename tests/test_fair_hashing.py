@@ -33,6 +33,7 @@ from .helpers import (
 )
 from .relays import Relay
 from .signin_helpers import login_csrf, post_login
+from .sqlite_rows import app_db
 from .test_tokens import mailed_token
 
 BEHIND_PROXY = {"trusted_proxies": ["127.0.0.1"]}
@@ -177,7 +178,7 @@ async def test_a_guesser_at_a_full_queue_is_refused_before_any_database_work(
         for n in range(threads)
     ]
     # The database's writer is stuck: a sign-in that needed it would hang.
-    writer = asyncio.create_task(client.app[keys.db].writer.run(lambda conn: release.wait(10)))
+    writer = asyncio.create_task(app_db(client.app).writer.run(lambda conn: release.wait(10)))
     try:
         await until(lambda: queue.running == threads)
         waiter = asyncio.create_task(queue.run(Standing("198.51.100.1"), time.sleep, 0))

@@ -27,6 +27,7 @@ from .helpers import (
     sign_in,
 )
 from .relays import Relay
+from .sqlite_rows import app_db
 from .test_config import run_cli
 from .test_tokens import mailed_token
 
@@ -206,7 +207,7 @@ async def test_audit_trail_records_the_flow_without_secrets(
     assert any(e.event == "token_use" and e.outcome.startswith("rejected") for e in events)
     # Every event a request caused; mail_sent/mail_failed are the outbox worker's.
     assert all(e.client_ip == "127.0.0.1" for e in events if not e.event.startswith("mail_"))
-    rows = await rclient.app[keys.db].fetchall("SELECT * FROM audit")
+    rows = await app_db(rclient.app).fetchall("SELECT * FROM audit")
     assert token not in repr([tuple(r) for r in rows])
     assert token not in caplog.text
     assert NEW_PASSWORD not in caplog.text

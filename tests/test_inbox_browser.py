@@ -28,6 +28,8 @@ from resetd.users import fingerprint
 from tests.helpers import ConfigFactory, add_user, eventually
 from tests.inbox_helpers import make_message, send_smtplib
 
+from .sqlite_rows import app_db, record_token
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -253,8 +255,8 @@ async def test_list_and_message_pages_fit_a_phone_screen(
     app = server.app
     user = await add_user(app)
     token, claims = app[keys.codec].mint(user.id, fingerprint(user))
-    async with app[keys.db].transaction() as conn:
-        await app[keys.ledger].record(conn, claims)
+    async with app_db(app).transaction() as conn:
+        await record_token(conn, claims)
     link = f"{app[keys.config].public_origin}/reset_password/{token}"
     html = f'<p><a href="{link}">Reset your password</a></p>'
     await send_smtplib(app, make_message("Reset", sender="App <a@example.test>", html=html))

@@ -15,6 +15,8 @@ from resetd.users import fingerprint
 from tests.helpers import add_user, csrf_from
 from tests.inbox_helpers import api_json, make_message, send_smtplib
 
+from .sqlite_rows import app_db, consume_token, record_token
+
 API = "/dev/inbox/api/v1"
 
 
@@ -130,8 +132,8 @@ async def _mail_reset_link(client: TestClient[Any, Any]) -> tuple[str, str]:
     app = client.app
     user = await add_user(app)
     token, claims = app[keys.codec].mint(user.id, fingerprint(user))
-    async with app[keys.db].transaction() as conn:
-        await app[keys.ledger].record(conn, claims)
+    async with app_db(app).transaction() as conn:
+        await record_token(conn, claims)
     link = f"http://localhost:8080/reset_password/{token}"
     html = f'<p><a href="{link}">Reset your password</a></p>'
     await send_smtplib(app, make_message("Reset", text=f"Open {link}\n", html=html))
@@ -155,8 +157,8 @@ async def test_reset_link_panel_shows_claims_and_live_state(client: TestClient[A
     assert (await client.get(link.removeprefix("http://localhost:8080"))).status == 200
     page = await (await client.get(f"/dev/inbox/{mid}")).text()
     assert 'data-state="valid"' in page
-    async with app[keys.db].transaction() as conn:
-        assert await app[keys.ledger].consume(conn, jti, time.time())
+    async with app_db(app).transaction() as conn:
+        assert await consume_token(conn, jti, time.time())
     page = await (await client.get(f"/dev/inbox/{mid}")).text()
     assert 'data-state="used"' in page
 

@@ -11,6 +11,7 @@ from resetd.app import create_app
 
 from .helpers import ConfigFactory, add_user, eventually, request_reset
 from .relays import Relay
+from .sqlite_rows import app_db
 
 
 async def test_two_instances_on_one_database_mail_each_request_once(
@@ -40,7 +41,7 @@ async def test_two_instances_on_one_database_mail_each_request_once(
         return counts == {"pending": 0, "failed": 0, "sent": len(emails)}
 
     assert await eventually(all_sent)
-    rows = await first.app[keys.db].fetchall(
+    rows = await app_db(first.app).fetchall(
         "SELECT COUNT(*) AS n FROM audit WHERE event = 'reset_requested'"
     )
     assert rows[0]["n"] == len(emails)

@@ -18,7 +18,7 @@ import pytest
 from resetd.config import PasswordConfig
 from resetd.db import Database
 from resetd.passwords import Hasher
-from resetd.users import UserStore
+from resetd.storage.sqlite.users import SqliteUsers
 
 from .helpers import GOOD_PASSWORD, TEST_SECRET, eventually, token_in
 from .processes import Server, outbox_rows, request_reset_over_http, write_config
@@ -33,7 +33,7 @@ async def add_users(db_path: Path, emails: list[str]) -> None:
         cheap = PasswordConfig(argon2_memory_cost=8192, argon2_time_cost=1)
         password_hash = await Hasher(cheap).hash(GOOD_PASSWORD)
         for email in emails:
-            await UserStore(db).add(email, email.split("@")[0], password_hash)
+            await SqliteUsers(db).add(email, email.split("@")[0], password_hash)
     finally:
         await db.close()
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from resetd.app import create_app
-from resetd.audit import AuditLog
 from resetd.db import Database
 from resetd.logs import install_redaction
 
 from .helpers import TEST_SECRET, eventually
 from .processes import Server, run_cli, write_config
+from .sqlite_rows import audit_row
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJyZXNldF9wYXNzd29yZCI6MX0.c2lnbmF0dXJlLXZhbHVl"
 RAW_CONTROLS = ("\x1b", "\r", "\x07", "\x9b", "\u202e")
@@ -144,7 +144,7 @@ async def test_audit_and_outbox_commands_print_outside_text_escaped(tmp_path: Pa
     try:
         async with db.transaction() as conn:
             # Written before user agents were cleaned on the way in, say.
-            await AuditLog.record(
+            await audit_row(
                 conn, "sign_in", "failed", client_ip="127.0.0.1", user_agent="UA \x9b2J\x1b[2J"
             )
             await conn.execute(

@@ -25,8 +25,9 @@ from resetd.app import create_app
 from resetd.config import Config
 from resetd.db import Database
 from resetd.outbox.attempts import backoff, redact
-from resetd.outbox.store import OutboxEntry, OutboxStore
 from resetd.outbox.worker import OutboxWorker
+from resetd.storage.outbox import OutboxEntry, OutboxStore
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
 from .processes import run_cli, write_config
@@ -371,7 +372,7 @@ async def mid_send(
     db = await Database.open(str(tmp_path / "outbox.db"))
     try:
         cfg = make_config(mail={"port": port, "pool_size": 1, **FAST, **mail})
-        store = OutboxStore(db)
+        store = SqliteOutbox(db)
         worker = worker_for(store, cfg, port, grace=grace)
         await worker.start()
         await warm_up(db, store, worker)
@@ -489,7 +490,7 @@ async def test_stop_interrupts_a_send_that_outlives_the_grace_period(
     db = await Database.open(str(tmp_path / "outbox.db"))
     try:
         cfg = make_config(mail={"port": port, "timeout": 10.0})
-        store = OutboxStore(db)
+        store = SqliteOutbox(db)
         [mail_id] = await enqueue(db, ["a@example.com"])
         worker = worker_for(store, cfg, port, grace=0.3)
         await worker.start()

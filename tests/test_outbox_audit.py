@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from resetd import keys
 from resetd.app import create_app
-from resetd.audit import AuditEvent
+from resetd.storage.audit import AuditEvent
 from resetd.users import User
 
 from .helpers import (

@@ -15,17 +15,17 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from resetd import keys
 from resetd.app import create_app
 from resetd.config import Config
 from resetd.db import Database
-from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
 from resetd.reset.compose import ComposedMail
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import TEST_SECRET, ConfigFactory, add_user, eventually, request_reset, token_in
 from .processes import run_cli, write_config
 from .relays import Relay
+from .sqlite_rows import app_db, enqueue_mail
 
 FAST = {"retry_base": 0.1, "backoff_cap": 0.3, "timeout": 2.0, "max_age": 3600}
 
@@ -50,7 +50,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 async def queue(db: Database, kind: str, to: str, expires_at: float | None) -> int:
     async with db.transaction() as conn:
-        return await OutboxStore.enqueue(conn, kind, composed(to), expires_at=expires_at)
+        return await enqueue_mail(conn, kind, composed(to), expires_at=expires_at)
 
 
 async def test_reset_mail_records_when_its_token_expires(
@@ -64,7 +64,7 @@ async def test_reset_mail_records_when_its_token_expires(
     await request_reset(client, "susan@example.com")
     [mail] = await relay.wait_for(1)
     claims = jwt.decode(token_in(mail), options={"verify_signature": False})
-    db = client.app[keys.db]
+    db = app_db(client.app)
     [found] = await db.fetchall("SELECT created_at, expires_at FROM outbox")
     assert found["expires_at"] == claims["exp"]
     # The row is written just after the token is minted: on a loaded machine,
@@ -78,7 +78,7 @@ async def test_reset_mail_still_refused_when_its_link_dies_is_failed_not_retried
     relay = Relay(envelope=lambda cmd, addr: "451 4.7.1 Greylisted" if cmd == "RCPT" else None)
     port = await relay.start()
     cfg: Config = make_config(mail={"port": port, **FAST})
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     reset_id = await queue(db, "reset", "susan@example.com", time.time() + 1.0)
     notice_id = await queue(db, "password_changed", "bob@example.com", None)
     worker = OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", port))
@@ -109,7 +109,7 @@ async def test_reset_mail_whose_link_died_in_the_queue_is_never_sent(
     make_config: ConfigFactory, db: Database, relay: Relay
 ) -> None:
     cfg: Config = make_config(mail={"port": relay.port, **FAST})
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     dead = await queue(db, "reset", "susan@example.com", time.time() - 1)
     alive = await queue(db, "reset", "bob@example.com", time.time() + 600)
     worker = OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", relay.port))
@@ -136,7 +136,7 @@ async def test_cli_retry_leaves_a_reset_mail_with_a_dead_link_failed_and_says_wh
     relay = Relay(envelope=lambda cmd, addr: "550 5.1.1 No such user" if cmd == "RCPT" else None)
     port = await relay.start()
     cfg: Config = make_config(mail={"port": port, **FAST})
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     dead = await queue(db, "reset", "susan@example.com", time.time() - 1)
     notice = await queue(db, "password_changed", "bob@example.com", None)
     worker = OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", port))

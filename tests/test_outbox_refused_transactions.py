@@ -17,8 +17,8 @@ from resetd.config import MailConfig
 from resetd.db import Database
 from resetd.outbox.failures import PermanentFailure, TemporaryFailure
 from resetd.outbox.relay import SmtpConnection
-from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import ConfigFactory, eventually
 from .raw_relay import OK, RawRelay
@@ -146,7 +146,7 @@ async def test_worker_behind_a_postfix_that_defers_an_end_of_data_sends_each_mai
     relay = RawRelay(pipelining=pipelining, end_of_data=lambda n: DEFERRED if n == 1 else OK)
     port = await relay.start()
     db = await Database.open(str(tmp_path / "outbox.db"))
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     recipients = [f"user{i}@example.com" for i in range(6)]
     now = time.time()
     async with db.transaction() as c:

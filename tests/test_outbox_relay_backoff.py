@@ -17,14 +17,15 @@ from aiohttp.test_utils import TestClient
 from resetd import keys
 from resetd.app import create_app
 from resetd.db import Database
-from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
 from resetd.reset.compose import ComposedMail
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import TEST_SECRET, ConfigFactory, eventually
 from .processes import run_cli, write_config
 from .raw_relay import RawRelay
 from .relays import free_port
+from .sqlite_rows import app_db, enqueue_mail
 
 SENDER = "no-reply@example.test"
 TOO_MANY = "421 4.7.0 relay.test Error: too many connections from 127.0.0.1"
@@ -38,7 +39,7 @@ def composed(to: str) -> ComposedMail:
 async def enqueue(db: Database, recipients: list[str]) -> None:
     async with db.transaction() as conn:
         for to in recipients:
-            await OutboxStore.enqueue(conn, "reset", composed(to))
+            await enqueue_mail(conn, "reset", composed(to))
 
 
 async def test_a_relay_answering_421_to_every_connection_sees_a_handful_of_attempts(
@@ -53,7 +54,7 @@ async def test_a_relay_answering_421_to_every_connection_sees_a_handful_of_attem
         )
         client: TestClient[Any, Any] = await aiohttp_client(create_app(cfg))
         recipients = [f"user{i}@example.com" for i in range(40)]
-        await enqueue(client.app[keys.db], recipients)
+        await enqueue(app_db(client.app), recipients)
         client.app[keys.outbox_worker].wake()
 
         await asyncio.sleep(6.0)
@@ -103,7 +104,7 @@ async def test_a_relay_allowing_three_sessions_refuses_few_connections_and_gets_
     relay = RawRelay(max_sessions=3)
     port = await relay.start()
     db = await Database.open(str(tmp_path / "outbox.db"))
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     recipients = [f"user{i}@example.com" for i in range(200)]
     await enqueue(db, recipients)
     cfg = make_config(mail={"port": port, "pool_size": 8, "retry_base": 0.5, "backoff_cap": 5})
@@ -131,7 +132,7 @@ async def test_a_relay_that_is_not_listening_is_tried_a_handful_of_times(
     caplog.set_level(logging.WARNING, logger="resetd.outbox")
     port = free_port()  # connections are refused
     db = await Database.open(str(tmp_path / "outbox.db"))
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     await enqueue(db, [f"user{i}@example.com" for i in range(30)])
     cfg = make_config(mail={"port": port, "pool_size": 8, "retry_base": 0.5, "backoff_cap": 60})
     worker = OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", port))
@@ -166,7 +167,7 @@ async def test_a_relay_that_refuses_a_connection_but_takes_the_mail_is_shown_wel
         caplog.set_level(logging.INFO, logger="resetd.outbox")
         client: TestClient[Any, Any] = await aiohttp_client(create_app(cfg))
         recipients = [f"user{i}@example.com" for i in range(30)]
-        await enqueue(client.app[keys.db], recipients)
+        await enqueue(app_db(client.app), recipients)
         client.app[keys.outbox_worker].wake()
         store = client.app[keys.outbox_store]
 

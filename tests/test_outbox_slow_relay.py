@@ -16,8 +16,8 @@ from resetd.config import MailConfig
 from resetd.db import Database
 from resetd.outbox.failures import TemporaryFailure
 from resetd.outbox.relay import SmtpConnection
-from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import ConfigFactory, eventually
 from .raw_relay import RawRelay
@@ -37,7 +37,7 @@ async def test_a_relay_answering_the_end_of_data_after_12_s_gets_each_mail_once(
     relay = RawRelay(late=12.0)
     port = await relay.start()
     db = await Database.open(str(tmp_path / "outbox.db"))
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     recipients = ["a@example.com", "b@example.com", "c@example.com"]
     now = time.time()
     async with db.transaction() as c:

@@ -18,8 +18,8 @@ from resetd.db import Database
 from resetd.outbox.envelope import data_payload
 from resetd.outbox.failures import PermanentFailure, TemporaryFailure
 from resetd.outbox.relay import SmtpConnection
-from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import ConfigFactory, eventually
 from .relays import DROP, STALL, Relay, first_n, self_signed
@@ -389,7 +389,7 @@ async def test_worker_delivers_a_burst_once_each_with_refusals_and_drops(
     cfg: Config = make_config(
         mail={"port": port, "pool_size": 4, "retry_base": 0.1, "backoff_cap": 0.2}
     )
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     good = [f"user{i}@example.com" for i in range(400)]
     gone = [f"gone{i}@example.com" for i in range(10)]
     await enqueue(db, good[:200] + gone + good[200:])
@@ -420,7 +420,7 @@ async def test_a_trickle_of_mail_keeps_to_one_warm_connection_and_a_burst_opens_
     port = await relay.start()
     db = await Database.open(str(tmp_path / "outbox.db"))
     cfg: Config = make_config(mail={"port": port, "pool_size": 4})
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     worker = OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", port))
     await worker.start()
     try:

@@ -14,13 +14,15 @@ from resetd.config import MailConfig
 from resetd.db import Database
 from resetd.outbox.failures import PermanentFailure
 from resetd.outbox.relay import SmtpConnection
-from resetd.outbox.store import OutboxEntry, OutboxStore
 from resetd.outbox.worker import OutboxWorker
 from resetd.reset.compose import ComposedMail
+from resetd.storage.outbox import OutboxEntry
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import TEST_SECRET, ConfigFactory, eventually
 from .processes import run_cli, write_config
 from .relays import Relay
+from .sqlite_rows import enqueue_mail
 
 SENDER = "no-reply@example.test"
 ZOE = "zoë@example.com"
@@ -46,12 +48,12 @@ async def test_an_internationalised_address_goes_with_smtputf8_or_fails_alone(
 ) -> None:
     db_path = tmp_path / "outbox.db"
     db = await Database.open(str(db_path))
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     ordinary = [f"user{i}@example.com" for i in range(20)]
     queue = [*ordinary[:10], ZOE, *ordinary[10:]]
     async with db.transaction() as conn:
         for to in queue:
-            await OutboxStore.enqueue(conn, "reset", composed(to))
+            await enqueue_mail(conn, "reset", composed(to))
     cfg = make_config(mail={"port": relay.port, "pool_size": 2, "retry_base": 0.1})
     worker = OutboxWorker(store, cfg.mail, lambda: ("127.0.0.1", relay.port))
     await worker.start()

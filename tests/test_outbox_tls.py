@@ -20,13 +20,15 @@ from resetd import keys
 from resetd.app import create_app
 from resetd.config import ConfigError
 from resetd.db import Database
-from resetd.outbox.store import OutboxEntry, OutboxStore
 from resetd.outbox.worker import OutboxWorker
 from resetd.reset.compose import ComposedMail
+from resetd.storage.outbox import OutboxEntry, OutboxStore
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import TEST_SECRET, ConfigFactory, eventually
 from .processes import run_cli, write_config
 from .relays import Relay, self_signed
+from .sqlite_rows import app_db, enqueue_mail
 
 SENDER = "no-reply@example.test"
 SELF_SIGNED_HINT = (
@@ -48,7 +50,7 @@ async def outbox(
     """A worker sending one queued mail to ``relay`` at ``host``; yields the store and
     the mail once it has been tried."""
     db = await Database.open(str(tmp_path / "resetd.db"))
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     now = time.time()
     await db.execute(
         "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
@@ -215,8 +217,8 @@ async def test_readyz_shows_the_certificate_error_and_its_hint_to_local_clients_
         assert resp.status == 200
         assert (await resp.json())["relay"]["state"] == "unknown"  # nothing sent yet
 
-        async with client.app[keys.db].transaction() as conn:
-            await OutboxStore.enqueue(
+        async with app_db(client.app).transaction() as conn:
+            await enqueue_mail(
                 conn,
                 "reset",
                 ComposedMail(SENDER, "a@example.com", "Hi", b"Subject: Hi\r\n\r\nx\r\n"),

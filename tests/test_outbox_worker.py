@@ -17,11 +17,12 @@ import pytest
 from resetd.db import Database
 from resetd.outbox.failures import PermanentFailure, TemporaryFailure
 from resetd.outbox.smtp import NextMail
-from resetd.outbox.store import OutboxStore
 from resetd.outbox.worker import OutboxWorker
 from resetd.reset.compose import ComposedMail
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import ConfigFactory, eventually
+from .sqlite_rows import enqueue_mail
 
 FAST = {"retry_base": 0.1, "backoff_cap": 0.3, "timeout": 2.0, "max_age": 3600}
 
@@ -64,7 +65,7 @@ async def queue(db: Database, to: str) -> int:
     data = f"From: no-reply@example.test\r\nTo: {to}\r\nSubject: Hi\r\n\r\nhello\r\n".encode()
     async with db.transaction() as conn:
         mail = ComposedMail("no-reply@example.test", to, "Hi", data)
-        return await OutboxStore.enqueue(conn, "reset", mail, user_id=7)
+        return await enqueue_mail(conn, "reset", mail, user_id=7)
 
 
 async def test_each_answer_of_a_connection_is_recorded_as_sent_failed_or_retried(
@@ -79,7 +80,7 @@ async def test_each_answer_of_a_connection_is_recorded_as_sent_failed_or_retried
             "later@example.test": TemporaryFailure("451 4.3.0 try again later"),
         }
     )
-    worker = OutboxWorker(OutboxStore(db), cfg, lambda: ("127.0.0.1", 9), connections=[conn])
+    worker = OutboxWorker(SqliteOutbox(db), cfg, lambda: ("127.0.0.1", 9), connections=[conn])
     assert worker.connections == [conn]
 
     async def rows() -> dict[str, dict[str, Any]] | None:

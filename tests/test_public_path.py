@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from resetd import keys
 from resetd.app import create_app
 from resetd.config import ConfigError
 from resetd.reset.tokens import TokenState
 
 from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, eventually
+from .sqlite_rows import app_db
 
 P = "/auth"
 BASE = "http://localhost:8080/auth"
@@ -72,7 +72,7 @@ async def test_nothing_is_answered_outside_the_path(pclient: TestClient[Any, Any
         assert resp.status == 404, (path, resp.status)
     resp = await pclient.post("/reset_password_request", data={"email": "a@example.com"})
     assert resp.status == 404
-    row = await pclient.app[keys.db].fetchone("SELECT COUNT(*) AS n FROM reset_requests")
+    row = await app_db(pclient.app).fetchone("SELECT COUNT(*) AS n FROM reset_requests")
     assert row is not None and row["n"] == 0  # nothing was queued outside the path
 
 

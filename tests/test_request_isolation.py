@@ -24,6 +24,7 @@ from .app_tables import client_over_table
 from .helpers import GOOD_PASSWORD, ConfigFactory, add_user, eventually, request_reset, sign_in
 from .processes import run_cli, write_config
 from .relays import Relay
+from .sqlite_rows import app_db
 from .test_mail_headers import strict_parse
 
 
@@ -32,7 +33,7 @@ async def audit_outcomes(client: TestClient[Any, Any], event: str) -> list[str]:
 
 
 async def set_aside(client: TestClient[Any, Any]) -> list[str]:
-    rows = await client.app[keys.db].fetchall(
+    rows = await app_db(client.app).fetchall(
         "SELECT failure FROM reset_requests WHERE failure IS NOT NULL ORDER BY id"
     )
     return [r[0] for r in rows]
@@ -94,7 +95,7 @@ async def test_without_smtputf8_at_the_relay_only_the_internationalised_mail_wai
     assert mail.rcpt_tos == ["susan@example.com"]
 
     async def zoe_error() -> str | None:
-        row = await client.app[keys.db].fetchone(
+        row = await app_db(client.app).fetchone(
             "SELECT last_error FROM outbox WHERE recipient = 'zoë@example.com'"
         )
         return None if row is None else row[0]
@@ -165,7 +166,7 @@ async def test_a_request_the_database_refuses_is_set_aside_alone(
     assert failure == f"account {poison.id}: IntegrityError: refused by a trigger"
     assert "failed error=IntegrityError" in await audit_outcomes(client, "reset_requested")
     assert "refused by a trigger" in await outbox_listing(client, tmp_path)
-    ledger = await client.app[keys.db].fetchall("SELECT user_id FROM reset_tokens")
+    ledger = await app_db(client.app).fetchall("SELECT user_id FROM reset_tokens")
     assert str(poison.id) not in [r[0] for r in ledger]  # no token for the set-aside one
 
 

@@ -17,15 +17,17 @@ import pytest
 
 from resetd.config import LimitsConfig
 from resetd.db import Database
-from resetd.limits import RateLimiter
-from resetd.outbox.store import OutboxStore
 from resetd.reset.compose import MailComposer
 from resetd.reset.intake import Intake, Submission
 from resetd.reset.processor import RequestProcessor
-from resetd.reset.tokens import TokenCodec, TokenInvalid, TokenLedger, TokenState, check_token
-from resetd.users import User, UserStore, fingerprint, normalize
+from resetd.reset.tokens import TokenCodec, TokenInvalid, TokenState, check_token
+from resetd.storage.sqlite import SqliteStorage
+from resetd.storage.sqlite.outbox import SqliteOutbox
+from resetd.storage.sqlite.users import SqliteUsers
+from resetd.users import AccountStore, User, fingerprint, normalize
 
 from .helpers import LINK_RE, TEST_SECRET
+from .sqlite_rows import consume_token, ledger_of, record_token
 
 
 @pytest.fixture
@@ -38,15 +40,14 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 async def test_a_request_becomes_a_queued_mail_with_a_valid_link_without_an_app(
     db: Database,
 ) -> None:
-    users = UserStore(db)
+    users = SqliteUsers(db)
     susan = await users.add("Susan@example.com", "susan", "$argon2id$unused")
     codec = TokenCodec(TEST_SECRET, ttl=600)
     composer = MailComposer("resetd <no-reply@example.test>", "http://localhost:8080")
     woken: list[str] = []
-    processor = RequestProcessor(
-        db, users, codec, composer, RateLimiter(db), lambda: woken.append("outbox")
-    )
-    intake = Intake(db.writer, LimitsConfig(), lambda: woken.append("processor"))
+    storage = SqliteStorage(db)
+    processor = RequestProcessor(storage, users, codec, composer, lambda: woken.append("outbox"))
+    intake = Intake(storage, LimitsConfig(), lambda: woken.append("processor"))
     await intake.start()
     try:
         typed = " Susan@example.com "
@@ -58,7 +59,7 @@ async def test_a_request_becomes_a_queued_mail_with_a_valid_link_without_an_app(
 
     assert await processor.process_batch() == 1
     assert woken == ["processor", "outbox"]
-    [mail] = await OutboxStore(db).claim_due(10, lease=60)
+    [mail] = await SqliteOutbox(db).claim_due(10, lease=60)
     assert mail.kind == "reset" and mail.recipient == "Susan@example.com"
     parsed = message_from_bytes(mail.message, policy=default)
     assert isinstance(parsed, EmailMessage)
@@ -66,7 +67,7 @@ async def test_a_request_becomes_a_queued_mail_with_a_valid_link_without_an_app(
     assert body is not None
     match = LINK_RE.search(body.get_content())
     assert match, "no reset link in the mail"
-    user, claims = await check_token(match.group(1), codec, TokenLedger(db), users)
+    user, claims = await check_token(match.group(1), codec, ledger_of(db), users)
     assert user == susan and claims.user_id == susan.id
     assert await processor.process_batch() == 0  # claimed once, never mailed twice
 
@@ -74,13 +75,13 @@ async def test_a_request_becomes_a_queued_mail_with_a_valid_link_without_an_app(
 async def _recorded(db: Database, codec: TokenCodec, user: User, now: float) -> str:
     token, claims = codec.mint(user.id, fingerprint(user), now=now)
     async with db.transaction() as conn:
-        await TokenLedger.record(conn, claims)
+        await record_token(conn, claims)
     return token
 
 
-async def _state(token: str, codec: TokenCodec, db: Database, users: UserStore) -> TokenState:
+async def _state(token: str, codec: TokenCodec, db: Database, users: AccountStore) -> TokenState:
     try:
-        await check_token(token, codec, TokenLedger(db), users)
+        await check_token(token, codec, ledger_of(db), users)
     except TokenInvalid as exc:
         return exc.state
     return TokenState.VALID
@@ -89,8 +90,7 @@ async def _state(token: str, codec: TokenCodec, db: Database, users: UserStore) 
 async def test_the_one_token_check_names_every_state_the_inbox_panel_shows(
     db: Database,
 ) -> None:
-    users = UserStore(db)
-    ledger = TokenLedger(db)
+    users = SqliteUsers(db)
     codec = TokenCodec(TEST_SECRET, ttl=600)
     user = await users.add("ann@example.com", "ann", "$argon2id$first")
 
@@ -99,7 +99,7 @@ async def test_the_one_token_check_names_every_state_the_inbox_panel_shows(
 
     used = await _recorded(db, codec, user, time.time())
     async with db.transaction() as conn:
-        assert await ledger.consume(conn, codec.decode(used).jti, time.time())
+        assert await consume_token(conn, codec.decode(used).jti, time.time())
     assert await _state(used, codec, db, users) is TokenState.USED
 
     # Expired and used too: expired, as the reset page says, whatever the ledger holds.
@@ -123,13 +123,14 @@ async def test_the_one_token_check_names_every_state_the_inbox_panel_shows(
 async def test_the_queued_request_keeps_its_language_until_the_mail_is_written(
     db: Database,
 ) -> None:
-    users = UserStore(db)
+    users = SqliteUsers(db)
     await users.add("susan@example.com", "susan", "$argon2id$unused")
     await users.add("tom@example.com", "tom", "$argon2id$unused")
     composer = MailComposer("resetd <no-reply@example.test>", "http://localhost:8080")
     codec = TokenCodec(TEST_SECRET, ttl=600)
-    processor = RequestProcessor(db, users, codec, composer, RateLimiter(db), lambda: None)
-    intake = Intake(db.writer, LimitsConfig(), lambda: None)
+    storage = SqliteStorage(db)
+    processor = RequestProcessor(storage, users, codec, composer, lambda: None)
+    intake = Intake(storage, LimitsConfig(), lambda: None)
     await intake.start()
     try:
         spanish = Submission("susan@example.com", "192.0.2.7", "ua", "susan@example.com", "es")
@@ -144,7 +145,7 @@ async def test_the_queued_request_keeps_its_language_until_the_mail_is_written(
             (time.time(),),
         )
     assert await processor.process_batch() == 2
-    mails = await OutboxStore(db).claim_due(10, lease=60)
+    mails = await SqliteOutbox(db).claim_due(10, lease=60)
     subjects = {
         m.recipient: message_from_bytes(m.message, policy=default)["Subject"] for m in mails
     }

@@ -11,17 +11,18 @@ from typing import Any
 
 import pytest
 
-from resetd import keys, retention
+from resetd import retention
 from resetd.app import create_app
-from resetd.audit import AuditLog
 from resetd.config import ConfigError
 from resetd.db import Database
-from resetd.outbox import OutboxStore
 from resetd.reset.compose import ComposedMail
-from resetd.reset.tokens import Claims, TokenLedger
+from resetd.reset.tokens import Claims
 from resetd.retention import Retention
+from resetd.storage.sqlite import SqliteStorage
+from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import ConfigFactory, eventually
+from .sqlite_rows import app_db, audit_row, enqueue_mail, record_token
 
 DAY = 86400
 OLD = time.time() - 40 * DAY  # past the default 30 days
@@ -29,15 +30,15 @@ OLD = time.time() - 40 * DAY  # past the default 30 days
 
 async def fill(db: Database) -> None:
     """Two of each kind of row (one to age, one young), and old mail still to send."""
-    store = OutboxStore(db)
+    store = SqliteOutbox(db)
     async with db.transaction() as conn:
         for n in range(4):
             mail = ComposedMail("r@example.test", f"u{n}@example.com", "Hi", b"Subject: Hi")
-            await OutboxStore.enqueue(conn, "notice", mail)
+            await enqueue_mail(conn, "notice", mail)
         for n, at in enumerate((OLD, time.time())):
             expires = int(at) + 600
-            await TokenLedger.record(conn, Claims(1, f"jti-{n}", int(at), expires, "fp"))
-            await AuditLog.record(conn, "login", f"success {n}")
+            await record_token(conn, Claims(1, f"jti-{n}", int(at), expires, "fp"))
+            await audit_row(conn, "login", f"success {n}")
     sent = await store.claim_due(2, lease=60)
     assert await store.mark_sent(sent) == []
     [failing, _pending] = await store.claim_due(2, lease=60)
@@ -54,7 +55,7 @@ async def test_old_sent_mail_dead_tokens_and_old_audit_events_are_pruned(tmp_pat
     db = await Database.open(str(tmp_path / "r.db"))
     try:
         await fill(db)
-        gone = await Retention(db, keep_days=30).prune()
+        gone = await Retention(SqliteStorage(db), keep_days=30).prune()
         assert gone == {"outbox": 1, "reset_tokens": 1, "audit": 1}
         outbox = await db.fetchall("SELECT id, status FROM outbox ORDER BY id")
         assert [(r["id"], r["status"]) for r in outbox] == [
@@ -66,7 +67,7 @@ async def test_old_sent_mail_dead_tokens_and_old_audit_events_are_pruned(tmp_pat
         left = await db.fetchall("SELECT outcome FROM audit")
         assert "success 0" not in [r[0] for r in left]
         assert "success 1" in [r[0] for r in left]
-        assert await Retention(db, keep_days=30).prune() == {
+        assert await Retention(SqliteStorage(db), keep_days=30).prune() == {
             "outbox": 0,
             "reset_tokens": 0,
             "audit": 0,
@@ -79,7 +80,7 @@ async def test_keep_days_0_keeps_everything(tmp_path: Path) -> None:
     db = await Database.open(str(tmp_path / "r.db"))
     try:
         await fill(db)
-        assert await Retention(db, keep_days=0).prune() == {
+        assert await Retention(SqliteStorage(db), keep_days=0).prune() == {
             "outbox": 0,
             "reset_tokens": 0,
             "audit": 0,
@@ -97,19 +98,19 @@ async def test_pruning_goes_a_batch_at_a_time_letting_other_writes_in_between(
     try:
         async with db.transaction() as conn:
             for n in range(1050):
-                await AuditLog.record(conn, "login", f"old {n}")
+                await audit_row(conn, "login", f"old {n}")
         await db.execute("UPDATE audit SET at = ?", (OLD,))
         order: list[str] = []
 
         async def prune() -> None:
-            gone = await Retention(db, keep_days=30).prune()
+            gone = await Retention(SqliteStorage(db), keep_days=30).prune()
             assert gone["audit"] == 1050
             order.append("pruned")
 
         async def write() -> None:
             await asyncio.sleep(0.02)  # once pruning has begun
             async with db.transaction() as conn:
-                await AuditLog.record(conn, "login", "new")
+                await audit_row(conn, "login", "new")
             order.append("written")
 
         await asyncio.gather(prune(), write())
@@ -131,7 +132,7 @@ async def test_a_running_app_prunes_in_the_background(
         await db.close()
     monkeypatch.setattr(retention, "FIRST_AFTER", 0.0)
     client = await aiohttp_client(create_app(cfg))
-    db = client.app[keys.db]
+    db = app_db(client.app)
 
     async def pruned() -> bool:
         rows = await db.fetchall("SELECT jti FROM reset_tokens")

@@ -19,6 +19,7 @@ from resetd.sessions import COOKIE_NAME
 from .helpers import GOOD_PASSWORD, ConfigFactory, add_user, csrf_from
 from .relays import Relay
 from .signin_helpers import Clock, login_csrf, post_login
+from .sqlite_rows import app_db
 from .test_tokens import mailed_token
 
 IDLE, MAX_AGE = 30 * 60, 12 * 3600
@@ -94,7 +95,7 @@ async def test_a_session_ends_after_its_idle_lifetime(
         assert await home_with(replay, client, cookie) == 200
     clock.advance(IDLE)
     assert await home_with(replay, client, cookie) == 302
-    assert await client.app[keys.db].fetchall("SELECT * FROM sessions") == []
+    assert await app_db(client.app).fetchall("SELECT * FROM sessions") == []
 
 
 async def test_a_session_ends_at_its_absolute_lifetime_however_active(

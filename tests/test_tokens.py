@@ -31,6 +31,7 @@ from .helpers import (
     token_in,
 )
 from .relays import Relay
+from .sqlite_rows import app_db, record_token
 
 INVALID = "invalid or has expired"
 
@@ -165,8 +166,8 @@ async def test_expired_token_is_rejected(rclient: TestClient[Any, Any]) -> None:
     user = await add_user(rclient.app)
     codec: TokenCodec = rclient.app[keys.codec]
     token, claims = codec.mint(user.id, fingerprint(user), now=time.time() - 3600)
-    async with rclient.app[keys.db].transaction() as conn:
-        await rclient.app[keys.ledger].record(conn, claims)
+    async with app_db(rclient.app).transaction() as conn:
+        await record_token(conn, claims)
     await assert_rejected(rclient, token)
 
 

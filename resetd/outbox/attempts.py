@@ -27,7 +27,7 @@ import time
 from urllib.parse import urlsplit
 
 from ..config import MailConfig
-from .store import OutboxStore, OutgoingMail
+from ..storage.outbox import OutboxStore, OutgoingMail
 
 log = logging.getLogger("resetd.outbox")
 

@@ -33,9 +33,9 @@ import contextlib
 import logging
 import time
 
+from ..storage.outbox import RelayStatus
 from .attempts import backoff
 from .failures import CertificateRefused, SessionRefused, TemporaryFailure
-from .status import RelayStatus
 
 log = logging.getLogger("resetd.outbox")
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Callable
 
+from ..storage.outbox import OutboxStore, OutgoingMail
 from .attempts import claim_lost
-from .store import OutboxStore, OutgoingMail
 
 log = logging.getLogger("resetd.outbox")
 
@@ -66,7 +65,7 @@ class SentRecorder:
             batch, self._accepted = self._accepted, []
             try:
                 await self._mark_sent(batch)
-            except sqlite3.Error:
+            except self.store.errors.error:
                 log.exception(
                     "outbox: could not mark %d accepted mail(s) sent; they are sent again "
                     "in %.0f s",
@@ -82,7 +81,7 @@ class SentRecorder:
             try:
                 lost = await self.store.mark_sent(batch)
                 break
-            except sqlite3.OperationalError:  # e.g. locked by another process
+            except self.store.errors.unavailable:  # e.g. locked by another process
                 await asyncio.sleep(pause)
         else:
             lost = await self.store.mark_sent(batch)

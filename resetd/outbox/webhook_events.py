@@ -1,7 +1,7 @@
 """The events resetd tells the app about, made ready for the outbox.
 
 An event is made where what it reports happens, and queued in that same
-transaction (:meth:`~resetd.outbox.store.OutboxStore.enqueue_event`): the
+transaction (:meth:`~resetd.storage.outbox.OutboxInTransaction.enqueue_event`): the
 password change for ``password.changed``, the processing of a request that
 queued a reset mail for ``reset.requested``. Its body is JSON, fixed once made
 (its ``id`` included, so that the app can drop a repeat of an event it already
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from ..config import WebhooksConfig
-from .store import NewEvent
+from ..storage.outbox import NewEvent
 
 PASSWORD_CHANGED = "password.changed"  # noqa: S105 (an event type)
 RESET_REQUESTED = "reset.requested"

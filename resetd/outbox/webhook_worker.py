@@ -27,9 +27,9 @@ import logging
 import time
 
 from ..config import MailConfig, WebhooksConfig
+from ..storage.outbox import OutboxStore, OutgoingMail
 from .attempts import Attempts
 from .failures import TemporaryFailure
-from .store import OutboxStore, OutgoingMail
 from .webhook import CONNECTIONS, WebhookSender
 
 log = logging.getLogger("resetd.outbox")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -43,6 +42,7 @@ from typing import Protocol
 
 from ..config import MailConfig
 from ..metrics import Metrics
+from ..storage.outbox import OutboxStore, OutgoingMail, RelayStatus
 from .attempts import Attempts, expired, redact
 from .failures import PermanentFailure, SessionRefused, TemporaryFailure
 from .gate import RelayGate
@@ -50,8 +50,6 @@ from .handoff import Handoff
 from .recorder import SentRecorder
 from .relay import RelayAddress, SmtpConnection, tls_context
 from .smtp import NextMail
-from .status import RelayStatus, RelayStatusStore
-from .store import OutboxStore, OutgoingMail
 
 # The whole outbox logs as one logger, "resetd.outbox", as its modules did before
 # they became a package: operators filter on that name.
@@ -127,7 +125,7 @@ class OutboxWorker:
         # through the relay's turn (up to backoff_cap) and the end-of-data reply.
         self.lease = self.LEASE if lease is None else lease
         self.renew_every = min(self.RENEW_EVERY, self.lease / 4)
-        self._status_store = RelayStatusStore(store.db)
+        self._status_store = store.relay_status
         self._published: RelayStatus | None = None  # the status last saved
         self._publishing = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -311,7 +309,7 @@ class OutboxWorker:
             accepted = False
             try:
                 accepted = await self._deliver(conn, mail, partial(self._take_next, taken))
-            except Exception:  # sqlite3 or aiosqlite: the worker must outlive it
+            except Exception:  # the storage, whatever its engine: the worker must outlive it
                 log.exception(
                     "outbox: mail=%d: could not record the outcome; tried again in %.0f s",
                     mail.id,
@@ -411,7 +409,7 @@ class OutboxWorker:
             host, port = self.relay()
             try:
                 await self._status_store.save(f"{host}:{port}", status)
-            except sqlite3.Error:  # shown again with the next change
+            except self.store.errors.error:  # shown again with the next change
                 log.exception("outbox: could not save the relay's state")
             self._published = status
 

@@ -15,7 +15,6 @@ the error middleware answers it with :func:`token_rejected`.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,12 +25,11 @@ from .. import i18n, keys
 from ..clientinfo import client_ip, user_agent
 from ..hash_queue import HashingBusy, Standing
 from ..i18n import N_, _
-from ..limits import RateLimiter, client_bucket
+from ..limits import client_bucket
 from ..login_guard import account_buckets
-from ..outbox import PASSWORD_CHANGED, OutboxStore
+from ..outbox import PASSWORD_CHANGED
 from ..passwords import PolicyError, check_policy
 from ..render import render
-from ..session_store import SessionStore
 from ..sessions import flash
 from ..users import User
 from .tokens import Claims, TokenInvalid, TokenState, check_token
@@ -209,29 +207,27 @@ async def _replace_password(
 ) -> None:
     """One transaction: consume the token, set the password, start the account
     afresh, queue the "password changed" notice (and the app's webhook event),
-    audit. Raises TokenInvalid
+    audit, all at the storage's clock. Raises TokenInvalid
     (and changes nothing) when another request used the token or changed the
     password first."""
-    now = time.time()
-    async with app[keys.db].transaction() as conn:
-        if not await app[keys.ledger].consume(conn, claims.jti, now):
+    async with app[keys.storage].transaction() as tx:
+        if not await tx.ledger.consume(claims.jti, tx.now):
             raise TokenInvalid("used", TokenState.USED, user_id=user.id)
-        if not await app[keys.users].replace_password_hash(
-            user.id, user.password_hash, new_hash, within=conn
-        ):
+        if not await tx.accounts.replace_password_hash(user.id, user.password_hash, new_hash):
             raise TokenInvalid("superseded", TokenState.SUPERSEDED, user_id=user.id)
         # The account starts afresh: its failed sign-ins are forgotten (whoever
         # filled them), and every session of the old password ends.
-        await RateLimiter.forget(conn, account_buckets(user.username, user.email))
-        await SessionStore.end_all(conn, user.id)
+        await tx.limits.forget(account_buckets(user.username, user.email))
+        await tx.sessions.end_all(user.id)
+        when = datetime.fromtimestamp(tx.now, UTC)
         notice = app[keys.composer].changed_mail(
-            user.username, user.email, datetime.fromtimestamp(now, UTC), ip, agent, i18n.current()
+            user.username, user.email, when, ip, agent, i18n.current()
         )
-        await OutboxStore.enqueue(conn, "password_changed", notice, now, user_id=user.id)
+        await tx.outbox.enqueue("password_changed", notice, user_id=user.id)
         events = app[keys.webhook_events]
         if events.wants(PASSWORD_CHANGED):  # the app ends its own sessions too
-            event = events.make(PASSWORD_CHANGED, user.id, user.email, now)
-            await OutboxStore.enqueue_event(conn, event, now)
-        await app[keys.audit].record(
-            conn, "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
+            event = events.make(PASSWORD_CHANGED, user.id, user.email, tx.now)
+            await tx.outbox.enqueue_event(event)
+        await tx.audit.record(
+            "password_reset", "success", user_id=user.id, client_ip=ip, user_agent=agent
         )

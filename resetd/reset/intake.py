@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from ..config import LimitsConfig
-from ..db import BatchWriter
-from ..limits import Hit, RateLimiter
-from .queue import RequestQueue
+from ..limits import Hit
+from ..storage import Batch, Storage
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +42,12 @@ class Submission:
 class Intake:
     """Group commit for reset requests: one transaction per batch of concurrent requests."""
 
-    def __init__(
-        self, writer: BatchWriter, limits: LimitsConfig, queued: Callable[[], None]
-    ) -> None:
-        """``writer``: the database's writer thread, one hand-off per batch, queued
-        behind the other hot writes instead of contending with them inside SQLite.
-        ``queued`` is called after each batch commits (the processor's wake-up)."""
-        self.writer = writer
+    def __init__(self, storage: Storage, limits: LimitsConfig, queued: Callable[[], None]) -> None:
+        """``storage``: each batch is one :meth:`~resetd.storage.Storage.batch`, a
+        hand-off to the writer thread queued behind the other hot writes instead
+        of contending with them inside the database. ``queued`` is called after
+        each batch commits (the processor's wake-up)."""
+        self.storage = storage
         self.limits = limits
         self.queued = queued
         self._pending: list[tuple[Submission, asyncio.Future[int | None]]] = []
@@ -122,38 +118,30 @@ class Intake:
         self.queued()
 
     async def _write(self, batch: list[Submission]) -> list[int | None]:
-        return await self.writer.run(_queue_batch, batch, self.limits, time.time())
+        return await self.storage.batch(_queue_batch, batch, self.limits)
 
 
-def _queue_batch(
-    conn: sqlite3.Connection, batch: list[Submission], limits: LimitsConfig, now: float
-) -> list[int | None]:
-    """One transaction (in the BatchWriter thread): count per-IP hits, count
+def _queue_batch(tx: Batch, batch: list[Submission], limits: LimitsConfig) -> list[int | None]:
+    """One transaction (in the writer thread): count per-IP hits, count
     per-address hits for the admitted requests, queue them. Returns the per-IP
     verdicts (None, or Retry-After seconds) in order."""
-    ip_verdicts = RateLimiter.hit_many(
-        conn,
+    ip_verdicts = tx.limits.hit_many(
         [
             Hit(f"ip:{s.client_ip}", limits.requests_per_ip, limits.requests_per_ip_window)
             for s in batch
-        ],
-        now,
+        ]
     )
     admitted = [s for s, v in zip(batch, ip_verdicts, strict=True) if v is None]
-    addr_verdicts = RateLimiter.hit_many(
-        conn,
+    addr_verdicts = tx.limits.hit_many(
         [
             Hit(f"addr:{s.email_norm}", limits.mails_per_address, limits.mails_per_address_window)
             for s in admitted
-        ],
-        now,
+        ]
     )
-    RequestQueue.add_many(
-        conn,
+    tx.requests.add_many(
         [
             (s.email_norm, s.email, s.client_ip, s.user_agent, v is not None, s.lang)
             for s, v in zip(admitted, addr_verdicts, strict=True)
-        ],
-        now,
+        ]
     )
     return ip_verdicts

@@ -20,21 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ..audit import AuditLog
-from ..db import Database
 from ..errors import UnsendableAddress
-from ..limits import RateLimiter
 from ..metrics import Metrics
-from ..outbox import RESET_REQUESTED, NewEvent, NewMail, OutboxStore, WebhookEvents
+from ..outbox import RESET_REQUESTED, NewEvent, NewMail, WebhookEvents
+from ..storage import Batch, Storage
+from ..storage.audit import AuditRow
+from ..storage.requests import QueuedRequest
 from ..users import AccountStore, User, fingerprint, pick
 from .compose import MailComposer
-from .queue import QueuedRequest, RequestQueue
-from .tokens import Claims, TokenCodec, TokenLedger
+from .tokens import Claims, TokenCodec, issued
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +45,25 @@ class RequestProcessor:
 
     def __init__(
         self,
-        db: Database,
+        storage: Storage,
         users: AccountStore,
         codec: TokenCodec,
         composer: MailComposer,
-        limiter: RateLimiter,
         mail_queued: Callable[[], None],
         events: WebhookEvents | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         """``mail_queued`` is called after a batch put mail in the outbox (the
-        outbox worker's wake-up); ``limiter`` is purged with the old requests;
-        ``events`` makes a ``reset.requested`` event beside each reset mail when
-        ``[webhooks] events`` asks for it; ``metrics`` counts the requests this
-        instance processed, by outcome."""
-        self.db = db
+        outbox worker's wake-up); ``events`` makes a ``reset.requested`` event
+        beside each reset mail when ``[webhooks] events`` asks for it;
+        ``metrics`` counts the requests this instance processed, by outcome."""
+        self.storage = storage
         self.users = users
         self.codec = codec
         self.composer = composer
-        self.limiter = limiter
         self.mail_queued = mail_queued
         self.events = events
         self.metrics = metrics
-        self.queue = RequestQueue(db)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -95,8 +89,9 @@ class RequestProcessor:
                 delay = RETRY_FIRST
                 if time.time() - last_purge > 3600:
                     last_purge = time.time()
-                    await self.queue.purge(time.time() - 86400)
-                    await self.limiter.purge()
+                    now = await self.storage.now()
+                    await self.storage.requests.purge(now - 86400)
+                    await self.storage.limits.purge(now)
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
@@ -128,7 +123,7 @@ class RequestProcessor:
         recording the batch's outcomes one by one when the whole batch is refused.
         Raises only when the account lookup or the database fails for everybody.
         """
-        pending = await self.queue.pending(self.BATCH)
+        pending = await self.storage.requests.pending(self.BATCH)
         if not pending:
             return 0
         wanted = sorted({r.email_norm for r in pending if r.email_norm and not r.limited})
@@ -185,27 +180,28 @@ class RequestProcessor:
     async def _record(self, outcomes: list[Outcome]) -> list[str]:
         """Record the batch in one transaction; if the database refuses it, each
         outcome alone, setting aside those it still refuses. Returns the audit
-        outcomes of the requests this instance claimed. An OperationalError
-        (locked, full, unreadable) is the database's state, not a request's: it
-        is raised, and the batch retried."""
-        writer = self.db.writer
+        outcomes of the requests this instance claimed. The database's own
+        state (locked, full, unreadable: the storage's ``errors.unavailable``)
+        is not a request's: it is raised, and the batch retried."""
+        batch = self.storage.batch
+        unavailable = self.storage.errors.unavailable
         try:
-            return await writer.run(_claim_and_record, outcomes, time.time())
-        except sqlite3.OperationalError:
+            return await batch(_claim_and_record, outcomes)
+        except unavailable:
             raise
         except Exception:  # a value or a row the database refuses: find whose
             log.exception("reset requests: a batch of %d was refused; one by one", len(outcomes))
         recorded: list[str] = []
         for outcome in outcomes:
             try:
-                recorded += await writer.run(_claim_and_record, [outcome], time.time())
-            except sqlite3.OperationalError:
+                recorded += await batch(_claim_and_record, [outcome])
+            except unavailable:
                 raise
             except Exception as exc:
                 if outcome.failure is not None:
                     raise  # even its bare set-aside is refused
                 aside = _set_aside(outcome.request, outcome.user_id, exc)
-                recorded += await writer.run(_claim_and_record, [aside], time.time())
+                recorded += await batch(_claim_and_record, [aside])
         return recorded
 
 
@@ -242,22 +238,19 @@ def _set_aside(req: QueuedRequest, user_id: int | str | None, exc: BaseException
     return Outcome(req, f"failed {short}", user_id, None, None, f"{who}{detail}")
 
 
-def _claim_and_record(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> list[str]:
+def _claim_and_record(tx: Batch, outcomes: list[Outcome]) -> list[str]:
     """Claim the requests and record what came of those claimed, in one transaction
-    (in the database's writer thread); returns the audit outcomes of those claimed."""
-    claimed = RequestQueue.claim(conn, [o.request.id for o in outcomes], now)
+    (in the storage's writer thread); returns the audit outcomes of those claimed."""
+    claimed = tx.requests.claim([o.request.id for o in outcomes])
     mine = [o for o in outcomes if o.request.id in claimed]
-    TokenLedger.record_many(conn, [o.claims for o in mine if o.claims is not None])
-    mails = [o.mail for o in mine if o.mail is not None]
-    OutboxStore.enqueue_many(conn, "reset", mails, now)
-    OutboxStore.enqueue_events(conn, [o.event for o in mine if o.event is not None], now)
-    RequestQueue.record_failures(
-        conn, [(o.request.id, o.failure) for o in mine if o.failure is not None]
-    )
-    AuditLog.record_many(conn, [_audit_row(o) for o in mine])
+    tx.ledger.record_many([issued(o.claims) for o in mine if o.claims is not None])
+    tx.outbox.enqueue_many("reset", [o.mail for o in mine if o.mail is not None])
+    tx.outbox.enqueue_events([o.event for o in mine if o.event is not None])
+    tx.requests.record_failures([(o.request.id, o.failure) for o in mine if o.failure is not None])
+    tx.audit.record_many([_audit_row(o) for o in mine])
     return [o.audit_outcome for o in mine]
 
 
-def _audit_row(o: Outcome) -> tuple[str, str, int | str | None, str | None, str | None]:
+def _audit_row(o: Outcome) -> AuditRow:
     req = o.request
     return ("reset_requested", o.audit_outcome, o.user_id, req.client_ip, req.user_agent)

@@ -20,19 +20,17 @@ key-confusion and claim-stripping tokens are all refused.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import aiosqlite
 import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..db import Database, insert_rows
+from ..storage.ledger import IssuedToken, LedgerStore
 from ..users import AccountStore, User, fingerprint, same_fingerprint
 
 AUDIENCE = "resetd:reset_password"
@@ -146,68 +144,34 @@ class TokenCodec:
 
 
 class TokenLedger:
-    """Every minted ``jti`` and what became of it (storage for single use)."""
+    """Every minted ``jti`` and what became of it (storage for single use), read
+    at the storage's clock."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    @staticmethod
-    async def record(conn: aiosqlite.Connection, claims: Claims) -> None:
-        """Inside the caller's transaction (the one that also queues the mail)."""
-        await conn.execute(
-            "INSERT INTO reset_tokens (jti, user_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
-            (claims.jti, str(claims.user_id), claims.issued_at, claims.expires_at),
-        )
-
-    @staticmethod
-    def record_many(conn: sqlite3.Connection, many: Sequence[Claims]) -> None:
-        """Inside the caller's transaction in a :class:`~resetd.db.BatchWriter` thread."""
-        insert_rows(
-            conn,
-            "reset_tokens",
-            ("jti", "user_id", "issued_at", "expires_at"),
-            [(c.jti, str(c.user_id), c.issued_at, c.expires_at) for c in many],
-        )
+    def __init__(self, store: LedgerStore, now: Callable[[], Awaitable[float]]) -> None:
+        self.store = store
+        self.now = now
 
     async def state(self, jti: str, now: float | None = None) -> TokenState:
         """Ledger view only (no fingerprint check): unknown / used / burned / expired / valid."""
-        row = await self.db.fetchone(
-            "SELECT expires_at, used_at, burned_at FROM reset_tokens WHERE jti = ?", (jti,)
-        )
-        if row is None:
+        entry = await self.store.entry(jti)
+        if entry is None:
             return TokenState.UNKNOWN
-        if row["used_at"] is not None:
+        if entry.used_at is not None:
             return TokenState.USED
-        if row["burned_at"] is not None:
+        if entry.burned_at is not None:
             return TokenState.BURNED
-        if row["expires_at"] <= (now if now is not None else time.time()):
+        if entry.expires_at <= (now if now is not None else await self.now()):
             return TokenState.EXPIRED
         return TokenState.VALID
 
-    @staticmethod
-    async def consume(conn: aiosqlite.Connection, jti: str, now: float) -> bool:
-        """Atomically mark used; exactly one concurrent caller gets True."""
-        cur = await conn.execute(
-            "UPDATE reset_tokens SET used_at = ? "
-            "WHERE jti = ? AND used_at IS NULL AND burned_at IS NULL AND expires_at > ?",
-            (now, jti, now),
-        )
-        return cur.rowcount == 1
-
     async def record_failure(self, jti: str, limit: int) -> bool:
         """Count a refused password POST; burn the token at ``limit``. True if burned now."""
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE reset_tokens SET failed_posts = failed_posts + 1 "
-                "WHERE jti = ? AND used_at IS NULL AND burned_at IS NULL",
-                (jti,),
-            )
-            cur = await conn.execute(
-                "UPDATE reset_tokens SET burned_at = ? "
-                "WHERE jti = ? AND burned_at IS NULL AND failed_posts >= ?",
-                (time.time(), jti, limit),
-            )
-            return cur.rowcount == 1
+        return await self.store.record_failure(jti, limit, await self.now())
+
+
+def issued(claims: Claims) -> IssuedToken:
+    """What the ledger records of a minted token."""
+    return IssuedToken(claims.jti, claims.user_id, claims.issued_at, claims.expires_at)
 
 
 async def check_token(

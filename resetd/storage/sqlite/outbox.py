@@ -1,159 +1,35 @@
-"""Storage for step 3: every SQL statement about the ``outbox`` table.
-
-Rows are claimed by one process (``claimed_by``, its instance id from
-:mod:`resetd.instance`) with a lease (``claimed_until``) that the owner renews
-while it works on them. Only the owner marks a row sent, failed or due again,
-and only while its claim still stands (``… WHERE claimed_by = me``), each in
-the same transaction as its audit row. Another process sharing the database
-takes a claim over only once its lease ran out or its owner is known dead, so
-an instance starting while another sends never sends the same mail.
-:mod:`resetd.outbox.worker` holds the worker that drives them.
-"""
+"""The outbox on SQLite (see :mod:`resetd.storage.outbox`)."""
 
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
 
 import aiosqlite
 
-from ..audit import AuditLog
-from ..db import Database, Row, insert_rows
-from ..instance import known_dead, new_instance_id
-from ..reset.compose import ComposedMail
+from ...db import ERRORS, Database, Row, insert_rows
+from ...instance import known_dead, new_instance_id
+from ..outbox import (
+    Backlog,
+    NewEvent,
+    NewMail,
+    OutboxEntry,
+    OutgoingMail,
+    RelayStatus,
+    RelayStatusStore,
+)
+from . import audit
 
 
-@dataclass(frozen=True)
-class OutgoingMail:
-    id: int
-    kind: str
-    sender: str
-    recipient: str
-    message: bytes
-    attempts: int  # including the attempt this claim is for
-    created_at: float
-    expires_at: float | None = None  # the link inside is dead from then on
-    user_id: str | None = None  # the account it is for, when there is one
-    channel: str = "mail"  # or "webhook": ``message`` is an event for [webhooks] url
-
-    @property
-    def audit_outcome(self) -> str:
-        """How the audit trail names this mail: its kind and outbox id, never the
-        address or anything from the body."""
-        return f"{self.kind} outbox={self.id}"
-
-    @property
-    def audit_prefix(self) -> str:
-        """``mail`` or ``webhook``: audited as ``mail_sent``, ``webhook_failed``…"""
-        return "webhook" if self.channel == "webhook" else "mail"
-
-
-class NewMail(NamedTuple):
-    """A composed mail not yet in the outbox, and what the outbox must know about
-    it: put there with :meth:`OutboxStore.enqueue_many`."""
-
-    mail: ComposedMail
-    user_id: int | str | None = None  # audited with its delivery
-    expires_at: float | None = None  # when its link dies; failed if still unsent then
-
-
-class NewEvent(NamedTuple):
-    """An event for the app's webhook, not yet in the outbox (see
-    :mod:`resetd.outbox.webhook_events`). ``body`` is the JSON sent as is, signed
-    when each attempt goes out; ``event_id`` is in it too."""
-
-    kind: str  # the event's type: password.changed, reset.requested
-    event_id: str
-    body: bytes
-    destination: str  # [webhooks] url as listings show it: no query
-    user_id: int | str | None
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    id: int
-    kind: str
-    recipient: str
-    subject: str
-    status: str
-    attempts: int
-    created_at: float
-    next_attempt_at: float
-    last_error: str | None
-    sent_at: float | None
-    channel: str = "mail"
-
-
-class Backlog(NamedTuple):
-    """What waits in the outbox, for ``/metrics``."""
-
-    pending: int
-    failed: int
-    oldest_pending_age: float  # seconds; 0 when nothing is pending
-
-
-class OutboxStore:
+class SqliteOutbox:
     """Every SQL statement about the outbox, for the process named ``owner`` (a
     fresh instance id when not given)."""
 
     def __init__(self, db: Database, owner: str | None = None) -> None:
         self.db = db
         self.owner = new_instance_id() if owner is None else owner
-
-    @staticmethod
-    async def enqueue(
-        conn: aiosqlite.Connection,
-        kind: str,
-        mail: ComposedMail,
-        now: float | None = None,
-        *,
-        user_id: int | str | None = None,
-        expires_at: float | None = None,
-    ) -> int:
-        """Queue ``mail`` inside the caller's transaction; returns the outbox id.
-
-        ``user_id``: the account the mail is for, named in the audit trail when the
-        mail is sent or fails. ``expires_at``: when the link in the mail stops
-        working; a mail still undelivered then is failed rather than sent."""
-        now = time.time() if now is None else now
-        cur = await conn.execute(
-            "INSERT INTO outbox (kind, sender, recipient, subject, message, created_at,"
-            " next_attempt_at, user_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _row(kind, NewMail(mail, user_id, expires_at), now),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
-
-    @staticmethod
-    def enqueue_many(
-        conn: sqlite3.Connection, kind: str, mails: Sequence[NewMail], now: float
-    ) -> None:
-        """Queue several mails inside the caller's transaction (in a
-        :class:`~resetd.db.BatchWriter` thread); see :meth:`enqueue`."""
-        insert_rows(conn, "outbox", OUTBOX_COLUMNS, [_row(kind, new, now) for new in mails])
-
-    @staticmethod
-    async def enqueue_event(
-        conn: aiosqlite.Connection, event: NewEvent, now: float | None = None
-    ) -> int:
-        """Queue a webhook event inside the caller's transaction; returns the outbox id."""
-        now = time.time() if now is None else now
-        cur = await conn.execute(
-            f"INSERT INTO outbox ({', '.join(EVENT_COLUMNS)}) VALUES "
-            f"({', '.join('?' * len(EVENT_COLUMNS))})",
-            _event_row(event, now),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
-
-    @staticmethod
-    def enqueue_events(conn: sqlite3.Connection, events: Sequence[NewEvent], now: float) -> None:
-        """Queue several webhook events inside the caller's transaction (in a
-        :class:`~resetd.db.BatchWriter` thread)."""
-        insert_rows(conn, "outbox", EVENT_COLUMNS, [_event_row(e, now) for e in events])
+        self.relay_status: RelayStatusStore = SqliteRelayStatus(db)
+        self.errors = ERRORS
 
     async def recover(self, channel: str = "mail") -> int:
         """At start: release the claims left behind by processes that died mid-send
@@ -251,7 +127,7 @@ class OutboxStore:
         those it no longer held (another process took them over)."""
         if not mails:
             return []
-        marked = await self.db.writer.run(_mark_sent, self.owner, mails, time.time())
+        marked = await self.db.writer.run(_mark_sent, self.owner, mails, await self.db.now())
         return [m for m in mails if m.id not in marked]
 
     async def mark_failed(
@@ -273,11 +149,16 @@ class OutboxStore:
             )
             if cur.rowcount == 0:
                 return False
-            await AuditLog.record(
+            await audit.record(
                 conn,
-                f"{mail.audit_prefix}_failed",
-                f"{mail.audit_outcome} {why}",
-                user_id=mail.user_id,
+                await self.db.now(),
+                (
+                    f"{mail.audit_prefix}_failed",
+                    f"{mail.audit_outcome} {why}",
+                    mail.user_id,
+                    None,
+                    None,
+                ),
             )
         return True
 
@@ -348,7 +229,7 @@ class OutboxStore:
         a fresh ``max_age``. A reset mail whose link has expired stays failed: sent
         now, it would only carry a dead link. Returns (queued again, left as expired).
         Sent and pending mail are left alone."""
-        now = time.time()
+        now = await self.db.now()
         which = "status = 'failed'" + ("" if mail_id is None else " AND id = ?")
         args: tuple[object, ...] = () if mail_id is None else (mail_id,)
         async with self.db.transaction() as conn:
@@ -375,7 +256,7 @@ def _claim(
     held: frozenset[int],
     channel: str,
 ) -> list[sqlite3.Row]:
-    """OutboxStore.claim's transaction, in the database's writer thread."""
+    """SqliteOutbox.claim_due's transaction, in the database's writer thread."""
     found = conn.execute(
         "SELECT id, kind, sender, recipient, message, attempts, created_at, expires_at, "
         "user_id FROM outbox "
@@ -398,7 +279,7 @@ def _claim(
 def _mark_sent(
     conn: sqlite3.Connection, owner: str, mails: Sequence[OutgoingMail], now: float
 ) -> set[int]:
-    """OutboxStore.mark_sent's transaction, in the database's writer thread;
+    """SqliteOutbox.mark_sent's transaction, in the database's writer thread;
     returns the ids it marked."""
     marks = ", ".join("?" * len(mails))
     rows = conn.execute(
@@ -409,8 +290,9 @@ def _mark_sent(
         (now, b"", *(m.id for m in mails), owner),
     ).fetchall()
     marked = {int(r[0]) for r in rows}
-    AuditLog.record_many(
+    audit.record_many(
         conn,
+        now,
         [
             (f"{m.audit_prefix}_sent", m.audit_outcome, m.user_id, None, None)
             for m in mails
@@ -459,3 +341,67 @@ def _entry(r: Row) -> OutboxEntry:
         sent_at=r["sent_at"],
         channel=r["channel"],
     )
+
+
+async def enqueue(
+    conn: aiosqlite.Connection,
+    kind: str,
+    new: NewMail,
+    now: float,
+) -> int:
+    """Queue a mail inside the caller's transaction; returns the outbox id."""
+    cur = await conn.execute(
+        f"INSERT INTO outbox ({', '.join(OUTBOX_COLUMNS)}) VALUES "
+        f"({', '.join('?' * len(OUTBOX_COLUMNS))})",
+        _row(kind, new, now),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def enqueue_many(conn: sqlite3.Connection, kind: str, mails: Sequence[NewMail], now: float) -> None:
+    """Queue several mails inside the caller's transaction (BatchWriter thread)."""
+    insert_rows(conn, "outbox", OUTBOX_COLUMNS, [_row(kind, new, now) for new in mails])
+
+
+async def enqueue_event(conn: aiosqlite.Connection, event: NewEvent, now: float) -> int:
+    """Queue a webhook event inside the caller's transaction; returns the outbox id."""
+    cur = await conn.execute(
+        f"INSERT INTO outbox ({', '.join(EVENT_COLUMNS)}) VALUES "
+        f"({', '.join('?' * len(EVENT_COLUMNS))})",
+        _event_row(event, now),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def enqueue_events(conn: sqlite3.Connection, events: Sequence[NewEvent], now: float) -> None:
+    """Queue several webhook events inside the caller's transaction (BatchWriter thread)."""
+    insert_rows(conn, "outbox", EVENT_COLUMNS, [_event_row(e, now) for e in events])
+
+
+class SqliteRelayStatus:
+    """The ``relay_status`` table: one row."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def save(self, relay: str, status: RelayStatus) -> None:
+        await self.db.execute(
+            "INSERT INTO relay_status (id, relay, state, since, error, hint) "
+            "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET relay = excluded.relay, "
+            "state = excluded.state, since = excluded.since, error = excluded.error, "
+            "hint = excluded.hint",
+            (relay, status.state, status.since, status.error[:500], status.hint[:500]),
+        )
+
+    async def load(self) -> tuple[str, RelayStatus] | None:
+        row = await self.db.fetchone(
+            "SELECT relay, state, since, error, hint FROM relay_status WHERE id = 1"
+        )
+        if row is None:
+            return None
+        return row["relay"], RelayStatus(row["state"], row["since"], row["error"], row["hint"])
+
+    async def clear(self) -> None:
+        await self.db.execute("DELETE FROM relay_status")

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import aiosqlite
 
-from .config import ConfigError, UsersConfig
-from .db import Database, Row
-from .users import User, normalize, pick
+from ...config import ConfigError, UsersConfig
+from ...db import Database, Row
+from ...users import User, normalize, pick
 
 log = logging.getLogger(__name__)
 
@@ -178,18 +178,12 @@ class SqliteAppUsers:
     async def upgrade_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
         return await self.replace_password_hash(user_id, old_hash, new_hash)
 
-    async def replace_password_hash(
-        self,
-        user_id: int,
-        old_hash: str,
-        new_hash: str,
-        *,
-        within: aiosqlite.Connection | None = None,
-    ) -> bool:
+    async def replace_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
         """One short write to the app's table, only if the hash is unchanged.
 
-        ``within`` (resetd's own transaction) is left alone: it commits after this
-        returns True, or rolls back (un-consuming the token) when this fails.
+        Inside a password change (:class:`~resetd.storage.Transaction`) it is
+        made while resetd's own transaction is open, which commits after this
+        returns True, or rolls back (un-consuming the token) when it fails.
         """
         c = self.cfg
         async with self._db.transaction() as conn:

@@ -1,0 +1,48 @@
+"""The audit trail's storage: event names and outcomes, never a secret."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+# (event, outcome, user_id, client_ip, user_agent)
+AuditRow = tuple[str, str, int | str | None, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: float
+    event: str
+    user_id: str | None
+    client_ip: str | None
+    user_agent: str | None
+    outcome: str
+
+
+class AuditStore(Protocol):
+    async def add(self, event: str, outcome: str, **kw: str | int | None) -> None:
+        """Record (``user_id``, ``client_ip``, ``user_agent`` by keyword) in a
+        transaction of its own."""
+        ...
+
+    async def recent(self, limit: int = 100) -> list[AuditEvent]: ...
+
+
+class AuditInTransaction(Protocol):
+    async def record(
+        self,
+        event: str,
+        outcome: str,
+        *,
+        user_id: int | str | None = None,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Inside the transaction, so the trail matches what happened."""
+        ...
+
+
+class AuditInBatch(Protocol):
+    def record_many(self, events: Sequence[AuditRow]) -> None: ...
