@@ -6,6 +6,7 @@ with nothing but their own dependencies, as they do inside the app.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from email import message_from_bytes
@@ -153,3 +154,61 @@ async def test_the_queued_request_keeps_its_language_until_the_mail_is_written(
         "susan@example.com": "[resetd] Restablece tu contraseña",
         "tom@example.com": "[resetd] Reset Your Password",
     }
+
+
+class _QueuesAnotherDuringLookup:
+    """Accounts whose first lookup queues one more request (and waits for its
+    commit) before answering, as a form POST arriving mid-batch would."""
+
+    def __init__(self, users: SqliteUsers, intake: Intake, late: Submission) -> None:
+        self.users, self.intake, self.late = users, intake, late
+        self.lookups = 0
+
+    async def find_all_by_email(self, email_norms: list[str]) -> dict[str, list[User]]:
+        self.lookups += 1
+        if self.lookups == 1:
+            assert await self.intake.submit(self.late) is None
+        return await self.users.find_all_by_email(email_norms)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.users, name)
+
+
+async def test_a_request_queued_while_a_batch_is_processed_does_not_wait_for_the_poll(
+    db: Database,
+) -> None:
+    users = SqliteUsers(db)
+    await users.add("susan@example.com", "susan", "$argon2id$unused")
+    await users.add("tom@example.com", "tom", "$argon2id$unused")
+    storage = SqliteStorage(db)
+    composer = MailComposer("resetd <no-reply@example.test>", "http://localhost:8080")
+    codec = TokenCodec(TEST_SECRET, ttl=600)
+    woken: list[str] = []
+    processor_box: list[RequestProcessor] = []
+    intake = Intake(storage, LimitsConfig(), lambda: processor_box[0].wake())
+    late = Submission("tom@example.com", "192.0.2.8", "ua", "tom@example.com")
+    looking = _QueuesAnotherDuringLookup(users, intake, late)
+    processor = RequestProcessor(storage, looking, codec, composer, lambda: woken.append("mail"))
+    processor_box.append(processor)
+    # Only a wake-up can bring the second look within the test's time.
+    processor.POLL = 3600.0
+    await intake.start()
+    try:
+        first = Submission("susan@example.com", "192.0.2.7", "ua", "susan@example.com")
+        assert await intake.submit(first) is None
+        await processor.start()
+        try:
+
+            async def both_done() -> None:
+                while True:
+                    rows = await db.fetchall("SELECT done_at FROM reset_requests")
+                    if len(rows) == 2 and all(r[0] is not None for r in rows):
+                        return
+                    await asyncio.sleep(0.02)
+
+            await asyncio.wait_for(both_done(), timeout=20)
+        finally:
+            await processor.stop()
+    finally:
+        await intake.stop()
+    assert looking.lookups == 2 and woken == ["mail", "mail"]

@@ -42,6 +42,7 @@ RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between tries of a batch that cann
 
 class RequestProcessor:
     BATCH = 128
+    POLL = 1.0  # seconds between looks at the queue when nothing wakes it
 
     def __init__(
         self,
@@ -82,6 +83,10 @@ class RequestProcessor:
         last_purge = 0.0
         delay = RETRY_FIRST
         while True:
+            # Cleared before the queue is read, never after: a request queued
+            # while a batch is processed wakes the next look at once, instead of
+            # waiting out the poll.
+            self._wake.clear()
             try:
                 if await self.process_batch() == self.BATCH:
                     delay = RETRY_FIRST
@@ -92,9 +97,8 @@ class RequestProcessor:
                     now = await self.storage.now()
                     await self.storage.requests.purge(now - 86400)
                     await self.storage.limits.purge(now)
-                self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.POLL)
                 except TimeoutError:
                     pass
             except asyncio.CancelledError:
