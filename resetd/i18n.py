@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from aiohttp import web
@@ -134,14 +134,21 @@ def language_middleware(offered: tuple[str, ...]) -> Middleware:
 
     @web.middleware
     async def language(request: web.Request, handler: Handler) -> web.StreamResponse:
-        with using(choose(request.headers.get("Accept-Language"), offered)):
+        # `using` inlined: this runs on every request, and a generator-based
+        # context manager costs several times the ContextVar set and reset.
+        token = _active.set(choose(request.headers.get("Accept-Language"), offered))
+        try:
             return await handler(request)
+        finally:
+            _active.reset(token)
 
     return language
 
 
+@lru_cache(maxsize=64)
 def expires_in(seconds: int, lang: str) -> str:
-    """``10 minutes`` / ``10 minutos``: a link's lifetime in words."""
+    """``10 minutes`` / ``10 minutos``: a link's lifetime in words (the same few
+    lifetimes again and again: Babel's formatting is kept per pair)."""
     return format_timedelta(timedelta(seconds=seconds), locale=lang)
 
 
