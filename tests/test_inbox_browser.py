@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import base64
 import re
-import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, expect
 
 from resetd import keys
 from resetd.app import create_app
@@ -28,43 +26,18 @@ from resetd.users import fingerprint
 from tests.helpers import ConfigFactory, add_user, eventually
 from tests.inbox_helpers import make_message, send_smtplib
 
+from .browsers import WAIT_MS, chromium, free_port
 from .sqlite_rows import app_db, record_token
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WAIT_MS = 10_000
 TITLE = "Dev inbox · resetd"
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def _free_port() -> int:
-    """A loopback port free right now, so public_url can name it before the app starts."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed")
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=WAIT_MS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -72,7 +45,7 @@ async def server(
     aiohttp_server: Callable[..., Awaitable[TestServer]], make_config: ConfigFactory
 ) -> TestServer:
     """The app on a real loopback port that its reset links point at."""
-    port = _free_port()
+    port = free_port()
     config = make_config(server={"public_url": f"http://127.0.0.1:{port}"})
     return await aiohttp_server(create_app(config), host="127.0.0.1", port=port)
 
