@@ -21,7 +21,7 @@ import aiohttp
 
 from resetd.config_load import TUTORIAL_ENV
 
-from .helpers import TEST_SECRET
+from .helpers import TEST_SECRET, merge_sections
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 BANNER_PORT_RE = re.compile(r"Sign in\s+http://[^ ]+:(\d+)/login")
@@ -49,6 +49,35 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
         lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def relay_config(
+    tmp_path: Path, mail_port: int, extra: dict[str, dict[str, Any]] | None = None
+) -> Path:
+    """resetd.toml for a ``serve`` in ``tmp_path`` that mails the relay on
+    ``mail_port`` with short retries, its database ``tmp_path/resetd.db``, no dev
+    inbox and cheap hashing; ``extra`` sections are laid over it."""
+    sections: dict[str, dict[str, Any]] = {
+        "server": {
+            "host": "127.0.0.1",
+            "port": 0,
+            "public_url": "http://localhost:8080",
+            "secret_key": TEST_SECRET,
+        },
+        "database": {"path": str(tmp_path / "resetd.db")},
+        "mail": {
+            "server": "127.0.0.1",
+            "port": mail_port,
+            "sender": "resetd <no-reply@example.test>",
+            "timeout": 3.0,
+            "retry_base": 0.2,
+            "backoff_cap": 1.0,
+        },
+        "dev_inbox": {"enabled": False},
+        "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
+    }
+    merge_sections(sections, extra or {})
+    return write_config(tmp_path / "resetd.toml", sections)
 
 
 def inbox_serve_config(directory: Path, smtp_port: int, **dev_inbox: Any) -> Path:

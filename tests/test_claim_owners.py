@@ -26,8 +26,8 @@ from resetd.outbox import OutboxWorker
 from resetd.reset.compose import ComposedMail
 from resetd.storage.sqlite.outbox import SqliteOutbox
 
-from .helpers import TEST_SECRET, ConfigFactory, eventually
-from .processes import Server, outbox_rows, request_reset_over_http, write_config
+from .helpers import ConfigFactory, eventually
+from .processes import Server, outbox_rows, relay_config, request_reset_over_http
 from .raw_relay import RawRelay
 from .relays import ACCEPT, SLOW, Relay
 from .sqlite_rows import enqueue_mail
@@ -42,28 +42,7 @@ async def two_servers(tmp_path: Path) -> AsyncIterator[tuple[Server, Server, Rel
     relay = Relay()
     port = await relay.start()
     db_path = tmp_path / "resetd.db"
-    config = write_config(
-        tmp_path / "resetd.toml",
-        {
-            "server": {
-                "host": "127.0.0.1",
-                "port": 0,
-                "public_url": "http://localhost:8080",
-                "secret_key": TEST_SECRET,
-            },
-            "database": {"path": str(db_path)},
-            "mail": {
-                "server": "127.0.0.1",
-                "port": port,
-                "sender": "resetd <no-reply@example.test>",
-                "timeout": 3.0,
-                "retry_base": 0.2,
-                "backoff_cap": 1.0,
-            },
-            "dev_inbox": {"enabled": False},
-            "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
-        },
-    )
+    config = relay_config(tmp_path, port)
     await add_users(db_path, [EMAIL])
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -20,8 +20,8 @@ from resetd.db import Database
 from resetd.passwords import Hasher
 from resetd.storage.sqlite.users import SqliteUsers
 
-from .helpers import GOOD_PASSWORD, TEST_SECRET, eventually, token_in
-from .processes import Server, outbox_rows, request_reset_over_http, write_config
+from .helpers import GOOD_PASSWORD, eventually, token_in
+from .processes import Server, outbox_rows, relay_config, request_reset_over_http
 from .relays import ACCEPT, SLOW, Relay, free_port
 
 EMAILS = ["susan@example.com", "bob@example.com"]
@@ -43,28 +43,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Server, Path, int]]:
     """A server (not started) whose [mail] port has nothing listening yet."""
     db_path = tmp_path / "resetd.db"
     port = free_port()
-    config = write_config(
-        tmp_path / "resetd.toml",
-        {
-            "server": {
-                "host": "127.0.0.1",
-                "port": 0,
-                "public_url": "http://localhost:8080",
-                "secret_key": TEST_SECRET,
-            },
-            "database": {"path": str(db_path)},
-            "mail": {
-                "server": "127.0.0.1",
-                "port": port,
-                "sender": "resetd <no-reply@example.test>",
-                "timeout": 3.0,
-                "retry_base": 0.2,
-                "backoff_cap": 1.0,
-            },
-            "dev_inbox": {"enabled": False},
-            "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
-        },
-    )
+    config = relay_config(tmp_path, port)
     await add_users(db_path, EMAILS)
     server = Server(config, tmp_path)
     try:

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .helpers import NEW_PASSWORD, TEST_SECRET, eventually, token_in
-from .processes import Server, request_reset_over_http, run_cli, write_config
+from .helpers import NEW_PASSWORD, eventually, token_in
+from .processes import Server, relay_config, request_reset_over_http, run_cli
 from .relays import Relay, free_port
 from .test_lifecycle import add_users
 from .webhook_receiver import HOOK_PATH, WEBHOOK_SECRET, Receiver, signature_ok
@@ -33,25 +33,12 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Server, Path, Relay, int]
     await relay.start()
     hook_port = free_port()
     db_path = tmp_path / "resetd.db"
-    config = write_config(
-        tmp_path / "resetd.toml",
+    config = relay_config(
+        tmp_path,
+        relay.port,
         {
-            "server": {
-                "host": "127.0.0.1",
-                "port": 0,
-                "public_url": "http://localhost:8080",
-                "secret_key": TEST_SECRET,
-            },
-            "database": {"path": str(db_path)},
-            "mail": {
-                "server": "127.0.0.1",
-                "port": relay.port,
-                "sender": "resetd <no-reply@example.test>",
-                "retry_base": 0.2,
-                "backoff_cap": 1.0,
-            },
-            "dev_inbox": {"enabled": False},
-            "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
+            # [mail] timeout at its default: only the webhook's is short here.
+            "mail": {"timeout": 10.0},
             "webhooks": {
                 "url": f"http://127.0.0.1:{hook_port}{HOOK_PATH}",
                 "secret": WEBHOOK_SECRET,
