@@ -212,3 +212,22 @@ async def test_a_request_queued_while_a_batch_is_processed_does_not_wait_for_the
     finally:
         await intake.stop()
     assert looking.lookups == 2 and woken == ["mail", "mail"]
+
+
+async def test_the_processor_stops_when_a_wake_up_lands_just_before_the_stop(
+    db: Database,
+) -> None:
+    """A request queued as the app stops wakes the processor in the same turn as
+    the cancel; on Python 3.11 ``asyncio.wait_for`` dropped that cancel and stop()
+    waited for ever (seen as a test app that never shut down)."""
+    storage = SqliteStorage(db)
+    composer = MailComposer("resetd <no-reply@example.test>", "http://localhost:8080")
+    processor = RequestProcessor(
+        storage, SqliteUsers(db), TokenCodec(TEST_SECRET, ttl=600), composer, lambda: None
+    )
+    processor.POLL = 3600.0
+    await processor.start()
+    await asyncio.sleep(0.2)  # idle, waiting for a wake-up
+    processor.wake()
+    await asyncio.sleep(0)  # the wake-up's waiter is done; the processor not yet resumed
+    await asyncio.wait_for(processor.stop(), timeout=5)

@@ -97,8 +97,12 @@ class RequestProcessor:
                     now = await self.storage.now()
                     await self.storage.requests.purge(now - 86400)
                     await self.storage.limits.purge(now)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a
+                # cancel that lands as the wake-up fires (a request queued just as
+                # the app stops), and stop() then waited for ever.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.POLL)
+                    async with asyncio.timeout(self.POLL):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
             except asyncio.CancelledError:
