@@ -211,6 +211,21 @@ async def test_a_value_postgresql_cannot_hold_is_named_and_nothing_is_copied(
     assert all(rows == [] for rows in _pg_rows(pg_url).values())
 
 
+async def test_a_target_still_in_use_is_refused_after_a_bounded_wait(
+    tmp_path: Path, pg_url: str
+) -> None:
+    cfg = _config(tmp_path)
+    await _user_add(cfg, "susan@example.com", "susan")
+    with psycopg.connect(pg_url) as holder:
+        # What a resetd still writing there holds: the copy cannot lock the table.
+        holder.execute("LOCK TABLE audit IN ROW EXCLUSIVE MODE")
+        code, out, err = await _copy(cfg, pg_url)
+        holder.rollback()
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1 and "another session holds resetd's tables" in err, err
+    assert _pg_rows(pg_url)["users"] == []
+
+
 async def test_a_bad_url_is_one_line_without_the_password(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     await _user_add(cfg, "susan@example.com", "susan")
@@ -227,6 +242,25 @@ async def test_a_bad_url_is_one_line_without_the_password(tmp_path: Path) -> Non
         assert err.startswith("resetd: ") and expected in err, err
         assert "Sekr1t" not in err
         assert "Traceback" not in err
+
+
+async def test_a_bad_schema_or_a_postgresql_source_is_one_line(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    code, out, err = await _copy(cfg, "postgresql://r@127.0.0.1:1/r", "--schema", "Not-Plain")
+    assert (code, out) == (2, "")
+    assert err.startswith("resetd: [database] schema: expected a plain lower-case name"), err
+    # The source is the SQLite file a configuration names, not a PostgreSQL url.
+    on_pg = write_config(
+        tmp_path / "pg.toml",
+        {
+            "server": {"secret_key": TEST_SECRET},
+            "database": {"url": "postgresql://resetd:Sekr1t-pw@127.0.0.1:1/resetd"},
+        },
+    )
+    code, out, err = await _copy(str(on_pg), "postgresql://r@127.0.0.1:1/other")
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1 and "Sekr1t" not in err, err
+    assert err.startswith("resetd: [database] url: postgresql://resetd:***@127.0.0.1:1/resetd")
 
 
 async def test_a_missing_sqlite_file_is_refused_not_created(tmp_path: Path) -> None:
