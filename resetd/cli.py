@@ -222,23 +222,30 @@ def _copy_target(cfg: Config, to: str, schema: str | None) -> Config:
 
 
 async def _db_copy(cfg: Config, target: Config, replace_rows: bool) -> int:
-    from .storage.postgres.copy import CopyError, copy_to_postgres
+    from .storage.postgres.copy import CopyError, TargetNotEmpty, copy_to_postgres
 
     to = target.database
     try:
         copied = await copy_to_postgres(
             cfg.database.path, to.url, schema=to.schema, replace=replace_rows
         )
+    except TargetNotEmpty as exc:
+        print(f"resetd: db copy: {exc}; give --replace to delete them first", file=sys.stderr)
+        return 2
     except CopyError as exc:
         print(f"resetd: db copy: {exc}", file=sys.stderr)
         return 2
     for c in copied:
-        print(f"{c.table:<16} {c.rows:>9} {'row' if c.rows == 1 else 'rows'} copied")
+        print(f"{c.table:<16} {_rows(c.rows):>14} copied")
     print(
-        f"copied {sum(c.rows for c in copied)} rows from {cfg.database.path} to "
+        f"copied {_rows(sum(c.rows for c in copied))} from {cfg.database.path} to "
         f"{to.redacted_url()} schema {to.schema}; set [database] url to it, then start resetd"
     )
     return 0
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 # --- entry point ---------------------------------------------------------------

@@ -103,10 +103,7 @@ async def _copy(source: Database, target: PostgresEngine, replace: bool) -> list
         held = await _row_counts(tx)
         if held and not replace:
             listed = ", ".join(f"{name}: {n}" for name, n in held.items())
-            raise TargetNotEmpty(
-                f"{where} already holds rows ({listed}); "
-                "give --replace to delete them and copy again"
-            )
+            raise TargetNotEmpty(f"{where} already holds rows ({listed})")
         if held:
             await tx.execute(sql.SQL("TRUNCATE {}").format(names))
         # One read transaction: every table from the same snapshot of the file.
