@@ -1,4 +1,4 @@
-"""``resetd`` command line: serve, user, outbox, audit. Thin: parse, call, print.
+"""``resetd`` command line: serve, user, outbox, audit, db. Thin: parse, call, print.
 
 Exit codes: 0 success, 1 a refused operation (duplicate user, nothing to retry),
 2 a configuration or usage error (one clear line, no traceback).
@@ -13,13 +13,15 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from . import sendmail
 from .config import Config, ConfigError
 from .config_load import load_config
-from .config_rules import check_serve_safety
+from .config_rules import check_serve_safety, validate
+from .db_url import UrlError, parse_url, redacted_url
 from .logs import clean_text, setup_logging
 from .mail_headers import clean
 from .passwords import Hasher, check_policy
@@ -196,6 +198,56 @@ async def _audit(cfg: Config, limit: int) -> int:
     return 0
 
 
+# --- db ------------------------------------------------------------------------
+
+
+def _copy_target(cfg: Config, to: str, schema: str | None) -> Config:
+    """``cfg`` as it will be once ``[database] url`` is ``to``: checked whole, as
+    the next start will check it. Raises ConfigError."""
+    if cfg.database.engine != "sqlite":
+        raise ConfigError(
+            f"[database] url: {cfg.database.redacted_url()}: db copy reads resetd's SQLite "
+            "database; run it with the configuration that names the SQLite file"
+        )
+    try:
+        target = parse_url(to)
+    except UrlError as exc:
+        raise ConfigError(f"db copy --to: {exc}") from None
+    if target.engine != "postgresql":
+        raise ConfigError(f"db copy --to: expected a postgresql:// url, got {redacted_url(to)!r}")
+    database = replace(cfg.database, url=to, schema=schema or cfg.database.schema or "public")
+    moved = replace(cfg, database=database)
+    validate(moved)
+    return moved
+
+
+async def _db_copy(cfg: Config, target: Config, replace_rows: bool) -> int:
+    from .storage.postgres.copy import CopyError, TargetNotEmpty, copy_to_postgres
+
+    to = target.database
+    try:
+        copied = await copy_to_postgres(
+            cfg.database.path, to.url, schema=to.schema, replace=replace_rows
+        )
+    except TargetNotEmpty as exc:
+        print(f"resetd: db copy: {exc}; give --replace to delete them first", file=sys.stderr)
+        return 2
+    except CopyError as exc:
+        print(f"resetd: db copy: {exc}", file=sys.stderr)
+        return 2
+    for c in copied:
+        print(f"{c.table:<16} {_rows(c.rows):>14} copied")
+    print(
+        f"copied {_rows(sum(c.rows for c in copied))} from {cfg.database.path} to "
+        f"{to.redacted_url()} schema {to.schema}; set [database] url to it, then start resetd"
+    )
+    return 0
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
 # --- entry point ---------------------------------------------------------------
 
 
@@ -239,6 +291,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", parents=[common], help="show the audit trail")
     audit.add_argument("--limit", type=int, default=100)
+
+    db = sub.add_parser("db", parents=[common], help="resetd's database: move it to PostgreSQL")
+    dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    copy = dsub.add_parser(
+        "copy",
+        parents=[common],
+        help="copy resetd's SQLite database into PostgreSQL",
+        description=(
+            "Copy every table of resetd's SQLite database ([database] path, migrated to the "
+            "newest version first) into the PostgreSQL database at URL (migrated too), ids "
+            "included, in one transaction. Stop resetd first; afterwards set [database] url "
+            "to URL. The dev inbox's database is not copied: it stays on SQLite, one per "
+            "instance; neither is an application's users table ([users] path)."
+        ),
+    )
+    copy.add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://user:password@host/dbname"
+    )
+    copy.add_argument(
+        "--schema",
+        metavar="NAME",
+        help="the schema to copy into, as [database] schema will name it (default: public)",
+    )
+    copy.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete the rows resetd's tables already hold there (default: refuse)",
+    )
     return p
 
 
@@ -313,6 +393,9 @@ def _main(argv: Sequence[str] | None) -> int:
             return asyncio.run(_outbox_list(cfg, args.all))
         if args.command == "audit":
             return asyncio.run(_audit(cfg, args.limit))
+        if args.command == "db":
+            target = _copy_target(cfg, args.to, args.schema)
+            return asyncio.run(_db_copy(cfg, target, args.replace))
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:
