@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.errors import SerializationFailure
+from psycopg.errors import ReadOnlySqlTransaction, SerializationFailure
 
 from resetd.config import DatabaseConfig
 from resetd.storage import Batch, Storage
@@ -260,6 +260,8 @@ async def test_errors_name_the_drivers_and_the_engines_exceptions(
     assert not isinstance(raised.value, a.errors.unavailable)  # a statement's, not the database's
     assert issubclass(EngineError, a.errors.unavailable)
     assert issubclass(psycopg.OperationalError, a.errors.unavailable)
+    # After a failover the old primary may answer as a standby: the database's state too.
+    assert issubclass(ReadOnlySqlTransaction, a.errors.unavailable)
 
 
 async def test_opening_an_unreachable_database_raises_one_of_its_errors(pg_url: str) -> None:

@@ -39,6 +39,7 @@ from . import audit, ledger, limits, migrations, outbox, requests, sessions
 from .app_users import PostgresAppUsers
 from .clock import batch_now, transaction_now
 from .engine import RETRY_ATTEMPTS, EngineError, PostgresEngine, Transaction, connection_kwargs
+from .errors import ERRORS
 from .outbox import PostgresOutbox
 from .requests import PostgresRequests
 from .retention import PostgresRetention
@@ -53,13 +54,6 @@ P = ParamSpec("P")
 # Threads (and sync connections, on top of [database] pool_size) for batches:
 # the request intake and the request processor each run one at a time.
 BATCH_THREADS = 2
-
-ERRORS = StorageErrors(
-    error=(psycopg.Error, EngineError),
-    # The database's state, not a row's: unreachable, shutting down, out of
-    # connections (PoolTimeout), a lock or statement timeout, a full disk.
-    unavailable=(psycopg.OperationalError, psycopg.InterfaceError, EngineError),
-)
 
 
 async def open_batch_pool(url: str, schema: str, size: int = BATCH_THREADS) -> ConnectionPool:
