@@ -23,6 +23,11 @@ from .helpers import TEST_SECRET, ConfigFactory, merge_sections
 from .pg import pg_empty_url, pg_server, pg_template, pg_url  # noqa: F401
 from .relays import Relay
 
+# storage (a Storage on each engine: tests using it run on SQLite and on
+# PostgreSQL) and open_storage (more instances on its database). See
+# tests/storage_engines.py.
+from .storage_engines import open_storage, storage  # noqa: F401
+
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> ConfigFactory:

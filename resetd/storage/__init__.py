@@ -1,9 +1,9 @@
 """Storage: one interface per concern, and the units of work that span them.
 
 Logic modules import these types only; they never see a driver's connection
-or a line of SQL. :mod:`resetd.storage.sqlite` implements them on SQLite (and
-:mod:`resetd.storage.postgres` holds the PostgreSQL engine and migrations);
-only the app factory and the CLI choose the implementation.
+or a line of SQL. :mod:`resetd.storage.sqlite` implements them on SQLite and
+:mod:`resetd.storage.postgres` on PostgreSQL, for several instances sharing one
+database; only the app factory and the CLI choose the implementation.
 
 - :mod:`~resetd.storage.accounts` resetd's users, or an application's table
 - :mod:`~resetd.storage.sessions` signed-in sessions
