@@ -7,18 +7,25 @@ and never the url's password."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from werkzeug.security import check_password_hash, generate_password_hash
 
+from resetd.app import create_app
 from resetd.config import ConfigError, UsersConfig
 from resetd.passwords import hash_kind
 from resetd.storage.postgres.app_users import PostgresAppUsers
 from resetd.storage.postgres.engine import PostgresEngine
 from resetd.users import normalize
 
+from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, set_new_password
+from .relays import Relay
+from .test_config import run_cli
 from .test_existing_app import STORED_EMAILS
+from .test_tokens import assert_rejected, mailed_token
 
 PASSWORD = "Pw-s3cret-4d1e"
 SUSAN_HASH = "scrypt:32768:8:1$susansalt$00aa"
@@ -204,6 +211,28 @@ async def test_an_app_in_another_database_writes_in_a_transaction_of_its_own(
         await engine.close()
 
 
+async def test_resetd_on_sqlite_resets_a_password_in_an_apps_postgresql_table(
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay, pg_empty_url: str
+) -> None:
+    _run(pg_empty_url, FLASK_USER)
+    _add(pg_empty_url, "susan", "susan@example.com", generate_password_hash(GOOD_PASSWORD))
+    _add(pg_empty_url, "john", "john@example.com", JOHN_HASH)
+    cfg = make_config(
+        dev_inbox={"enabled": False},
+        mail={"port": relay.port},
+        users={"store": "postgresql", "url": pg_empty_url},
+    )
+    assert cfg.database.engine == "sqlite"
+    client = await aiohttp_client(create_app(cfg))
+    token = await mailed_token(client, relay, "Susan@Example.com")
+    assert relay.received[0].rcpt_tos == ["susan@example.com"]
+    assert (await set_new_password(client, token)).status == 303
+    new = _hash_of(pg_empty_url, "susan")
+    assert new.startswith("scrypt:") and check_password_hash(new, NEW_PASSWORD)
+    assert _hash_of(pg_empty_url, "john") == JOHN_HASH
+    await assert_rejected(client, token)
+
+
 async def test_a_table_in_another_schema_with_text_ids(app_db: str) -> None:
     _run(app_db, BILLING_MEMBERS)
     _run(
@@ -283,6 +312,23 @@ async def test_a_mapping_that_does_not_fit_names_its_key(
     assert PASSWORD not in message
     if "of " in expected:
         assert "password=***" in message
+
+
+def test_serve_stops_on_a_mapping_that_does_not_fit(tmp_path: Path, app_db: str) -> None:
+    url = f"{app_db}&password={PASSWORD}"
+    cfg = tmp_path / "resetd.toml"
+    cfg.write_text(
+        f'[server]\nsecret_key = "{"k" * 32}"\nport = 0\n[database]\npath = "{tmp_path / "r.db"}"\n'
+        f'[dev_inbox]\nenabled = false\n[users]\nstore = "postgresql"\nurl = "{url}"\n'
+        'email_column = "mail"\n'
+    )
+    # This checkout's resetd, whichever one is installed.
+    checkout = str(Path(__file__).resolve().parents[1])
+    result = run_cli("serve", "--config", str(cfg), cwd=tmp_path, env={"PYTHONPATH": checkout})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "[users] email_column: table 'user' has no column 'mail'" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
 
 
 async def test_names_fold_as_postgresql_folds_unquoted_ones(app_db: str) -> None:
