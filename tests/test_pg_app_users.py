@@ -152,6 +152,31 @@ async def test_two_spellings_of_one_address_pick_the_one_typed(
     assert len((await users.find_all_by_email(["alice@example.com"]))["alice@example.com"]) == 2
 
 
+async def test_a_case_insensitive_collation_on_the_apps_columns(app_db: str) -> None:
+    # An app may have made its columns compare without case (ICU, nondeterministic),
+    # a collation under which PostgreSQL refuses regular expressions and LIKE.
+    _run(
+        app_db,
+        "CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', "
+        "deterministic = false)",
+    )
+    _run(app_db, 'ALTER TABLE "user" ALTER COLUMN email TYPE VARCHAR(120) COLLATE nocase')
+    _run(app_db, 'ALTER TABLE "user" ALTER COLUMN username TYPE VARCHAR(64) COLLATE nocase')
+    _run(app_db, 'ALTER TABLE "user" ALTER COLUMN password_hash TYPE TEXT COLLATE nocase')
+    _add(app_db, "Ärger", "ÄRGER@example.com")
+    store = await PostgresAppUsers.open(UsersConfig(store="postgresql", url=app_db))
+    try:
+        assert (await store.find_by_login("SUSAN@example.com")) is not None
+        found = await store.find_by_login("ärger")
+        assert found is not None and found.email == "ÄRGER@example.com"
+        assert not await store.replace_password_hash(found.id, SUSAN_HASH.upper(), "new")
+        assert await store.replace_password_hash(found.id, SUSAN_HASH, "new")
+        samples = await store.hash_samples(hash_kind)
+        assert sorted(map(hash_kind, samples)) == ["new", "scrypt:32768:8:1"]
+    finally:
+        await store.close()
+
+
 async def test_the_hash_is_replaced_only_over_the_hash_the_token_was_bound_to(
     app_db: str, users: PostgresAppUsers
 ) -> None:

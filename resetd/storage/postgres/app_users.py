@@ -94,10 +94,12 @@ class PostgresAppUsers:
             table=where,
         )
         self._update = sql.SQL(
-            "UPDATE {table} SET {hash} = %s WHERE {id} = %s AND {hash} = %s"
+            # The old hash compared byte for byte, whatever the column's collation.
+            'UPDATE {table} SET {hash} = %s WHERE {id} = %s AND {hash}::text COLLATE "C" = %s'
         ).format(table=where, hash=_name(t.password_hash), id=_name(t.id))
         self._samples = sql.SQL(
-            "SELECT min(h) FROM (SELECT {hash}::text AS h FROM {table} WHERE {hash} IS NOT NULL) s "
+            'SELECT min(h) FROM (SELECT {hash}::text COLLATE "C" AS h FROM {table} '
+            "WHERE {hash} IS NOT NULL) s "
             "GROUP BY {kind} LIMIT %s"
         ).format(hash=_name(t.password_hash), table=where, kind=_HASH_KIND)
 
@@ -220,10 +222,12 @@ class PostgresAppUsers:
 
     async def _matching(self, column: Column, field: str, keys: Sequence[str]) -> list[User]:
         """Every account whose ``column`` normalises to one of ``keys``."""
-        col = sql.SQL("{}::text").format(_name(column))
+        # COLLATE "C": lower() of ASCII only, whatever the locale (no Turkish
+        # dotless i), and regular expressions even on a column whose collation
+        # is case-insensitive (nondeterministic), which PostgreSQL refuses them.
+        col = sql.SQL('({}::text COLLATE "C")').format(_name(column))
         where = sql.SQL(
-            ' WHERE ({col} ~ {ascii} AND lower(btrim({col}, %s) COLLATE "C") = ANY(%s))'
-            " OR {col} !~ {ascii}"
+            " WHERE ({col} ~ {ascii} AND lower(btrim({col}, %s)) = ANY(%s)) OR {col} !~ {ascii}"
         ).format(col=col, ascii=_ASCII)
         async with self.engine.transaction() as tx:
             rows = await tx.fetchall(self._select + where, (_ASCII_SPACE, list(keys)))
