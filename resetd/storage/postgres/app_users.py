@@ -2,7 +2,8 @@
 
 The same contract as :class:`~resetd.storage.sqlite.app_users.SqliteAppUsers`:
 resetd never alters the app's schema, reads the configured table and columns
-(:mod:`.app_table` checks them at start) and writes only the password column,
+(:mod:`.app_table` checks them at start, :mod:`.app_statements` holds the SQL)
+and writes only the password column,
 for the one user whose token was used, and only while the stored hash is still
 the one the token was bound to.
 
@@ -16,8 +17,8 @@ own and each write is a short transaction of its own.
 Addresses and usernames match as :func:`~resetd.users.normalize` compares them
 (trim, NFKC, case-fold), which SQL cannot do exactly: PostgreSQL's ``lower()``
 follows the database's locale (only ASCII under ``C``) and has no case-fold.
-So a row of ASCII, whose normal form is its trimmed lower case, is
-matched in SQL; every row holding other characters is a candidate, sent back
+So a row of ASCII, whose normal form is its trimmed lower case, is matched
+in SQL; every row holding other characters is a candidate, sent back
 and compared in Python. Apps whose names are mostly ASCII pay one scan; an app
 whose usernames are mostly not pays for sending those rows.
 """
@@ -29,11 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ...config import ConfigError, UsersConfig
 from ...users import User, normalize, pick
+from .app_statements import ASCII_SPACE, Statements
 from .app_table import AppTable, Column, find_table
 from .engine import EngineError, PostgresEngine, Row, Transaction
 
@@ -44,20 +45,6 @@ log = logging.getLogger(__name__)
 POOL_SIZE = 2
 # Accounts one key may match (two spellings are the realistic case), as on SQLite.
 MAX_CANDIDATES = 16
-# What str.strip() removes from an ASCII string.
-_ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
-_ASCII = sql.SQL(r"E'^[\\x01-\\x7f]*$'")
-
-# passwords.hash_kind() in SQL, so that one hash of each kind comes back
-# rather than every row's (Python regroups with the kind_of it is given).
-_HASH_KIND = sql.SQL(
-    """CASE
-    WHEN left(h, 7) = '$argon2' THEN left(array_to_string((string_to_array(h, '$'))
-        [1:CASE WHEN left(split_part(h, '$', 3), 2) = 'v=' THEN 4 ELSE 3 END], '$'), 80)
-    WHEN left(h, 1) = '$' THEN left(array_to_string((string_to_array(h, '$'))[1:3], '$'), 80)
-    ELSE left(split_part(h, '$', 1), 80)
-END"""
-)
 
 
 def same_database(a: str, b: str) -> bool:
@@ -80,28 +67,8 @@ class PostgresAppUsers:
         self.engine = engine
         self.table = table
         self.shared = shared
-        t = table
-        self._text_ids = not t.id.is_integer
-        where = sql.Identifier(t.schema, t.table)
-        self._select = sql.SQL(
-            "SELECT {id} AS id, {username}::text AS username, {email}::text AS email, "
-            "{hash}::text AS password_hash FROM {table}"
-        ).format(
-            id=_name(t.id),
-            username=_name(t.username),
-            email=_name(t.email),
-            hash=_name(t.password_hash),
-            table=where,
-        )
-        self._update = sql.SQL(
-            # The old hash compared byte for byte, whatever the column's collation.
-            'UPDATE {table} SET {hash} = %s WHERE {id} = %s AND {hash}::text COLLATE "C" = %s'
-        ).format(table=where, hash=_name(t.password_hash), id=_name(t.id))
-        self._samples = sql.SQL(
-            'SELECT min(h) FROM (SELECT {hash}::text COLLATE "C" AS h FROM {table} '
-            "WHERE {hash} IS NOT NULL) s "
-            "GROUP BY {kind} LIMIT %s"
-        ).format(hash=_name(t.password_hash), table=where, kind=_HASH_KIND)
+        self._text_ids = not table.id.is_integer
+        self._sql = Statements(table)
 
     @classmethod
     async def open(
@@ -145,9 +112,8 @@ class PostgresAppUsers:
             await self.engine.close()
 
     async def get(self, user_id: int) -> User | None:
-        query = self._select + sql.SQL(" WHERE {id} = %s").format(id=_name(self.table.id))
         async with self.engine.transaction() as tx:
-            rows = await tx.fetchall(query, (self._id_param(user_id),))
+            rows = await tx.fetchall(self._sql.by_id, (self._id_param(user_id),))
         found = [u for u in map(_user, rows) if u is not None]
         return found[0] if len(found) == 1 else None
 
@@ -180,7 +146,7 @@ class PostgresAppUsers:
 
     async def hash_samples(self, kind_of: Callable[[str], str], limit: int = 16) -> list[str]:
         async with self.engine.transaction() as tx:
-            rows = await tx.fetchall(self._samples, (limit,))
+            rows = await tx.fetchall(self._sql.samples, (limit,))
         samples: dict[str, str] = {}
         for row in rows:
             stored = str(row[0])
@@ -214,23 +180,17 @@ class PostgresAppUsers:
         return await self._replace(tx, user_id, old_hash, new_hash)
 
     async def _replace(self, tx: Transaction, user_id: int, old_hash: str, new_hash: str) -> bool:
-        count = await tx.execute(self._update, (new_hash, self._id_param(user_id), old_hash))
+        count = await tx.execute(self._sql.update, (new_hash, self._id_param(user_id), old_hash))
         return count == 1
 
     def _id_param(self, user_id: int) -> int | str:
         return str(user_id) if self._text_ids else user_id
 
     async def _matching(self, column: Column, field: str, keys: Sequence[str]) -> list[User]:
-        """Every account whose ``column`` normalises to one of ``keys``."""
-        # COLLATE "C": lower() of ASCII only, whatever the locale (no Turkish
-        # dotless i), and regular expressions even on a column whose collation
-        # is case-insensitive (nondeterministic), which PostgreSQL refuses them.
-        col = sql.SQL('({}::text COLLATE "C")').format(_name(column))
-        where = sql.SQL(
-            " WHERE ({col} ~ {ascii} AND lower(btrim({col}, %s)) = ANY(%s)) OR {col} !~ {ascii}"
-        ).format(col=col, ascii=_ASCII)
+        """Every account whose ``column`` normalises to one of ``keys``: the
+        candidates SQL sends back (see :meth:`Statements.candidates`), checked."""
         async with self.engine.transaction() as tx:
-            rows = await tx.fetchall(self._select + where, (_ASCII_SPACE, list(keys)))
+            rows = await tx.fetchall(self._sql.candidates(column), (ASCII_SPACE, list(keys)))
         wanted = set(keys)
         return [
             user
@@ -238,10 +198,6 @@ class PostgresAppUsers:
             if isinstance(row[field], str) and normalize(row[field]) in wanted
             if (user := _user(row)) is not None
         ]
-
-
-def _name(column: Column) -> sql.Identifier:
-    return sql.Identifier(column.name)
 
 
 def _chosen(
