@@ -389,7 +389,7 @@ def reader(app_db: str) -> Iterator[str]:
         _run(app_db, f"DROP ROLE {name}")
 
 
-async def test_a_role_that_may_not_write_hashes_is_refused_at_start(
+async def test_a_role_without_a_privilege_it_needs_is_refused_at_start(
     app_db: str, reader: str
 ) -> None:
     url = app_db.replace("user=postgres", f"user={reader}")
@@ -399,4 +399,11 @@ async def test_a_role_that_may_not_write_hashes_is_refused_at_start(
     assert str(info.value).startswith(
         "[users] password_hash_column: the role in [users] url has no UPDATE privilege "
         "on column 'password_hash' of table 'user'"
+    )
+    _run(app_db, BILLING_MEMBERS)
+    _run(app_db, f"GRANT SELECT, UPDATE ON billing.members TO {reader}")
+    with pytest.raises(ConfigError) as info:
+        await PostgresAppUsers.open(UsersConfig(store="postgresql", url=url, schema="billing"))
+    assert str(info.value).startswith(
+        "[users] schema: the role in [users] url has no USAGE privilege on schema 'billing'"
     )

@@ -79,6 +79,12 @@ async def find_table(tx: Transaction, users: UsersConfig) -> AppTable:
     if row is None:
         raise ConfigError(f"[users] schema: no schema {users.schema!r} in {where}")
     schema = str(row[0])
+    row = await tx.fetchone("SELECT has_schema_privilege(%s, 'USAGE')", (schema,))
+    if row is None or not row[0]:
+        raise ConfigError(
+            f"[users] schema: the role in [users] url has no USAGE privilege on schema "
+            f"{schema!r} (GRANT USAGE ON SCHEMA …)"
+        )
     row = await tx.fetchone(_TABLE, (schema, *(users.table,) * 3))
     if row is None:
         raise ConfigError(
