@@ -291,6 +291,19 @@ async def test_a_table_in_another_schema_with_text_ids(app_db: str) -> None:
         await store.close()
 
 
+async def test_a_citext_address_column(app_db: str) -> None:
+    if not _run(app_db, "SELECT 1 FROM pg_available_extensions WHERE name = 'citext'"):
+        pytest.skip("PostgreSQL's citext extension is not installed")
+    _run(app_db, "CREATE EXTENSION citext")
+    _run(app_db, 'ALTER TABLE "user" ALTER COLUMN email TYPE citext')
+    store = await PostgresAppUsers.open(UsersConfig(store="postgresql", url=app_db))
+    try:
+        john = await store.find_by_email("john@example.com", "JOHN@example.com")
+        assert john is not None and john.email == "John@Example.com"
+    finally:
+        await store.close()
+
+
 async def test_hash_samples_give_one_hash_of_each_kind(
     app_db: str, users: PostgresAppUsers
 ) -> None:
