@@ -32,8 +32,9 @@ SECRET_KEYS = frozenset(
         ("webhooks", "secret"),
         ("dev_inbox", "release_password"),
         ("metrics", "token"),
-        # It may hold a password; shown through DatabaseConfig.redacted_url() only.
+        # They may hold a password; shown through redacted_url() only.
         ("database", "url"),
+        ("users", "url"),
     }
 )
 
@@ -151,8 +152,13 @@ class PasswordConfig:
 
 @dataclass(frozen=True)
 class UsersConfig:
+    # "resetd" (its own table), or an app's table: "sqlite" (path) or "postgresql" (url).
     store: str = "resetd"
     path: str = ""
+    # store = "postgresql": the app's database (the loader fills in [database] url
+    # when that is PostgreSQL) and the schema its table is in.
+    url: str = field(default="", repr=False)  # may hold a password
+    schema: str = ""
     table: str = "user"
     id_column: str = "id"
     email_column: str = "email"
@@ -165,6 +171,10 @@ class UsersConfig:
         if self.hash_format:
             return self.hash_format
         return "argon2" if self.store == "resetd" else "werkzeug"
+
+    def redacted_url(self) -> str:
+        """``[users] url`` as banners, logs and errors may show it: no password."""
+        return redacted_url(self.url)
 
 
 @dataclass(frozen=True)

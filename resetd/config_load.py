@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import SECRET_KEYS, SECTIONS, Config, ConfigError, DatabaseConfig
+from .config import SECRET_KEYS, SECTIONS, Config, ConfigError, DatabaseConfig, UsersConfig
 from .config_rules import validate
 from .db_url import UrlError, parse_url, redacted_url, sqlite_url
 
@@ -129,6 +129,7 @@ def load_config(
         url_level=_level(values, overrides, "database", "url"),
         path_level=_level(values, overrides, "database", "path"),
     )
+    built["users"] = _resolve_users(built["users"], built["database"])
     cfg = Config(**built, source=source)
     validate(cfg)
     return cfg
@@ -177,6 +178,32 @@ def _resolve_database(
     if parsed.engine == "sqlite":
         return replace(db, path=parsed.sqlite_path)
     return replace(db, schema=db.schema or "public")
+
+
+def _resolve_users(users: UsersConfig, db: DatabaseConfig) -> UsersConfig:
+    """``[users] url`` for ``store = "postgresql"``: as given, else resetd's own
+    ``[database] url`` when that is PostgreSQL (the app's table in the same
+    database); ``schema`` "public" unless given. Raises ConfigError."""
+    if users.store != "postgresql":
+        return users
+    url = users.url
+    if not url:
+        if db.engine != "postgresql":
+            raise ConfigError(
+                '[users] url: required when store = "postgresql" and [database] url is '
+                "not PostgreSQL (the app's database: postgresql://user:password@host/dbname)"
+            )
+        url = db.url
+    try:
+        parsed = parse_url(url)
+    except UrlError as exc:
+        raise ConfigError(f"[users] url: {exc}") from None
+    if parsed.engine != "postgresql":
+        raise ConfigError(
+            '[users] url: store = "postgresql" needs a postgresql:// url, '
+            f"got {redacted_url(url)!r}"
+        )
+    return replace(users, url=url, schema=users.schema or "public")
 
 
 def _read_toml(p: Path) -> dict[str, Any]:

@@ -288,15 +288,33 @@ def _check_sign_in(s: ServerConfig) -> None:
 
 
 def _check_users(u: UsersConfig) -> None:
-    if u.store not in ("resetd", "sqlite"):
-        raise ConfigError(f'[users] store: expected "resetd" or "sqlite", got {u.store!r}')
+    if u.store not in ("resetd", "sqlite", "postgresql"):
+        raise ConfigError(
+            f'[users] store: expected "resetd", "sqlite" or "postgresql", got {u.store!r}'
+        )
     if u.hash_format and u.hash_format not in ("argon2", "werkzeug", "bcrypt"):
         raise ConfigError(
             f"[users] hash_format: expected argon2, werkzeug or bcrypt, got {u.hash_format!r}"
         )
-    if u.store == "sqlite":
-        if not u.path:
-            raise ConfigError('[users] path: required when store = "sqlite" (the app\'s database)')
+    if u.store != "postgresql":
+        for key in ("url", "schema"):
+            if getattr(u, key):
+                raise ConfigError(f'[users] {key}: only for store = "postgresql"; remove it')
+    if u.store == "sqlite" and not u.path:
+        raise ConfigError('[users] path: required when store = "sqlite" (the app\'s database)')
+    if u.store == "postgresql":
+        if u.path:
+            raise ConfigError(
+                '[users] path: only for store = "sqlite"; the app\'s PostgreSQL '
+                "database is [users] url"
+            )
+        if not _IDENTIFIER.fullmatch(u.schema) or u.schema.lower().startswith("pg_"):
+            raise ConfigError(
+                "[users] schema: expected a plain SQL identifier (not starting with pg_), "
+                f"got {u.schema!r}"
+            )
+        _check_driver("[users] url")
+    if u.store in ("sqlite", "postgresql"):
         for key in (
             "table",
             "id_column",
@@ -447,11 +465,14 @@ def _check_database(cfg: Config) -> None:
         )
     if d.schema == "information_schema":
         raise ConfigError("[database] schema: information_schema is PostgreSQL's own")
+    _check_driver("[database] url")
+
+
+def _check_driver(where: str) -> None:
     # Present, not imported: only the storage layer imports the driver.
     if not all(importlib.util.find_spec(name) for name in ("psycopg", "psycopg_pool")):
         raise ConfigError(
-            "[database] url: PostgreSQL needs the postgresql extra: "
-            "pip install 'resetd[postgresql]'"
+            f"{where}: PostgreSQL needs the postgresql extra: pip install 'resetd[postgresql]'"
         )
 
 

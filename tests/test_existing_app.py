@@ -15,8 +15,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from resetd.app import create_app
+from resetd.config import Config, ConfigError
+from resetd.config_load import load_config
 
-from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, set_new_password, sign_in
+from .helpers import (
+    GOOD_PASSWORD,
+    NEW_PASSWORD,
+    TEST_SECRET,
+    ConfigFactory,
+    set_new_password,
+    sign_in,
+)
 from .relays import Relay
 from .test_config import run_cli
 from .test_tokens import assert_rejected, mailed_token
@@ -226,6 +235,67 @@ def test_wrong_mapping_is_a_clear_startup_error(
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+DB_PASSWORD = "Pw-s3cret-77b0"
+RESETD_PG = f"postgresql://resetd:{DB_PASSWORD}@db.example.test/resetd"
+APP_PG = f"postgresql://app:{DB_PASSWORD}@appdb.example.test/microblog"
+
+
+def _users_config(users: dict[str, Any], database: dict[str, Any] | None = None) -> Config:
+    return load_config(
+        None,
+        env={},
+        overrides={
+            "server": {"secret_key": TEST_SECRET},
+            "database": database or {},
+            "users": users,
+        },
+    )
+
+
+def test_an_apps_postgresql_table_defaults_to_resetds_database_in_public() -> None:
+    users = _users_config({"store": "postgresql"}, {"url": RESETD_PG}).users
+    assert (users.url, users.schema) == (RESETD_PG, "public")
+    users = _users_config(
+        {"store": "postgresql", "url": APP_PG, "schema": "microblog"}, {"url": RESETD_PG}
+    ).users
+    assert (users.url, users.schema, users.effective_hash_format) == (
+        APP_PG,
+        "microblog",
+        "werkzeug",
+    )
+    cfg = _users_config({"store": "postgresql", "url": APP_PG})
+    assert cfg.database.engine == "sqlite" and cfg.users.url == APP_PG
+    assert DB_PASSWORD not in repr(cfg)
+    assert cfg.users.redacted_url() == "postgresql://app:***@appdb.example.test/microblog"
+
+
+@pytest.mark.parametrize(
+    ("users", "expected"),
+    [
+        ({"store": "postgresql"}, '[users] url: required when store = "postgresql"'),
+        ({"store": "postgresql", "url": "sqlite:///app.db"}, "[users] url: store = "),
+        ({"store": "postgresql", "url": "mysql://u:x@h/db"}, "[users] url: expected sqlite:"),
+        (
+            {"store": "postgresql", "url": f"postgresql://u:{DB_PASSWORD}@h:99999/db"},
+            "[users] url: expected a port",
+        ),
+        ({"store": "postgresql", "url": 5}, "[users] url: expected a string, got an integer"),
+        ({"store": "sqlite", "path": "app.db", "url": APP_PG}, "[users] url: only for store"),
+        ({"store": "resetd", "schema": "app"}, "[users] schema: only for store"),
+        ({"store": "postgresql", "url": APP_PG, "path": "a.db"}, "[users] path: only for"),
+        ({"store": "postgresql", "url": APP_PG, "schema": "a-b"}, "[users] schema: expected"),
+        ({"store": "postgresql", "url": APP_PG, "schema": "pg_catalog"}, "[users] schema:"),
+        ({"store": "postgresql", "url": APP_PG, "table": "user;"}, "[users] table: expected"),
+        ({"store": "mysql"}, '[users] store: expected "resetd", "sqlite" or "postgresql"'),
+    ],
+)
+def test_bad_users_values_name_their_key(users: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _users_config(users)
+    assert str(info.value).startswith(expected)
+    assert DB_PASSWORD not in str(info.value)
 
 
 async def test_password_changed_by_the_app_signs_out_resetds_sessions(

@@ -23,8 +23,9 @@ SQL = re.compile(
     r"CREATE\s+(TABLE|INDEX)|PRAGMA\s+\w+|BEGIN\s+IMMEDIATE)\b",
     re.IGNORECASE | re.DOTALL,
 )
-# Where an implementation is chosen.
-WIRING = {"resetd.app", "resetd.cli", "resetd.serve"}
+# Where an implementation is chosen; and the PostgreSQL storage, which opens an
+# app's users table in a SQLite file with the SQLite implementation's store.
+WIRING = {"resetd.app", "resetd.cli", "resetd.serve", "resetd.storage.postgres.storage"}
 
 
 def _name(path: Path) -> str:

@@ -34,6 +34,7 @@ from ..outbox import NewEvent, NewMail, OutboxStore
 from ..requests import NewRequest, RequestStore
 from ..retention import RetentionStore
 from ..sessions import SessionRows
+from ..sqlite.app_users import SqliteAppUsers
 from ..transaction import Batch
 from . import audit, ledger, limits, migrations, outbox, requests, sessions
 from .app_users import PostgresAppUsers
@@ -133,12 +134,14 @@ class PostgresStorage:
         sync_pool: ConnectionPool | None = None
         try:
             sync_pool = await open_batch_pool(url, schema)
-            app_users: PostgresAppUsers | None = None
-            if users is not None and users.store == "postgresql":
-                # The app's table in resetd's own database: one engine, so the
-                # password change and the token's consumption are one transaction.
-                same = not users.path or users.path == url
-                app_users = await PostgresAppUsers.open(users, engine=engine if same else None)
+            app_users: PostgresAppUsers | SqliteAppUsers | None = None
+            if users is not None and users.store == "sqlite":  # the app's SQLite file
+                app_users = await SqliteAppUsers.open(users)
+            elif users is not None and users.store == "postgresql":
+                # Given resetd's engine, the store shares it when [users] url names
+                # this same database: the password change and the token's
+                # consumption are then one transaction.
+                app_users = await PostgresAppUsers.open(users, engine=engine)
         except BaseException:
             if sync_pool is not None:
                 await asyncio.to_thread(sync_pool.close)
@@ -171,7 +174,7 @@ class PostgresStorage:
         return await migrations.schema_is_current(self.engine)
 
     async def close(self) -> None:
-        if isinstance(self._app_users, PostgresAppUsers):
+        if isinstance(self._app_users, PostgresAppUsers | SqliteAppUsers):
             await self._app_users.close()
         await asyncio.to_thread(self._executor.shutdown)  # a batch under way ends first
         await asyncio.to_thread(self.sync_pool.close)
@@ -224,12 +227,15 @@ class _TxAccounts:
 
     async def replace_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
         store = self.store
-        if isinstance(store, PostgresUsers) or (
-            isinstance(store, PostgresAppUsers) and store.engine is not None
-        ):  # a table in resetd's own database: this transaction
+        if isinstance(store, PostgresUsers):  # resetd's own table: this transaction
             return await store.replace_password_hash(user_id, old_hash, new_hash, within=self.tx.tx)
-        # Elsewhere: its own short transaction, made while this one is open,
-        # which then commits, or rolls back (giving the token back) on False.
+        if isinstance(store, PostgresAppUsers):
+            # In this transaction when the app's table shares resetd's database;
+            # otherwise its own short one, made while this one is open.
+            return await store.replace_password_hash_in(self.tx.tx, user_id, old_hash, new_hash)
+        # Elsewhere (an app's SQLite table): its own short transaction, made while
+        # this one is open, which then commits, or rolls back (giving the token
+        # back) on False.
         return await store.replace_password_hash(user_id, old_hash, new_hash)
 
 

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 import aiosqlite
 
@@ -38,6 +38,11 @@ from .users import SqliteUsers
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+
+@runtime_checkable
+class _Closes(Protocol):
+    async def close(self) -> None: ...
 
 
 class SqliteStorage:
@@ -80,16 +85,22 @@ class SqliteStorage:
         clock: Callable[[], float] = time.time,
     ) -> SqliteStorage:
         """Open and migrate ``[database] path``, and the app's users table when
-        ``[users] store = "sqlite"``; raises ConfigError when that table does
-        not fit its mapping."""
+        ``[users] store`` is ``"sqlite"`` or ``"postgresql"``; raises ConfigError
+        when that table does not fit its mapping."""
         db = await Database.open(database.path)
-        app_users: SqliteAppUsers | None = None
-        if users is not None and users.store == "sqlite":
-            try:
+        app_users: AccountStore | None = None
+        try:
+            if users is not None and users.store == "sqlite":
                 app_users = await SqliteAppUsers.open(users)
-            except BaseException:
-                await db.close()
-                raise
+            elif users is not None and users.store == "postgresql":
+                # resetd on SQLite, the app's users on PostgreSQL: each hash is
+                # written in a short transaction of its own, as for a SQLite app.
+                from ..postgres.app_users import PostgresAppUsers  # the driver, when asked for
+
+                app_users = await PostgresAppUsers.open(users)
+        except BaseException:
+            await db.close()
+            raise
         return cls(db, owner, accounts=app_users, clock=clock)
 
     async def now(self) -> float:
@@ -112,7 +123,7 @@ class SqliteStorage:
         return await self.db.schema_is_current()
 
     async def close(self) -> None:
-        if isinstance(self._app_users, SqliteAppUsers):
+        if isinstance(self._app_users, _Closes):
             await self._app_users.close()
         await self.db.close()
 
