@@ -161,7 +161,9 @@ def test_requests_of_another_schema_are_not_heard(pg_url: str) -> None:
     search_path's first schema), as the engine's listeners do."""
     with psycopg.connect(pg_url) as conn:
         conn.execute("CREATE SCHEMA other_app")
-        conn.execute("CREATE TABLE other_app.reset_requests (LIKE public.reset_requests INCLUDING ALL)")
+        conn.execute(
+            "CREATE TABLE other_app.reset_requests (LIKE public.reset_requests INCLUDING ALL)"
+        )
         conn.execute("SET search_path TO other_app")
         conn.execute('LISTEN "other_app.reset_requests"')
         conn.execute('LISTEN "public.reset_requests"')
@@ -170,3 +172,43 @@ def test_requests_of_another_schema_are_not_heard(pg_url: str) -> None:
         conn.commit()
         heard = [n.channel for n in conn.notifies(timeout=1.0, stop_after=1)]
     assert heard == ["other_app.reset_requests"]
+
+
+async def test_processors_reading_the_queue_at_once_each_get_other_requests(
+    pg_url: str,
+) -> None:
+    """No request is looked up and rendered by two instances: while a processor
+    watches, its read reserves what it returns until its next read."""
+    ids = _queued(pg_url, 6)
+    one = await PostgresEngine.open(pg_url, pool_size=1)
+    two = await PostgresEngine.open(pg_url, pool_size=1)
+    a, b = PostgresRequests(one), PostgresRequests(two)
+    watch_a, watch_b = a.watch(lambda: None), b.watch(lambda: None)
+    try:
+        assert [q.id for q in await a.pending(2)] == ids[0:2]
+        assert [q.id for q in await b.pending(2)] == ids[2:4]
+        # A's next read: its batch before is given up, B's is passed by.
+        assert [q.id for q in await a.pending(10)] == [*ids[0:2], *ids[4:6]]
+        # A read outside a processor (a listing) sees the whole queue.
+        assert [q.id for q in await PostgresRequests(one).pending(10)] == ids
+        await watch_b.stop()  # B's processor stops: what it held is free
+        assert [q.id for q in await a.pending(10)] == ids
+
+        # An instance that dies holds nothing: its connection takes the locks along.
+        # (A's reservations are the only ones now; terminating waits for the end.)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND query LIKE '%pg_try_advisory_lock%'"
+            ).fetchall()
+        assert killed == [(True,)]
+        watch_b = b.watch(lambda: None)
+        assert [q.id for q in await b.pending(10)] == ids
+        assert len(await a.pending(10)) == 6  # A's connection is gone: read unreserved
+        assert await a.pending(10) == []  # then reserving again, on a new one
+    finally:
+        await watch_a.stop()
+        await watch_b.stop()
+        await one.close()
+        await two.close()

@@ -5,7 +5,9 @@ A request is claimed by one instance only: :func:`claim` locks the rows it
 marks done ``FOR UPDATE SKIP LOCKED``, so a request another instance is
 claiming at that moment is left to it, without waiting for its transaction.
 Queuing requests notifies channel ``reset_requests``, which wakes every
-instance's processor (:meth:`PostgresRequests.watch`).
+instance's processor (:meth:`PostgresRequests.watch`). While a processor
+watches, what it reads is reserved for it (:mod:`.reservations`), so that
+each request is looked up and rendered by one instance only.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import psycopg
 
 from ..requests import FAILED_KEPT, FailedRequest, NewRequest, QueuedRequest
 from .engine import PostgresEngine
+from .reservations import Reservations
 from .wakeups import Wake, Wakeups, Watching, notify_sync
 
 CHANNEL = "reset_requests"
@@ -67,13 +70,22 @@ class PostgresRequests:
     def __init__(self, engine: PostgresEngine) -> None:
         self.engine = engine
         self._wakeups = Wakeups(engine, CHANNEL)
+        self._watches: list[ProcessorWatch] = []
+        self._reservations: Reservations | None = None  # while a processor watches
 
     async def pending(self, limit: int) -> list[QueuedRequest]:
-        rows = await self.engine.fetchall(
-            "SELECT id, email_norm, client_ip, user_agent, limited, email, lang FROM reset_requests"
-            " WHERE done_at IS NULL ORDER BY id LIMIT %s",
-            (limit,),
-        )
+        """The oldest ``limit`` requests not yet done; while a processor watches,
+        those no other instance's processor holds, reserved for this one until
+        its next read (a read only, all the same: claiming is separate)."""
+        rows: list[Any] | None = None
+        if self._reservations is not None:
+            rows = await self._reservations.read(limit)
+        if rows is None:
+            rows = await self.engine.fetchall(
+                "SELECT id, email_norm, client_ip, user_agent, limited, email, lang"
+                " FROM reset_requests WHERE done_at IS NULL ORDER BY id LIMIT %s",
+                (limit,),
+            )
         return [QueuedRequest(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6] or "en") for r in rows]
 
     async def failed(self, since: float) -> list[FailedRequest]:
@@ -91,8 +103,35 @@ class PostgresRequests:
             (older_than, older_than, FAILED_KEPT),
         )
 
-    def watch(self, wake: Wake) -> Watching:
+    def watch(self, wake: Wake) -> ProcessorWatch:
         """Call ``wake()`` when any instance queued requests (LISTEN on one
         connection of this store's) and whenever that connection was lost and
-        made again."""
-        return self._wakeups.watch(wake)
+        made again; until the watch stops, :meth:`pending` reserves what it reads."""
+        if self._reservations is None:
+            self._reservations = Reservations(self.engine)
+        watch = ProcessorWatch(self, self._wakeups.watch(wake))
+        self._watches.append(watch)
+        return watch
+
+    async def _unwatch(self, watch: ProcessorWatch) -> None:
+        if watch in self._watches:
+            self._watches.remove(watch)
+        if not self._watches and self._reservations is not None:
+            reservations, self._reservations = self._reservations, None
+            await reservations.close()
+
+
+class ProcessorWatch:
+    """A processor's watch of the queue: its wake-ups and its reservations."""
+
+    def __init__(self, store: PostgresRequests, watching: Watching) -> None:
+        self._store = store
+        self._watching = watching
+
+    async def listening(self) -> None:
+        """Return once notifications reach this watch (LISTEN is in effect)."""
+        await self._watching.listening()
+
+    async def stop(self) -> None:
+        await self._watching.stop()
+        await self._store._unwatch(self)
