@@ -306,6 +306,8 @@ async def test_claims_and_releases_skip_mail_another_transaction_has_locked_inst
             assert await PostgresOutbox(one, "b").release_orphans() == 2
             claimed = await PostgresOutbox(one, "b").claim_due(10, lease=60)
         assert [m.id for m in claimed] == [second, third]
+        async with asyncio.timeout(WAIT):  # nor does an instance starting meanwhile
+            assert await PostgresOutbox(one, "c").recover() == 0
         other.rollback()
     assert await PostgresOutbox(one, "c").release_orphans() == 1
     [m] = await PostgresOutbox(one, "c").claim_due(10, lease=60)

@@ -17,6 +17,7 @@ is still the caller's. What several instances add:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -74,10 +75,15 @@ class PostgresOutbox:
         released = await self.release_orphans()
         async with self.engine.transaction() as tx:
             now = await clock(tx)
+            # Rows locked meanwhile are another instance's to change (it is
+            # claiming them, or starting too): passed by, never waited for, so
+            # instances starting together cannot deadlock here.
             await tx.execute(
-                "UPDATE outbox SET next_attempt_at = %s WHERE status = 'pending' "
-                "AND claimed_until IS NULL AND next_attempt_at > %s AND channel = %s",
-                (now, now, channel),
+                "WITH waiting AS (SELECT id FROM outbox WHERE status = 'pending' "
+                "AND claimed_until IS NULL AND next_attempt_at > %s AND channel = %s "
+                "FOR UPDATE SKIP LOCKED) UPDATE outbox SET next_attempt_at = %s "
+                "FROM waiting WHERE outbox.id = waiting.id",
+                (now, channel, now),
             )
         return released
 
@@ -154,15 +160,20 @@ class PostgresOutbox:
 
     async def next_due_at(self, channel: str = "mail") -> float | None:
         """When the earliest pending row of ``channel`` this instance could claim
-        is due (another instance's claim first has to run out); None when there is none."""
+        is due (another instance's claim first has to run out); None when there
+        is none. Told by this host's clock (``time.time()``), which the worker
+        waits by: the database's says how long is left, whatever the two
+        clocks' difference (a host ahead would otherwise find nothing due yet,
+        again and again, until the database's clock caught up)."""
         async with self.engine.transaction() as tx:
             row = await tx.fetchone(
                 "SELECT MIN(CASE WHEN claimed_until IS NULL THEN next_attempt_at"
-                " ELSE GREATEST(next_attempt_at, claimed_until) END) FROM outbox "
+                " ELSE GREATEST(next_attempt_at, claimed_until) END)"
+                " - extract(epoch FROM clock_timestamp())::float8 FROM outbox "
                 "WHERE status = 'pending' AND channel = %s AND claimed_by IS DISTINCT FROM %s",
                 (channel, self.owner),
             )
-        return None if row is None or row[0] is None else float(row[0])
+        return None if row is None or row[0] is None else time.time() + float(row[0])
 
     async def mark_sent(self, mails: Sequence[OutgoingMail]) -> list[OutgoingMail]:
         """Record that the relay accepted ``mails``, with their audit rows, in one
