@@ -78,11 +78,11 @@ class RequestProcessor:
         self._task = asyncio.create_task(self._run(), name="reset-request-processor")
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            await self._watch.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._watch is not None:  # after the last read: it gives up what that reserved
+            await self._watch.stop()
 
     async def _run(self) -> None:
         last_purge = 0.0

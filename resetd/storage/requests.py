@@ -52,7 +52,10 @@ class RequestStore(Protocol):
 
     def watch(self, wake: Callable[[], None]) -> Watch:
         """Call ``wake()`` when another process may have queued requests, until
-        the returned watch is stopped. A hint only: the processor polls all the same."""
+        the returned watch is stopped. A hint only: the processor polls all the
+        same. While the watch lasts, a store shared by several processes may
+        keep what :meth:`pending` returns from the others' reads until the next
+        read (so that one processor only looks up and renders a request)."""
         ...
 
 
