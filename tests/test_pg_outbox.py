@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -171,10 +172,10 @@ async def test_a_batch_queues_mail_and_webhook_events_for_their_own_workers(
 ) -> None:
     now = await queue_db.now()
 
-    def queue(conn: object, outbox: object, _requests: object) -> None:
-        outbox.enqueue_many(conn, "reset", [mail("a@example.com"), mail("b@example.com")], now)  # type: ignore[attr-defined]
-        outbox.enqueue_many(conn, "reset", [], now)  # type: ignore[attr-defined]
-        outbox.enqueue_events(conn, [event("ev-1")], now)  # type: ignore[attr-defined]
+    def queue(conn: Any, outbox: Any, _requests: Any) -> None:
+        outbox.enqueue_many(conn, "reset", [mail("a@example.com"), mail("b@example.com")], now)
+        outbox.enqueue_many(conn, "reset", [], now)
+        outbox.enqueue_events(conn, [event("ev-1")], now)
 
     queue_db.sync(queue)
     store = queue_db.outbox(None)

@@ -13,16 +13,25 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections import Counter
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
 
+from resetd.reset.compose import MailComposer
+from resetd.reset.processor import RequestProcessor
+from resetd.reset.tokens import TokenCodec
+from resetd.storage.accounts import User
+from resetd.storage.postgres import outbox as pg_outbox
 from resetd.storage.postgres import requests as pg_requests
 from resetd.storage.postgres.engine import PostgresEngine
 from resetd.storage.postgres.requests import PostgresRequests
 from resetd.storage.requests import FAILED_KEPT, NewRequest
 
 from . import queue_stores
+from .helpers import TEST_SECRET, eventually
 from .queue_stores import QueueDb
 
 queue_db = queue_stores.queue_db  # the fixture: each test below on both engines
@@ -212,3 +221,100 @@ async def test_processors_reading_the_queue_at_once_each_get_other_requests(
         await watch_b.stop()
         await one.close()
         await two.close()
+
+
+class _Accounts:
+    """Accounts by address, counting how often each address is looked up."""
+
+    def __init__(self, emails: list[str]) -> None:
+        self.users = {e: User(n, f"user{n}", e, "$unused") for n, e in enumerate(emails, 1)}
+        self.lookups: Counter[str] = Counter()
+
+    async def find_all_by_email(self, email_norms: list[str]) -> dict[str, list[User]]:
+        self.lookups.update(email_norms)
+        await asyncio.sleep(0.01)  # an app's database answering: others read meanwhile
+        return {e: [self.users[e]] for e in email_norms if e in self.users}
+
+
+class _QueueStorage:
+    """What the request processor uses of a storage, on PostgreSQL: the queue
+    and the outbox (the ledger and the audit trail are left out here)."""
+
+    errors = pg_outbox.ERRORS
+
+    def __init__(self, engine: PostgresEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self.requests = PostgresRequests(engine)
+        self.limits = SimpleNamespace(purge=self._nothing)
+
+    async def _nothing(self, *_: object) -> None:
+        return None
+
+    async def now(self) -> float:
+        return await self.engine.now()
+
+    async def batch(self, fn: Callable[..., Any], *args: Any) -> Any:
+        def run() -> Any:
+            with psycopg.connect(self.url) as conn:
+                row = conn.execute(pg_outbox.CLOCK).fetchone()
+                assert row is not None
+                return fn(_batch(conn, float(row[0])), *args)
+
+        return await asyncio.to_thread(run)
+
+
+def _batch(conn: psycopg.Connection[Any], now: float) -> SimpleNamespace:
+    def nothing(*_: object) -> None:
+        return None
+
+    return SimpleNamespace(
+        now=now,
+        requests=SimpleNamespace(
+            claim=lambda ids: pg_requests.claim(conn, ids, now),
+            record_failures=lambda failures: pg_requests.record_failures(conn, failures),
+        ),
+        outbox=SimpleNamespace(
+            enqueue_many=lambda kind, mails: pg_outbox.enqueue_many(conn, kind, mails, now),
+            enqueue_events=lambda events: pg_outbox.enqueue_events(conn, events, now),
+        ),
+        ledger=SimpleNamespace(record_many=nothing),
+        audit=SimpleNamespace(record_many=nothing),
+    )
+
+
+async def test_two_processors_look_up_and_mail_each_request_once(pg_url: str) -> None:
+    emails = [f"u{i}@example.com" for i in range(300)]
+    known = emails[::3]
+    with psycopg.connect(pg_url) as conn:
+        pg_requests.add_many(conn, [(e, e, "192.0.2.1", "ua", False, "en") for e in emails], 1.0)
+    accounts = _Accounts(known)
+    codec = TokenCodec(TEST_SECRET, ttl=600)
+    composer = MailComposer("resetd <no-reply@example.test>", "http://localhost:8080")
+    engines = [await PostgresEngine.open(pg_url, pool_size=2) for _ in range(2)]
+    processors = [
+        RequestProcessor(_QueueStorage(e, pg_url), accounts, codec, composer, lambda: None)
+        for e in engines
+    ]
+    for p in processors:
+        p.BATCH = 16  # many batches, each instance reading while the other works
+        await p.start()
+    try:
+
+        async def all_done() -> bool:
+            rows = await engines[0].fetchall(
+                "SELECT count(*) FROM reset_requests WHERE done_at IS NULL"
+            )
+            return rows[0][0] == 0
+
+        await eventually(all_done, timeout=60)
+    finally:
+        for p in processors:
+            await p.stop()
+        for e in engines:
+            await e.close()
+    assert sorted(accounts.lookups) == sorted(emails)
+    assert set(accounts.lookups.values()) == {1}  # nobody looked up twice
+    with psycopg.connect(pg_url) as conn:
+        mailed = [r[0] for r in conn.execute("SELECT recipient FROM outbox")]
+    assert sorted(mailed) == sorted(known)
