@@ -28,6 +28,7 @@ import time
 
 from ..config import MailConfig, WebhooksConfig
 from ..storage.outbox import OutboxStore, OutgoingMail
+from ..storage.wakeups import Watch
 from .attempts import Attempts
 from .failures import TemporaryFailure
 from .webhook import CONNECTIONS, WebhookSender
@@ -60,6 +61,7 @@ class WebhookWorker:
         self._sending: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._watch: Watch | None = None  # events other instances queue
 
     def wake(self) -> None:
         """New events were committed: look now instead of at the next poll."""
@@ -71,6 +73,7 @@ class WebhookWorker:
             log.info(
                 "outbox: %d webhook event(s) were mid-send when the last run ended", interrupted
             )
+        self._watch = self.store.watch(self.wake, CHANNEL)
         self._task = asyncio.create_task(self._run(), name="outbox-webhooks")
 
     async def stop(self) -> None:
@@ -78,6 +81,8 @@ class WebhookWorker:
         their outcome recorded; those cut short stay pending for the next start."""
         self._stopping = True
         self._wake.set()
+        if self._watch is not None:
+            await self._watch.stop()
         if self._task is not None:
             done, _ = await asyncio.wait([self._task], timeout=self.grace)
             if not done:  # only a hanging database keeps the loop from ending

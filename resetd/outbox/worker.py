@@ -43,6 +43,7 @@ from typing import Protocol
 from ..config import MailConfig
 from ..metrics import Metrics
 from ..storage.outbox import OutboxStore, OutgoingMail, RelayStatus
+from ..storage.wakeups import Watch
 from .attempts import Attempts, expired, redact
 from .failures import PermanentFailure, SessionRefused, TemporaryFailure
 from .gate import RelayGate
@@ -138,6 +139,7 @@ class OutboxWorker:
         self._dispatcher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._sender_tasks: list[asyncio.Task[None]] = []
+        self._watch: Watch | None = None  # mail other instances queue
 
     @property
     def running(self) -> bool:
@@ -167,6 +169,7 @@ class OutboxWorker:
         )
         if interrupted:
             log.info("outbox: %d mail(s) were mid-send when the last run ended", interrupted)
+        self._watch = self.store.watch(self.wake)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="outbox-dispatch")
         self._renewer = asyncio.create_task(self._renew(), name="outbox-renew")
         self._recorder.start()
@@ -181,6 +184,8 @@ class OutboxWorker:
         self._stopping = True
         self._wake.set()
         self.gate.close()  # senders waiting for the relay's turn go on to exit
+        if self._watch is not None:
+            await self._watch.stop()
         deadline = time.monotonic() + self.grace
         if self._dispatcher is not None:
             # It exits on its own between claims; cancel only if the database hangs.

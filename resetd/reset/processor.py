@@ -30,6 +30,7 @@ from ..outbox import RESET_REQUESTED, NewEvent, NewMail, WebhookEvents
 from ..storage import Batch, Storage
 from ..storage.audit import AuditRow
 from ..storage.requests import QueuedRequest
+from ..storage.wakeups import Watch
 from ..users import AccountStore, User, fingerprint, pick
 from .compose import MailComposer
 from .tokens import Claims, TokenCodec, issued
@@ -67,17 +68,21 @@ class RequestProcessor:
         self.metrics = metrics
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._watch: Watch | None = None  # requests other instances queue
 
     def wake(self) -> None:
         self._wake.set()
 
     async def start(self) -> None:
+        self._watch = self.storage.requests.watch(self.wake)
         self._task = asyncio.create_task(self._run(), name="reset-request-processor")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._watch is not None:  # after the last read: it gives up what that reserved
+            await self._watch.stop()
 
     async def _run(self) -> None:
         last_purge = 0.0

@@ -13,6 +13,7 @@ database; only the app factory and the CLI choose the implementation.
 - :mod:`~resetd.storage.outbox` mail and webhook events, claims, relay status
 - :mod:`~resetd.storage.audit` the audit trail
 - :mod:`~resetd.storage.retention` pruning old history
+- :mod:`~resetd.storage.wakeups` telling a worker that another instance queued work
 - :mod:`~resetd.storage.transaction` :class:`Transaction` and :class:`Batch`
 """
 

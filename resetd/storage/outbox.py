@@ -6,12 +6,13 @@ a claimed row is made only where the claim is still the caller's.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from ..reset.compose import ComposedMail
 from .errors import StorageErrors
+from .wakeups import Watch
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,12 @@ class OutboxStore(Protocol):
     async def retry(self, mail_id: int | None) -> tuple[int, int]:
         """Put one failed mail (or all) back in the queue unless its link expired;
         returns (queued again, left as expired)."""
+        ...
+
+    def watch(self, wake: Callable[[], None], channel: str = "mail") -> Watch:
+        """Call ``wake()`` when another process may have queued rows of
+        ``channel`` (or put some back), until the returned watch is stopped.
+        A hint only: the worker polls all the same."""
         ...
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from .wakeups import Watch
 
 FAILED_KEPT = 7 * 86400  # seconds a set-aside request stays listed
 
@@ -46,6 +48,14 @@ class RequestStore(Protocol):
     async def purge(self, older_than: float) -> int:
         """Forget requests done before ``older_than``; set-aside ones are kept
         :data:`FAILED_KEPT` seconds longer."""
+        ...
+
+    def watch(self, wake: Callable[[], None]) -> Watch:
+        """Call ``wake()`` when another process may have queued requests, until
+        the returned watch is stopped. A hint only: the processor polls all the
+        same. While the watch lasts, a store shared by several processes may
+        keep what :meth:`pending` returns from the others' reads until the next
+        read (so that one processor only looks up and renders a request)."""
         ...
 
 

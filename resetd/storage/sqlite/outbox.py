@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import aiosqlite
 
@@ -18,6 +18,7 @@ from ..outbox import (
     RelayStatus,
     RelayStatusStore,
 )
+from ..wakeups import PollOnly, Watch
 from . import audit
 
 
@@ -245,6 +246,11 @@ class SqliteOutbox:
             ) as found:
                 row = await found.fetchone()
         return queued, int(row[0]) if row else 0
+
+    def watch(self, wake: Callable[[], None], channel: str = "mail") -> Watch:
+        """Nothing tells this process what another one queued in the same file:
+        its worker finds it at the next poll."""
+        return PollOnly()
 
 
 def _claim(

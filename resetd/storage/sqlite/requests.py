@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ...db import Database, insert_rows
 from ..requests import FAILED_KEPT, FailedRequest, NewRequest, QueuedRequest
+from ..wakeups import PollOnly, Watch
 
 
 def add_many(conn: sqlite3.Connection, rows: Sequence[NewRequest], now: float) -> None:
@@ -62,3 +63,8 @@ class SqliteRequests:
             "DELETE FROM reset_requests WHERE done_at < ? AND (failure IS NULL OR done_at < ? - ?)",
             (older_than, older_than, FAILED_KEPT),
         )
+
+    def watch(self, wake: Callable[[], None]) -> Watch:
+        """Nothing tells this process what another one queued in the same file:
+        its processor finds it at the next poll."""
+        return PollOnly()
