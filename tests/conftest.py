@@ -23,7 +23,6 @@ from .helpers import TEST_SECRET, ConfigFactory, merge_sections
 from .pg import pg_empty_url, pg_server, pg_template, pg_url  # noqa: F401
 from .relays import Relay
 
-
 ENGINES = ("sqlite", "postgresql")
 
 
@@ -38,9 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests in modules marked ``both_engines`` run on each engine: [sqlite] and
     [postgresql] in their ids."""
-    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
-        "both_engines"
-    ):
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
         metafunc.parametrize("engine", ENGINES, indirect=True)
 
 

@@ -137,7 +137,9 @@ def test_commands_name_an_unreachable_postgresql_server_in_one_line_without_its_
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("resetd: ")]
     assert len(lines) == 1, err
-    assert lines[0].startswith("resetd: [database] url: cannot connect to postgresql://resetd:***@127.0.0.1")
+    assert lines[0].startswith(
+        "resetd: [database] url: cannot connect to postgresql://resetd:***@127.0.0.1"
+    )
     assert PASSWORD not in out + err
     assert not (tmp_path / "resetd.db").exists()  # nothing started on SQLite instead
 

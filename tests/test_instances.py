@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from resetd import keys
 from resetd.app import create_app
 
+from .db_rows import db_rows
 from .helpers import ConfigFactory, add_user, eventually, request_reset
 from .relays import Relay
-from .sqlite_rows import app_db
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 
 async def test_two_instances_on_one_database_mail_each_request_once(
@@ -41,7 +45,7 @@ async def test_two_instances_on_one_database_mail_each_request_once(
         return counts == {"pending": 0, "failed": 0, "sent": len(emails)}
 
     assert await eventually(all_sent)
-    rows = await app_db(first.app).fetchall(
+    rows = await db_rows(first.app).fetchall(
         "SELECT COUNT(*) AS n FROM audit WHERE event = 'reset_requested'"
     )
     assert rows[0]["n"] == len(emails)
