@@ -12,10 +12,14 @@ spread round-robin over the instances as a load balancer would:
   be mailed: lost and duplicated mails are counted, and the time from the kill
   until the last mail is delivered is the survivors' take-over.
 
-Today the database is one SQLite file shared by the processes on this machine
-(claims carry their owner and a lease, see the README's outbox section).
-Binds only 127.0.0.1, stops every process it starts, and is bounded in time
-(about 1 minute with --quick, 3 in full). Prints figures; asserts nothing.
+Both runs are made on one SQLite file shared by the processes on this machine
+(claims carry their owner and a lease, see the README's outbox section) and on
+PostgreSQL (a cluster of its own started here, fsync and synchronous commit
+on, as in production; one, two and three instances). For PostgreSQL the CPU
+per request and per mail is given for resetd and for the database server.
+``--engine`` picks one. Binds only 127.0.0.1 and a Unix socket, stops every
+process it starts, and is bounded in time (about 2 minutes with --quick, 6
+in full). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -46,6 +51,7 @@ from .procs import (
     process,
     resetd_cmd,
     seed_users,
+    tree_cpu_seconds,
     write_config,
 )
 
@@ -65,6 +71,8 @@ class Outcome:
     cpu_ms_per_mail: list[float]
     takeover: float | None = None  # kill to last mail (kill run only)
     refused: dict[int, int] | None = None  # answers other than 303, by status
+    cpu_ms_per_request: list[float] = field(default_factory=list)
+    db_cpu_ms: tuple[float, float] | None = None  # the database server: per request, per mail
 
     @property
     def lost(self) -> int:
@@ -139,9 +147,83 @@ async def _load(bal: Balancer, count: int, concurrency: int) -> tuple[int, float
         return answered, time.perf_counter() - started
 
 
-def run_once(work: Path, instances: int, count: int, kill: bool = False) -> Outcome:
-    work.mkdir(parents=True)
+@dataclass
+class Store:
+    """resetd's database for one run: its ``[database]`` lines, how to seed its
+    users, and the database server's CPU seconds so far (None for SQLite,
+    which runs inside each resetd)."""
+
+    section: str
+    seed: Callable[[int, str], None]
+    server_cpu: Callable[[], float] | None = None
+
+
+def sqlite_store(work: Path) -> Store:
     db = work / "resetd.db"
+    return Store(f'path = "{db}"', lambda count, pw: seed_users(db, count, pw))
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster with fsync on, and a database per run."""
+
+    def __init__(self) -> None:
+        from tests import pg_cluster
+
+        self.pg = pg_cluster
+        reason = pg_cluster.unavailable()
+        if reason is not None:
+            raise RuntimeError(f"PostgreSQL: {reason}")
+        self.directory = pg_cluster.make_directory()
+        self.url = pg_cluster.start(self.directory, durable=True)
+        self.runs = 0
+
+    def close(self) -> None:
+        self.pg.stop(self.directory)
+
+    def store(self, pool_size: int) -> Store:
+        import psycopg
+
+        self.runs += 1
+        name = f"bench{self.runs}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        url = self.pg.url_for(self.directory, name)
+        postmaster = self.pg.postmaster_pid(self.directory)
+
+        def seed(count: int, password_hash: str) -> None:
+            now = time.time()
+            with psycopg.connect(url) as conn, conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO users (username, username_norm, email, email_norm,"
+                    " password_hash, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (f"user{i}", f"user{i}", f"user{i}@example.com", f"user{i}@example.com",
+                         password_hash, now, now)
+                        for i in range(count)
+                    ],
+                )  # fmt: skip
+
+        # The postmaster's own time, its ended backends' (it reaps them) and the
+        # running ones': every server process's CPU.
+        return Store(
+            f'url = "{url}"\npool_size = {pool_size}', seed, lambda: tree_cpu_seconds(postmaster)
+        )
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def run_once(
+    work: Path, instances: int, count: int, kill: bool = False, store: Store | None = None
+) -> Outcome:
+    work.mkdir(parents=True)
+    store = store or sqlite_store(work)
     sink_smtp, sink_http = free_port(), free_port()
     ports = [free_port() for _ in range(instances)]
     configs = []
@@ -149,10 +231,10 @@ def run_once(work: Path, instances: int, count: int, kill: bool = False) -> Outc
         d = work / f"i{n}"
         d.mkdir()
         cfg = write_config(d, port, sink_smtp, inbox=False)
-        cfg.write_text(cfg.read_text().replace(str(d / "resetd.db"), str(db)))
+        cfg.write_text(cfg.read_text().replace(f'path = "{d / "resetd.db"}"', store.section))
         configs.append(cfg)
     init_db(configs[0], work)
-    seed_users(db, count, Hasher(PasswordConfig()).hash_sync("bench pw 12345"))
+    store.seed(count, Hasher(PasswordConfig()).hash_sync("bench pw 12345"))
     with ExitStack() as stack:
         stack.enter_context(
             process(
@@ -174,6 +256,7 @@ def run_once(work: Path, instances: int, count: int, kill: bool = False) -> Outc
             for cfg, port in zip(configs, ports, strict=True)
         ]
         cpu_before = [cpu_seconds(p.pid) for p in procs]
+        db_before = store.server_cpu() if store.server_cpu else 0.0
         bal = Balancer([f"http://127.0.0.1:{p}" for p in ports])
         killed_at: float | None = None
         last_change = time.perf_counter()
@@ -205,8 +288,10 @@ def run_once(work: Path, instances: int, count: int, kill: bool = False) -> Outc
             (cpu_seconds(p.pid) - b) for p, b in zip(procs, cpu_before, strict=True)
             if p.poll() is None
         ]  # fmt: skip
+        db_cpu = store.server_cpu() - db_before if store.server_cpu else None
         asyncio.run(_post(f"http://127.0.0.1:{sink_http}/reset"))
     delivered = int(got["count"])
+    mailed = max(1, delivered - int(got["duplicates"]))
     return Outcome(
         instances=instances,
         answered=answered,
@@ -214,18 +299,27 @@ def run_once(work: Path, instances: int, count: int, kill: bool = False) -> Outc
         duplicates=int(got["duplicates"]),
         seconds=last_change - started,
         req_seconds=req_seconds,
-        cpu_ms_per_mail=[c / max(1, delivered) * 1000 for c in cpu],
+        cpu_ms_per_mail=[c / mailed * 1000 for c in cpu],
         takeover=None if killed_at is None else max(0.0, last_change - killed_at),
         refused=bal.refusals,
+        cpu_ms_per_request=[c / max(1, answered) * 1000 for c in cpu],
+        db_cpu_ms=None
+        if db_cpu is None
+        else (db_cpu / max(1, answered) * 1000, db_cpu / mailed * 1000),
     )
 
 
 def show(label: str, o: Outcome) -> None:
     cpu = " + ".join(f"{c:.2f}" for c in o.cpu_ms_per_mail)
+    per_request = " + ".join(f"{c:.2f}" for c in o.cpu_ms_per_request)
+    db = "" if o.db_cpu_ms is None else (
+        f"  postgres CPU/request {o.db_cpu_ms[0]:.2f} ms, CPU/mail {o.db_cpu_ms[1]:.2f} ms"
+    )  # fmt: skip
     print(
-        f"{label:<28} {o.answered:>5} answered  {o.answered / o.req_seconds:>6.0f} req/s  "
+        f"{label:<34} {o.answered:>5} answered  {o.answered / o.req_seconds:>6.0f} req/s  "
         f"{o.delivered - o.duplicates:>5} mailed  {(o.delivered - o.duplicates) / o.seconds:>6.0f}"
-        f" mails/s  lost {o.lost}  duplicates {o.duplicates}  CPU/mail {cpu} ms"
+        f" mails/s  lost {o.lost}  duplicates {o.duplicates}  resetd CPU/request {per_request}"
+        f" ms, CPU/mail {cpu} ms{db}"
         + ("" if o.takeover is None else f"  take-over {o.takeover:.1f} s")
         + (f"  refused {o.refused}" if o.refused else ""),
         flush=True,
@@ -234,15 +328,27 @@ def show(label: str, o: Outcome) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.instances", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="fewer users (about 1 minute)")
+    p.add_argument("--quick", action="store_true", help="fewer users (about 2 minutes)")
+    p.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
+    p.add_argument("--pool-size", type=int, default=10, help="[database] pool_size on PostgreSQL")
     args = p.parse_args()
     count = 600 if args.quick else 2000
-    print(f"figure 7: {count} users, one reset request each, on one SQLite file", flush=True)
+    print(f"figure 7: {count} users, one reset request each", flush=True)
     with tempfile.TemporaryDirectory(prefix="resetd-bench-") as tmp:
         work = Path(tmp)
-        show("1 instance", run_once(work / "one", 1, count))
-        show("3 instances, load split", run_once(work / "three", 3, count))
-        show("3 instances, one killed", run_once(work / "kill", 3, count, kill=True))
+        if args.engine in ("sqlite", "both"):
+            show("SQLite, 1 instance", run_once(work / "one", 1, count))
+            show("SQLite, 3 instances, load split", run_once(work / "three", 3, count))
+            show("SQLite, 3 instances, one killed", run_once(work / "kill", 3, count, kill=True))
+        if args.engine in ("postgresql", "both"):
+            with postgres_cluster() as pg:
+                for n in (1, 2, 3):
+                    store = pg.store(args.pool_size)
+                    label = f"PostgreSQL, {n} instance{'s' if n > 1 else ''}"
+                    show(label, run_once(work / f"pg{n}", n, count, store=store))
+                store = pg.store(args.pool_size)
+                label = "PostgreSQL, 3, one killed"
+                show(label, run_once(work / "pgkill", 3, count, kill=True, store=store))
 
 
 if __name__ == "__main__":

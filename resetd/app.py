@@ -51,7 +51,7 @@ from .retention import retention_ctx
 from .routes import setup_routes
 from .session_store import SessionStore
 from .sessions import cookie_storage
-from .storage.sqlite import SqliteStorage
+from .storage.open import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """The storage: resetd's database (and an app's users table, when
     configured), every store in it, on the app's clock."""
     cfg = app[keys.config]
-    storage = await SqliteStorage.open(
+    storage = await open_storage(
         cfg.database, cfg.users, app[keys.instance_id], clock=app[keys.clock]
     )
     app[keys.storage] = storage

@@ -27,7 +27,7 @@ from .mail_headers import clean
 from .passwords import Hasher, check_policy
 from .serve import serve
 from .storage import Storage
-from .storage.postgres.pending import refuse_incomplete
+from .storage.open import open_storage
 from .storage.requests import FAILED_KEPT
 from .users import DuplicateUser, username_problem
 
@@ -48,9 +48,7 @@ def _when(ts: float | None) -> str:
 
 async def _with_storage(cfg: Config, fn: Callable[[Storage], Awaitable[T]]) -> T:
     """Open the storage ``cfg`` names, run ``fn`` on it, close it."""
-    from .storage.sqlite import SqliteStorage
-
-    storage = await SqliteStorage.open(cfg.database)
+    storage = await open_storage(cfg.database)
     try:
         return await fn(storage)
     finally:
@@ -361,7 +359,6 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = _config(args)
-        refuse_incomplete(cfg)  # every command here but sendmail uses [database]
         if args.command == "serve":
             check_serve_safety(cfg)
     except ConfigError as exc:

@@ -22,7 +22,7 @@ from .assets import render_problem
 from .config import Config, ConfigError
 from .outbox.webhook_events import destination
 from .render import warm_templates
-from .storage.sqlite import SqliteStorage
+from .storage.open import open_storage
 
 log = logging.getLogger("resetd")
 
@@ -154,7 +154,7 @@ async def serve(cfg: Config) -> int:
     await stop.wait()
     log.info("shutting down: no new requests; letting in-flight mail finish")
     await runner.cleanup()
-    storage = await SqliteStorage.open(cfg.database)
+    storage = await open_storage(cfg.database)
     try:
         counts = await storage.outbox.counts()
     finally:

@@ -28,10 +28,44 @@ from .relays import Relay
 # tests/storage_engines.py.
 from .storage_engines import open_storage, storage  # noqa: F401
 
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_engines: run each test that builds its config with make_config once on "
+        "SQLite and once on PostgreSQL (a fresh migrated database per test)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests in modules marked ``both_engines`` run on each engine: [sqlite] and
+    [postgresql] in their ids."""
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+        metafunc.parametrize("engine", ENGINES, indirect=True)
+
 
 @pytest.fixture
-def make_config(tmp_path: Path) -> ConfigFactory:
-    """Config with test defaults (free ports, files under tmp_path, cheap argon2).
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine of resetd's own database in this test: "sqlite" unless the
+    module is marked ``both_engines`` (then each in turn)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def database_section(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """``[database]`` for this test's engine: a SQLite file under tmp_path, or a
+    fresh PostgreSQL database migrated to the newest version."""
+    if engine == "postgresql":
+        return {"url": request.getfixturevalue("pg_url")}
+    return {"path": str(tmp_path / "resetd.db")}
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, database_section: dict[str, Any]) -> ConfigFactory:
+    """Config with test defaults (free ports, files under tmp_path, cheap argon2),
+    resetd's database on the test's engine (see ``database_section``).
 
     Keyword arguments are sections: ``make_config(mail={"port": 2525})``.
     """
@@ -39,13 +73,14 @@ def make_config(tmp_path: Path) -> ConfigFactory:
     def make(**sections: dict[str, Any]) -> Config:
         base: dict[str, dict[str, Any]] = {
             "server": {"secret_key": TEST_SECRET, "public_url": "http://localhost:8080"},
-            "database": {"path": str(tmp_path / "resetd.db")},
+            "database": dict(database_section),
             "mail": {"server": "127.0.0.1", "port": 0, "sender": "resetd <no-reply@example.test>"},
             "dev_inbox": {"enabled": True, "smtp_port": 0, "path": str(tmp_path / "inbox.db")},
             "passwords": {"argon2_memory_cost": 8192, "argon2_time_cost": 1},
         }
-        if "url" in sections.get("database", {}):
-            del base["database"]["path"]  # the url names the database instead
+        given = sections.get("database", {})
+        if "url" in given or "path" in given:  # the test names its database itself
+            base["database"] = {}
         merge_sections(base, sections)
         return load_config(None, env={}, overrides=base)
 

@@ -26,6 +26,8 @@ SERVER_OPTIONS = (
     "-c listen_addresses='' -c fsync=off -c synchronous_commit=off "
     "-c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB"
 )
+# For benchmarks: every commit flushed to disk, as a production server does.
+DURABLE_OPTIONS = "-c listen_addresses='' -c max_connections=200 -c shared_buffers=128MB"
 
 
 def bin_dir() -> Path | None:
@@ -65,9 +67,10 @@ def url_for(directory: Path, dbname: str = "postgres") -> str:
     return f"postgresql:///{dbname}?host={quote(str(directory), safe='/')}&user=postgres"
 
 
-def start(directory: Path) -> str:
+def start(directory: Path, *, durable: bool = False) -> str:
     """initdb and start a cluster in ``directory`` (which must exist and be
-    empty); the URL of its ``postgres`` database."""
+    empty); the URL of its ``postgres`` database. ``durable``: fsync and
+    synchronous commits on (benchmarks), instead of the tests' fast settings."""
     bins = bin_dir()
     if bins is None:
         raise RuntimeError("PostgreSQL is not installed")
@@ -89,13 +92,23 @@ def start(directory: Path) -> str:
         _as_server_user(
             [
                 *(str(bins / "pg_ctl"), "-D", str(data), "-l", str(directory / "server.log")),
-                *("-w", "-o", f"-k {directory} {SERVER_OPTIONS}", "start"),
+                *(
+                    "-w",
+                    "-o",
+                    f"-k {directory} {DURABLE_OPTIONS if durable else SERVER_OPTIONS}",
+                    "start",
+                ),
             ]
         ),
         check=True,
         stdout=subprocess.DEVNULL,
     )
     return url_for(directory)
+
+
+def postmaster_pid(directory: Path) -> int:
+    """The server's main process (its backends are its children)."""
+    return int((directory / "data" / "postmaster.pid").read_text().split()[0])
 
 
 def stop(directory: Path) -> None:

@@ -52,11 +52,15 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 
 
 def relay_config(
-    tmp_path: Path, mail_port: int, extra: dict[str, dict[str, Any]] | None = None
+    tmp_path: Path,
+    mail_port: int,
+    extra: dict[str, dict[str, Any]] | None = None,
+    database: dict[str, Any] | None = None,
 ) -> Path:
     """resetd.toml for a ``serve`` in ``tmp_path`` that mails the relay on
-    ``mail_port`` with short retries, its database ``tmp_path/resetd.db``, no dev
-    inbox and cheap hashing; ``extra`` sections are laid over it."""
+    ``mail_port`` with short retries, its database ``database`` (the test's
+    ``database_section``) or else ``tmp_path/resetd.db``, no dev inbox and cheap
+    hashing; ``extra`` sections are laid over it."""
     sections: dict[str, dict[str, Any]] = {
         "server": {
             "host": "127.0.0.1",
@@ -64,7 +68,7 @@ def relay_config(
             "public_url": "http://localhost:8080",
             "secret_key": TEST_SECRET,
         },
-        "database": {"path": str(tmp_path / "resetd.db")},
+        "database": dict(database or {"path": str(tmp_path / "resetd.db")}),
         "mail": {
             "server": "127.0.0.1",
             "port": mail_port,
@@ -241,8 +245,18 @@ async def request_reset_over_http(base_url: str, email: str) -> int:
             return resp.status
 
 
-def outbox_rows(db_path: Path) -> list[dict[str, Any]]:
-    """The outbox table as another process sees it right now."""
+def outbox_rows(db_path: Path | str) -> list[dict[str, Any]]:
+    """The outbox table as another process sees it right now: of the SQLite
+    file ``db_path``, or of the PostgreSQL database at that url."""
+    if isinstance(db_path, str):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(db_path, row_factory=dict_row) as pg:
+            return pg.execute(
+                "SELECT id, recipient, status, attempts, last_error, claimed_until FROM outbox "
+                "ORDER BY id"
+            ).fetchall()
     with contextlib.closing(sqlite3.connect(db_path, timeout=5)) as conn:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(

@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,13 +37,19 @@ from .test_lifecycle import add_users
 EMAIL = "susan@example.com"
 
 
+DbTarget = Path | str  # a SQLite file, or a PostgreSQL database's url
+
+
 @pytest.fixture
-async def two_servers(tmp_path: Path) -> AsyncIterator[tuple[Server, Server, Relay, Path]]:
-    """Two servers (not started) with one config: one database, one relay."""
+async def two_servers(
+    tmp_path: Path, database_section: dict[str, Any]
+) -> AsyncIterator[tuple[Server, Server, Relay, DbTarget]]:
+    """Two servers (not started) with one config: one database (on the test's
+    engine), one relay."""
     relay = Relay()
     port = await relay.start()
-    db_path = tmp_path / "resetd.db"
-    config = relay_config(tmp_path, port)
+    db_path: DbTarget = database_section.get("url") or Path(database_section["path"])
+    config = relay_config(tmp_path, port, database=database_section)
     await add_users(db_path, [EMAIL])
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -55,8 +62,9 @@ async def two_servers(tmp_path: Path) -> AsyncIterator[tuple[Server, Server, Rel
         await relay.stop()
 
 
+@pytest.mark.both_engines
 async def test_an_instance_starting_mid_send_does_not_send_that_mail_again(
-    two_servers: tuple[Server, Server, Relay, Path],
+    two_servers: tuple[Server, Server, Relay, DbTarget],
 ) -> None:
     first, second, relay, db_path = two_servers
     relay.script = lambda n: SLOW  # every end of data answered after 4 s
@@ -79,8 +87,9 @@ async def test_an_instance_starting_mid_send_does_not_send_that_mail_again(
     assert await second.terminate() == 0
 
 
+@pytest.mark.both_engines
 async def test_a_running_instance_takes_over_the_mail_of_one_killed_mid_send(
-    two_servers: tuple[Server, Server, Relay, Path],
+    two_servers: tuple[Server, Server, Relay, DbTarget],
 ) -> None:
     first, second, relay, db_path = two_servers
     relay.script = lambda n: SLOW if n == 1 else ACCEPT
@@ -103,7 +112,7 @@ async def test_a_running_instance_takes_over_the_mail_of_one_killed_mid_send(
     assert await second.terminate() == 0
 
 
-async def _sent_rows(db_path: Path) -> list[dict[str, object]] | None:
+async def _sent_rows(db_path: DbTarget) -> list[dict[str, object]] | None:
     rows = outbox_rows(db_path)
     return rows if rows and all(r["status"] == "sent" for r in rows) else None
 

@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from resetd import keys
@@ -16,6 +17,8 @@ from resetd import keys
 from .app_tables import client_over_table
 from .helpers import GOOD_PASSWORD, ConfigFactory, eventually, request_reset, sign_in
 from .relays import Relay
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 ROWS = [("alice_upper", "Alice@example.com"), ("alice_lower", "alice@example.com")]
 

@@ -7,15 +7,18 @@ import statistics
 import time
 from typing import Any
 
+import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from resetd.app import create_app
 from resetd.reset.request import SENT_MESSAGE
 
+from .db_rows import db_rows
 from .helpers import ConfigFactory, add_user, csrf_from, eventually, request_reset, token_in
 from .relays import Relay
-from .sqlite_rows import app_db
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 IGNORED_HEADERS = {"set-cookie", "date"}
 
@@ -37,7 +40,7 @@ async def answer(client: TestClient[Any, Any], email: str | list[str]) -> tuple[
 
 
 async def queue_drained(client: TestClient[Any, Any]) -> bool:
-    rows = await app_db(client.app).fetchall("SELECT id FROM reset_requests WHERE done_at IS NULL")
+    rows = await db_rows(client.app).fetchall("SELECT id FROM reset_requests WHERE done_at IS NULL")
     return not rows
 
 
@@ -206,7 +209,7 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
             trusted, "a@example.com", headers={"X-Forwarded-For": f"10.9.9.{i}"}
         )
         assert resp.status == 303  # each real client has its own budget behind the proxy
-    rows = await app_db(trusted.app).fetchall("SELECT DISTINCT client_ip FROM reset_requests")
+    rows = await db_rows(trusted.app).fetchall("SELECT DISTINCT client_ip FROM reset_requests")
     assert {r["client_ip"] for r in rows} == {f"10.9.9.{i}" for i in range(4)}
 
 
@@ -222,7 +225,7 @@ async def test_csrf_missing_or_wrong_is_refused_and_has_no_effect(
         resp = await rclient.post("/reset_password_request", data=data, allow_redirects=False)
         assert resp.status == 400
         assert "form has expired" in await resp.text()
-    rows = await app_db(rclient.app).fetchall("SELECT id FROM reset_requests")
+    rows = await db_rows(rclient.app).fetchall("SELECT id FROM reset_requests")
     assert rows == []
     await asyncio.sleep(0.2)
     assert relay.received == []

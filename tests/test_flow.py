@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from resetd import keys
 from resetd.app import create_app
 
@@ -17,6 +19,8 @@ from .helpers import (
     request_reset,
 )
 from .relays import Relay
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 
 async def test_reset_flow_through_a_real_relay(

@@ -24,6 +24,8 @@ from .relays import Relay
 from .test_sessions import home_with, signed_in_cookie
 from .test_tokens import mailed_token
 
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
+
 NEW_SECRET = "a-brand-new-secret-key-0123456789abcdef"
 
 

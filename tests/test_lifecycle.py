@@ -16,26 +16,32 @@ from typing import Any
 import pytest
 
 from resetd.config import PasswordConfig
-from resetd.db import Database
+from resetd.config_load import load_config
 from resetd.passwords import Hasher
-from resetd.storage.sqlite.users import SqliteUsers
+from resetd.storage.open import open_storage
 
-from .helpers import GOOD_PASSWORD, eventually, token_in
+from .helpers import GOOD_PASSWORD, TEST_SECRET, eventually, token_in
 from .processes import Server, outbox_rows, relay_config, request_reset_over_http
 from .relays import ACCEPT, SLOW, Relay, free_port
 
 EMAILS = ["susan@example.com", "bob@example.com"]
 
 
-async def add_users(db_path: Path, emails: list[str]) -> None:
-    db = await Database.open(str(db_path))
+async def add_users(db_path: Path | str, emails: list[str]) -> None:
+    """Accounts for ``emails`` in the SQLite file ``db_path``, or in the
+    PostgreSQL database at that url, through resetd's own storage."""
+    section = {"url": db_path} if isinstance(db_path, str) else {"path": str(db_path)}
+    database = load_config(
+        None, env={}, overrides={"server": {"secret_key": TEST_SECRET}, "database": section}
+    ).database
+    storage = await open_storage(database)
     try:
         cheap = PasswordConfig(argon2_memory_cost=8192, argon2_time_cost=1)
         password_hash = await Hasher(cheap).hash(GOOD_PASSWORD)
         for email in emails:
-            await SqliteUsers(db).add(email, email.split("@")[0], password_hash)
+            await storage.users.add(email, email.split("@")[0], password_hash)
     finally:
-        await db.close()
+        await storage.close()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from resetd import keys
@@ -25,6 +26,8 @@ from .helpers import (
 )
 from .processes import run_cli, write_config
 from .relays import Relay
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 
 async def start(

@@ -23,6 +23,8 @@ from resetd.storage.sqlite.outbox import SqliteOutbox
 from .helpers import ConfigFactory, eventually
 from .raw_relay import OK, RawRelay
 
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
+
 SENDER = "no-reply@example.test"
 DEFERRED = "451 4.7.1 Service unavailable - try again later"
 

@@ -16,6 +16,8 @@ from resetd.app import create_app
 
 from .helpers import ConfigFactory
 
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
+
 PRIVATE = {"address", "error", "hint"}
 
 OUTSIDERS = [

@@ -16,11 +16,13 @@ from resetd.app import create_app
 from resetd.config import ConfigError
 from resetd.sessions import COOKIE_NAME
 
+from .db_rows import db_rows
 from .helpers import GOOD_PASSWORD, ConfigFactory, add_user, csrf_from
 from .relays import Relay
 from .signin_helpers import Clock, login_csrf, post_login
-from .sqlite_rows import app_db
 from .test_tokens import mailed_token
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 IDLE, MAX_AGE = 30 * 60, 12 * 3600
 REMEMBER_IDLE, REMEMBER_MAX_AGE = 7 * 86400, 30 * 86400
@@ -95,7 +97,7 @@ async def test_a_session_ends_after_its_idle_lifetime(
         assert await home_with(replay, client, cookie) == 200
     clock.advance(IDLE)
     assert await home_with(replay, client, cookie) == 302
-    assert await app_db(client.app).fetchall("SELECT * FROM sessions") == []
+    assert await db_rows(client.app).fetchall("SELECT * FROM sessions") == []
 
 
 async def test_a_session_ends_at_its_absolute_lifetime_however_active(

@@ -21,6 +21,8 @@ from .helpers import ConfigFactory, add_user, eventually, request_reset, set_new
 from .relays import Relay, free_port
 from .webhook_receiver import WEBHOOK_SECRET, Receiver, signature_ok
 
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
+
 # Quick retries, so a receiver that comes up is reached within a second.
 FAST_RETRIES = {"retry_base": 0.1, "backoff_cap": 0.5}
 
