@@ -84,10 +84,10 @@ async def test_reset_mail_and_password_changed_notice_are_audited_as_sent(
     ]
     assert_nothing_secret(events, token, "susan")
 
-    db_path = client.app[keys.config].database.path
+    database = client.app[keys.config].database
+    section = {"url": database.url} if database.engine == "postgresql" else {"path": database.path}
     config = write_config(
-        tmp_path / "cli.toml",
-        {"server": {"secret_key": TEST_SECRET}, "database": {"path": db_path}},
+        tmp_path / "cli.toml", {"server": {"secret_key": TEST_SECRET}, "database": section}
     )
     code, out, err = await run_cli("audit", "--config", str(config))
     assert code == 0, err
