@@ -254,13 +254,15 @@ def outbox_rows(db_path: Path | str) -> list[dict[str, Any]]:
 
         with psycopg.connect(db_path, row_factory=dict_row) as pg:
             return pg.execute(
-                "SELECT id, recipient, status, attempts, last_error, claimed_until, claimed_by FROM outbox "
+                "SELECT id, recipient, status, attempts, last_error, claimed_until, claimed_by "
+                "FROM outbox "
                 "ORDER BY id"
             ).fetchall()
     with contextlib.closing(sqlite3.connect(db_path, timeout=5)) as conn:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(
-            "SELECT id, recipient, status, attempts, last_error, claimed_until, claimed_by FROM outbox "
+            "SELECT id, recipient, status, attempts, last_error, claimed_until, claimed_by "
+            "FROM outbox "
             "ORDER BY id"
         ).fetchall()
         return [dict(r) for r in rows]
