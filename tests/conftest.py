@@ -58,7 +58,8 @@ def database_section(engine: str, tmp_path: Path, request: pytest.FixtureRequest
     """``[database]`` for this test's engine: a SQLite file under tmp_path, or a
     fresh PostgreSQL database migrated to the newest version."""
     if engine == "postgresql":
-        return {"url": request.getfixturevalue("pg_url")}
+        # A small pool: each test's app opens it at start, and a few suffice.
+        return {"url": request.getfixturevalue("pg_url"), "pool_size": 3}
     return {"path": str(tmp_path / "resetd.db")}
 
 
