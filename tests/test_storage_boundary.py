@@ -25,7 +25,7 @@ SQL = re.compile(
 )
 # Where an implementation is chosen; and the PostgreSQL storage, which opens an
 # app's users table in a SQLite file with the SQLite implementation's store.
-WIRING = {"resetd.app", "resetd.cli", "resetd.serve", "resetd.storage.postgres.storage"}
+WIRING = {"resetd.storage.open", "resetd.storage.postgres.storage"}
 
 
 def _name(path: Path) -> str:
