@@ -125,6 +125,18 @@ class BatchWriter:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._in_transaction, fn, *args)
 
+    async def checkpoint(self) -> None:
+        """Copy what the WAL holds back into the database file (PASSIVE: never
+        waits for readers or writers), in this thread, outside any transaction."""
+
+        def passive() -> None:
+            if self._conn is None:
+                self._conn = self._connect()
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, passive)
+
     async def close(self) -> None:
         def shut() -> None:
             if self._conn is not None:
@@ -134,6 +146,58 @@ class BatchWriter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
+
+
+class LoopWriter:
+    """A sqlite3 connection for short write transactions run on the event loop.
+
+    A hand-off to a thread costs more than a small transaction itself: the
+    worker has to win the GIL from a busy loop, and its reply waits for the
+    loop's next turn. A caller that knows its transaction is small (bounded
+    rows and bytes) runs it here instead. It never waits: with another
+    connection holding the write lock, :meth:`try_run` returns None at once
+    (busy_timeout 0) and the caller goes to its thread. It never copies the
+    WAL back either (wal_autocheckpoint 0): a checkpoint can take far longer
+    than a transaction, so the owner runs those in its thread
+    (:meth:`BatchWriter.checkpoint`).
+    """
+
+    PRAGMAS = ("PRAGMA busy_timeout=0", "PRAGMA wal_autocheckpoint=0")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def try_run(self, fn: Callable[..., T], *args: Any) -> T | None:
+        """``fn(conn, *args)`` in one transaction, committed; None, with nothing
+        done, when the database is locked by another connection. What ``fn``
+        raises rolls the transaction back and goes on."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            for pragma in (*PRAGMAS, *self.PRAGMAS):
+                conn.execute(pragma)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return None
+            raise
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 class Database:

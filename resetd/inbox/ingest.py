@@ -1,10 +1,11 @@
-"""Storing captured mail: rows built on the loop, the INSERTs in a worker thread.
+"""Storing captured mail: rows built on the loop, the INSERTs in one transaction.
 
 :func:`prepare` turns a message and its digest (:mod:`.digest`) into rows on
 the event loop: JSON of bounded lists, a few microseconds. :func:`store_batch`
-then writes a whole batch in one transaction through the writer's own sqlite3
-connection, in a worker thread; WAL lets the pages keep reading through the
-store's aiosqlite connection.
+then writes a whole batch in one transaction through a sqlite3 connection of
+the writer's: on the loop for a small batch, in a worker thread for a large one
+(see writer.py); WAL lets the pages keep reading through the store's
+aiosqlite connection.
 
 Only SQL runs in that thread, which releases the GIL while SQLite works:
 Python code there (parsing, building rows) would hold the GIL against the
