@@ -37,12 +37,22 @@ def pytest_configure(config: pytest.Config) -> None:
         "both_engines: run each test that builds its config with make_config once on "
         "SQLite and once on PostgreSQL (a fresh migrated database per test)",
     )
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only: in a both_engines module, a test that arranges or inspects rows "
+        "beneath the storage's interfaces with SQLite's own API: run on SQLite only",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests in modules marked ``both_engines`` run on each engine: [sqlite] and
     [postgresql] in their ids."""
-    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+    node = metafunc.definition
+    if (
+        "engine" in metafunc.fixturenames
+        and node.get_closest_marker("both_engines")
+        and not node.get_closest_marker("sqlite_only")
+    ):
         metafunc.parametrize("engine", ENGINES, indirect=True)
 
 
@@ -61,6 +71,12 @@ def database_section(engine: str, tmp_path: Path, request: pytest.FixtureRequest
         # A small pool: each test's app opens it at start, and a few suffice.
         return {"url": request.getfixturevalue("pg_url"), "pool_size": 3}
     return {"path": str(tmp_path / "resetd.db")}
+
+
+@pytest.fixture(autouse=True)
+def _database_before_apps(database_section: dict[str, Any]) -> None:
+    """The test's database is set up before any app fixture, so it is torn down
+    (a PostgreSQL one dropped) only after every app using it has closed."""
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from resetd import keys
+from resetd.reset.tokens import Claims, issued
 
 
 class Rows:
@@ -46,3 +47,10 @@ class Rows:
 
 def db_rows(app: web.Application) -> Rows:
     return Rows(app)
+
+
+async def record_token(app: web.Application, claims: Claims) -> None:
+    """Put a minted token in the app's ledger, through the storage's batch (as
+    the request processor records the tokens it mints), on either engine."""
+    token = issued(claims)
+    await app[keys.storage].batch(lambda batch: batch.ledger.record_many([token]))

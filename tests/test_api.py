@@ -22,9 +22,11 @@ from resetd.hash_queue import HashQueue, Standing
 from resetd.passwords import hashing_threads
 from resetd.users import User, fingerprint
 
+from .db_rows import db_rows, record_token
 from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, eventually, sign_in
 from .openapi_check import check_answer
-from .sqlite_rows import app_db, record_token
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 API = "/api/v1"
 REQUESTS = f"{API}/reset-requests"
@@ -49,15 +51,14 @@ def _codes(value: Any) -> list[str]:
 
 
 async def _queued(client: TestClient[Any, Any]) -> int:
-    row = await app_db(client.app).fetchone("SELECT COUNT(*) AS n FROM reset_requests")
+    row = await db_rows(client.app).fetchone("SELECT COUNT(*) AS n FROM reset_requests")
     assert row is not None
     return int(row["n"])
 
 
 async def _live_token(client: TestClient[Any, Any], user: User, age: float = 0) -> str:
     token, claims = client.app[keys.codec].mint(user.id, fingerprint(user), now=time.time() - age)
-    async with app_db(client.app).transaction() as conn:
-        await record_token(conn, claims)
+    await record_token(client.app, claims)
     return token
 
 
@@ -138,7 +139,7 @@ async def test_password_reset_sets_the_password_once(client: TestClient[Any, Any
     assert status == 400 and _codes(value) == ["token_invalid"]
     assert (await sign_in(client, "susan", GOOD_PASSWORD)).status == 400
     assert (await sign_in(client, "susan", NEW_PASSWORD)).status == 303
-    row = await app_db(client.app).fetchone(
+    row = await db_rows(client.app).fetchone(
         "SELECT COUNT(*) AS n FROM audit WHERE event = 'token_use' AND outcome = 'rejected: used'"
     )
     assert row is not None and row["n"] == 1

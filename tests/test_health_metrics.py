@@ -26,6 +26,8 @@ from .relays import Relay
 from .signin_helpers import login_csrf, post_login
 from .test_readyz import OUTSIDERS
 
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
+
 TOKEN = "metrics-token-0123456789abcdef-0123456789"
 
 
@@ -57,6 +59,7 @@ def migrate_further(path: str) -> None:
         other.execute("PRAGMA user_version = 99")
 
 
+@pytest.mark.sqlite_only  # migrated further through SQLite's file (PostgreSQL: test_pg_storage)
 async def test_healthz_answers_while_readyz_reports_a_schema_it_does_not_know(
     aiohttp_client: Any, make_config: ConfigFactory
 ) -> None:

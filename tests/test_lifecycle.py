@@ -44,12 +44,20 @@ async def add_users(db_path: Path | str, emails: list[str]) -> None:
         await storage.close()
 
 
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
+
+DbTarget = Path | str  # a SQLite file, or a PostgreSQL database's url
+
+
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[Server, Path, int]]:
-    """A server (not started) whose [mail] port has nothing listening yet."""
-    db_path = tmp_path / "resetd.db"
+async def setup(
+    tmp_path: Path, database_section: dict[str, Any]
+) -> AsyncIterator[tuple[Server, DbTarget, int]]:
+    """A server (not started) whose [mail] port has nothing listening yet, its
+    database on the test's engine."""
+    db_path: DbTarget = database_section.get("url") or Path(database_section["path"])
     port = free_port()
-    config = relay_config(tmp_path, port)
+    config = relay_config(tmp_path, port, database=database_section)
     await add_users(db_path, EMAILS)
     server = Server(config, tmp_path)
     try:
@@ -58,7 +66,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Server, Path, int]]:
         await server.kill()
 
 
-async def rows_where(db_path: Path, check: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+async def rows_where(db_path: DbTarget, check: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
     async def look() -> list[dict[str, Any]] | None:
         rows = outbox_rows(db_path)
         return rows if check(rows) else None
@@ -72,7 +80,7 @@ def assert_delivered_once_each(relay: Relay) -> None:
 
 
 async def test_kill_9_with_mail_pending_delivers_it_after_restart(
-    setup: tuple[Server, Path, int],
+    setup: tuple[Server, DbTarget, int],
 ) -> None:
     server, db_path, port = setup
     await server.start()
@@ -103,7 +111,7 @@ async def test_kill_9_with_mail_pending_delivers_it_after_restart(
 
 
 async def test_kill_9_in_the_middle_of_a_send_resends_after_restart(
-    setup: tuple[Server, Path, int],
+    setup: tuple[Server, DbTarget, int],
 ) -> None:
     server, db_path, port = setup
     relay = Relay(script=lambda n: SLOW if n == 1 else ACCEPT, stall_seconds=30)
@@ -134,7 +142,7 @@ async def test_kill_9_in_the_middle_of_a_send_resends_after_restart(
 
 
 async def test_sigterm_exits_0_and_pending_mail_goes_out_on_the_next_start(
-    setup: tuple[Server, Path, int],
+    setup: tuple[Server, DbTarget, int],
 ) -> None:
     server, db_path, port = setup
     relay = Relay(script=lambda n: "451 4.7.1 Greylisted, try later")
@@ -164,7 +172,7 @@ async def test_sigterm_exits_0_and_pending_mail_goes_out_on_the_next_start(
 
 
 async def test_sigterm_lets_a_send_in_progress_finish(
-    setup: tuple[Server, Path, int],
+    setup: tuple[Server, DbTarget, int],
 ) -> None:
     server, db_path, port = setup
     relay = Relay(script=lambda n: SLOW, stall_seconds=1.0)  # well within the 3 s grace

@@ -15,17 +15,20 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from resetd import keys
 from resetd.app import create_app
 
 from .app_tables import client_over_table
+from .db_rows import db_rows
 from .helpers import GOOD_PASSWORD, ConfigFactory, add_user, eventually, request_reset, sign_in
 from .processes import run_cli, write_config
 from .relays import Relay
-from .sqlite_rows import app_db
 from .test_mail_headers import strict_parse
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 
 async def audit_outcomes(client: TestClient[Any, Any], event: str) -> list[str]:
@@ -33,10 +36,16 @@ async def audit_outcomes(client: TestClient[Any, Any], event: str) -> list[str]:
 
 
 async def set_aside(client: TestClient[Any, Any]) -> list[str]:
-    rows = await app_db(client.app).fetchall(
+    rows = await db_rows(client.app).fetchall(
         "SELECT failure FROM reset_requests WHERE failure IS NOT NULL ORDER BY id"
     )
     return [r[0] for r in rows]
+
+
+def _section(client: TestClient[Any, Any]) -> dict[str, str]:
+    """``[database]`` naming the app's own database, on either engine."""
+    database = client.app[keys.config].database
+    return {"url": database.url} if database.engine == "postgresql" else {"path": database.path}
 
 
 async def outbox_listing(client: TestClient[Any, Any], tmp_path: Path) -> str:
@@ -45,7 +54,7 @@ async def outbox_listing(client: TestClient[Any, Any], tmp_path: Path) -> str:
         tmp_path / "cli.toml",
         {
             "server": {"secret_key": "k" * 32},
-            "database": {"path": client.app[keys.config].database.path},
+            "database": _section(client),
         },
     )
     code, out, err = await run_cli("outbox", "--config", str(config))
@@ -95,7 +104,7 @@ async def test_without_smtputf8_at_the_relay_only_the_internationalised_mail_wai
     assert mail.rcpt_tos == ["susan@example.com"]
 
     async def zoe_error() -> str | None:
-        row = await app_db(client.app).fetchone(
+        row = await db_rows(client.app).fetchone(
             "SELECT last_error FROM outbox WHERE recipient = 'zoë@example.com'"
         )
         return None if row is None else row[0]
@@ -143,6 +152,7 @@ async def test_an_address_no_mail_can_go_to_is_set_aside_and_the_next_request_is
     assert not any(b"victim" in c for c in relay.chunks)
 
 
+@pytest.mark.sqlite_only  # a refusal made with a SQLite trigger
 async def test_a_request_the_database_refuses_is_set_aside_alone(
     aiohttp_client: Any, make_config: ConfigFactory, relay: Relay, tmp_path: Path
 ) -> None:
@@ -166,7 +176,7 @@ async def test_a_request_the_database_refuses_is_set_aside_alone(
     assert failure == f"account {poison.id}: IntegrityError: refused by a trigger"
     assert "failed error=IntegrityError" in await audit_outcomes(client, "reset_requested")
     assert "refused by a trigger" in await outbox_listing(client, tmp_path)
-    ledger = await app_db(client.app).fetchall("SELECT user_id FROM reset_tokens")
+    ledger = await db_rows(client.app).fetchall("SELECT user_id FROM reset_tokens")
     assert str(poison.id) not in [r[0] for r in ledger]  # no token for the set-aside one
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import ClientResponse
 
 from resetd import keys
@@ -23,6 +24,8 @@ from .helpers import GOOD_PASSWORD, NEW_PASSWORD, ConfigFactory, add_user, set_n
 from .relays import Relay
 from .signin_helpers import Clock, headers_but_date, login_csrf, post_login
 from .test_tokens import mailed_token
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 BEHIND_PROXY = {"trusted_proxies": ["127.0.0.1"]}
 
@@ -62,6 +65,7 @@ async def test_wrong_passwords_for_one_account_get_429_after_the_limit_alike_for
     assert outcomes == {"failed": 18, "failed (account limit reached)": 2}
 
 
+@pytest.mark.sqlite_only  # the app's clock; on PostgreSQL windows follow the database's
 async def test_the_throttle_lifts_when_its_window_ends(
     aiohttp_client: Any, make_config: ConfigFactory
 ) -> None:

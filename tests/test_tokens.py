@@ -18,6 +18,7 @@ from resetd.app import create_app
 from resetd.reset.tokens import AUDIENCE, TokenCodec, derive_key
 from resetd.users import fingerprint
 
+from .db_rows import record_token
 from .helpers import (
     CSRF_RE,
     GOOD_PASSWORD,
@@ -31,7 +32,8 @@ from .helpers import (
     token_in,
 )
 from .relays import Relay
-from .sqlite_rows import app_db, record_token
+
+pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
 INVALID = "invalid or has expired"
 
@@ -166,8 +168,7 @@ async def test_expired_token_is_rejected(rclient: TestClient[Any, Any]) -> None:
     user = await add_user(rclient.app)
     codec: TokenCodec = rclient.app[keys.codec]
     token, claims = codec.mint(user.id, fingerprint(user), now=time.time() - 3600)
-    async with app_db(rclient.app).transaction() as conn:
-        await record_token(conn, claims)
+    await record_token(rclient.app, claims)
     await assert_rejected(rclient, token)
 
 
