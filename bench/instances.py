@@ -72,6 +72,7 @@ class Outcome:
     takeover: float | None = None  # kill to last mail (kill run only)
     refused: dict[int, int] | None = None  # answers other than 303, by status
     cpu_ms_per_request: list[float] = field(default_factory=list)
+    p99_ms: float = 0.0  # a request's answer, from its first try
     db_cpu_ms: tuple[float, float] | None = None  # the database server: per request, per mail
 
     @property
@@ -88,6 +89,7 @@ class Balancer:
         self.next = 0
         self.tokens: dict[int, str] = {}
         self.refusals: dict[int, int] = {}  # status → how many (not 303)
+        self.latencies: list[float] = []  # seconds, each request answered 303 (retries included)
 
     def pick(self) -> int:
         for _ in self.bases:
@@ -109,6 +111,7 @@ class Balancer:
         return self.tokens[0]
 
     async def request(self, s: aiohttp.ClientSession, email: str) -> bool:
+        started = time.perf_counter()
         for _attempt in range(len(self.bases) * 2):
             i = self.pick()
             try:
@@ -119,6 +122,7 @@ class Balancer:
                     allow_redirects=False,
                 ) as resp:
                     if resp.status == 303:
+                        self.latencies.append(time.perf_counter() - started)
                         return True
                     self.refusals[resp.status] = self.refusals.get(resp.status, 0) + 1
             except (aiohttp.ClientConnectionError, TimeoutError):
@@ -303,10 +307,18 @@ def run_once(
         takeover=None if killed_at is None else max(0.0, last_change - killed_at),
         refused=bal.refusals,
         cpu_ms_per_request=[c / max(1, answered) * 1000 for c in cpu],
+        p99_ms=_p99(bal.latencies) * 1000,
         db_cpu_ms=None
         if db_cpu is None
         else (db_cpu / max(1, answered) * 1000, db_cpu / mailed * 1000),
     )
+
+
+def _p99(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def show(label: str, o: Outcome) -> None:
@@ -317,6 +329,7 @@ def show(label: str, o: Outcome) -> None:
     )  # fmt: skip
     print(
         f"{label:<34} {o.answered:>5} answered  {o.answered / o.req_seconds:>6.0f} req/s  "
+        f"p99 {o.p99_ms:>5.0f} ms  "
         f"{o.delivered - o.duplicates:>5} mailed  {(o.delivered - o.duplicates) / o.seconds:>6.0f}"
         f" mails/s  lost {o.lost}  duplicates {o.duplicates}  resetd CPU/request {per_request}"
         f" ms, CPU/mail {cpu} ms{db}"
