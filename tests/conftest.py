@@ -49,25 +49,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     [postgresql] in their ids."""
     node = metafunc.definition
     if (
-        "engine" in metafunc.fixturenames
+        "db_engine" in metafunc.fixturenames
         and node.get_closest_marker("both_engines")
         and not node.get_closest_marker("sqlite_only")
     ):
-        metafunc.parametrize("engine", ENGINES, indirect=True)
+        metafunc.parametrize("db_engine", ENGINES, indirect=True)
 
 
 @pytest.fixture
-def engine(request: pytest.FixtureRequest) -> str:
+def db_engine(request: pytest.FixtureRequest) -> str:
     """The engine of resetd's own database in this test: "sqlite" unless the
     module is marked ``both_engines`` (then each in turn)."""
     return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture
-def database_section(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+def database_section(
+    db_engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> dict[str, Any]:
     """``[database]`` for this test's engine: a SQLite file under tmp_path, or a
     fresh PostgreSQL database migrated to the newest version."""
-    if engine == "postgresql":
+    if db_engine == "postgresql":
         # A small pool: each test's app opens it at start, and a few suffice.
         return {"url": request.getfixturevalue("pg_url"), "pool_size": 3}
     return {"path": str(tmp_path / "resetd.db")}

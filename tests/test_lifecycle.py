@@ -151,7 +151,10 @@ async def test_sigterm_exits_0_and_pending_mail_goes_out_on_the_next_start(
         await server.start()
         for email in EMAILS:
             await request_reset_over_http(server.base_url, email)
-        await rows_where(db_path, lambda rows: len(rows) == 2 and all(r["attempts"] for r in rows))
+        # Both tried and refused (an attempt counts from its claim, before the reply).
+        await rows_where(
+            db_path, lambda rows: len(rows) == 2 and all(r["last_error"] for r in rows)
+        )
         assert await server.terminate() == 0
         assert "2 mail(s) pending for the next start" in server.logs()
         rows = outbox_rows(db_path)
