@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,7 +183,7 @@ async def test_requests_per_ip_limit_answers_429_with_retry_after_for_any_addres
 
 
 async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
-    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay
+    aiohttp_client: Any, make_config: ConfigFactory, relay: Relay, tmp_path: Path
 ) -> None:
     base: dict[str, Any] = {"dev_inbox": {"enabled": False}, "mail": {"port": relay.port}}
     untrusted = await aiohttp_client(create_app(make_config(**base, limits={"requests_per_ip": 2})))
@@ -198,7 +199,7 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
         create_app(
             make_config(
                 **base,
-                database={"path": str(make_config().database.path) + ".2"},
+                database={"path": str(tmp_path / "trusted.db")},  # a fresh count
                 limits={"requests_per_ip": 2},
                 server={"trusted_proxies": ["127.0.0.1/32", "::1/128"]},
             )
