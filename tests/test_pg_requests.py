@@ -209,7 +209,7 @@ async def test_processors_reading_the_queue_at_once_each_get_other_requests(
             killed = conn.execute(
                 "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND query LIKE '%pg_try_advisory_lock%'"
+                "AND application_name = 'resetd reservations'"
             ).fetchall()
         assert killed == [(True,)]
         watch_b = b.watch(lambda: None)

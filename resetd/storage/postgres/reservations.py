@@ -29,6 +29,8 @@ from .engine import PostgresEngine, connection_kwargs
 
 log = logging.getLogger(__name__)
 
+# In pg_stat_activity: whose connection this is, and what it holds.
+APPLICATION_NAME = "resetd reservations"
 # How far past the oldest pending request a read looks for ones nobody holds:
 # room for this many instances' batches.
 WINDOW = 8
@@ -41,6 +43,15 @@ _RESERVE = (
     # No ORDER BY here: the LIMIT stops taking locks once it has enough rows.
     "SELECT * FROM candidate WHERE pg_try_advisory_lock("
     "hashtext(current_schema() || '.reset_requests'), (id & 2147483647)::int) LIMIT %s"
+)
+# The read above sees the queue as it was when it began; a request another
+# instance claimed and then let go of meanwhile is locked all the same. A second
+# statement (a snapshot of its own: the connection is in autocommit) sees every
+# claim committed before its lock was given up, and those are let go again.
+_STILL_PENDING = "SELECT id FROM reset_requests WHERE id = ANY(%s) AND done_at IS NULL"
+_UNLOCK = (
+    "SELECT pg_advisory_unlock(hashtext(current_schema() || '.reset_requests'),"
+    " (id & 2147483647)::int) FROM unnest(%s::bigint[]) AS id"
 )
 
 
@@ -63,6 +74,13 @@ class Reservations:
                 await conn.execute("SELECT pg_advisory_unlock_all()")
                 cur = await conn.execute(_RESERVE, (limit * WINDOW, limit))
                 rows = await cur.fetchall()
+                if rows:
+                    ids = [int(r[0]) for r in rows]
+                    cur = await conn.execute(_STILL_PENDING, (ids,))
+                    pending = {int(r[0]) for r in await cur.fetchall()}
+                    if len(pending) < len(ids):
+                        await conn.execute(_UNLOCK, ([i for i in ids if i not in pending],))
+                        rows = [r for r in rows if int(r[0]) in pending]
             except psycopg.OperationalError as exc:
                 log.warning("reset requests: reading without reserving: %s", type(exc).__name__)
                 await self._drop()
@@ -77,7 +95,10 @@ class Reservations:
     async def _connection(self) -> AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             url = self.engine.url
-            conn = await AsyncConnection.connect(url, **connection_kwargs(url))
+            kwargs = connection_kwargs(url)
+            if "application_name" in kwargs:  # the url names none: say what this one is for
+                kwargs["application_name"] = APPLICATION_NAME
+            conn = await AsyncConnection.connect(url, **kwargs)
             await conn.execute(
                 sql.SQL("SET search_path TO {}").format(sql.Identifier(self.engine.schema))
             )
