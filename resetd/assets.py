@@ -69,10 +69,7 @@ class MissingIsError(jinja2.StrictUndefined):
 def configure(env: jinja2.Environment, server: ServerConfig) -> jinja2.Environment:
     """What every resetd environment shares: gettext in the language in use
     (:mod:`resetd.i18n`), the site's name and logo as globals."""
-    env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_callables(  # type: ignore[attr-defined]
-        i18n.gettext, i18n.ngettext, newstyle=True
-    )
+    i18n.install(env)
     env.globals["site_name"] = server.site_name
     env.globals["logo"] = logo(server)
     return env

@@ -23,10 +23,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
 
+import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from babel.dates import format_datetime, format_timedelta
 from babel.support import Translations
+from markupsafe import Markup
 
 SHIPPED: tuple[str, ...] = ("en", "es")
 SOURCE = "en"  # the language the msgids are written in
@@ -74,6 +76,48 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 
 
 _ = gettext
+
+
+def install(env: jinja2.Environment) -> None:
+    """``{% trans %}``, ``_()`` and ``gettext()`` in ``env``'s templates speak the
+    language in use: Jinja's newstyle gettext, with the same results.
+
+    Jinja's own newstyle wrappers reach the catalog through ``Context.call``,
+    which inspects the function on every call, and format even a message
+    without variables; a reset mail makes eleven such calls. These call the
+    catalog directly and skip formatting a message that has no ``%`` and no
+    variables (formatting would return it unchanged): composing a reset mail
+    took 93-101 µs against 39-42 µs before it had a language, 82 µs with these."""
+    env.add_extension("jinja2.ext.i18n")
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext, ngettext, newstyle=True
+    )
+    env.globals.update(gettext=_jinja_gettext, ngettext=_jinja_ngettext)
+
+
+@jinja2.pass_context
+def _jinja_gettext(context: jinja2.runtime.Context, message: str, /, **variables: object) -> str:
+    # As jinja2.ext._make_new_gettext: Markup when autoescaping (so that `%`
+    # escapes the variables), always read as a format string. The message is
+    # the template's own text or its translation, never an outside value.
+    rv = catalog(_active.get()).gettext(message)
+    if context.eval_ctx.autoescape:
+        rv = Markup(rv)  # noqa: S704
+    if not variables and "%" not in rv:
+        return rv
+    return rv % variables
+
+
+@jinja2.pass_context
+def _jinja_ngettext(
+    context: jinja2.runtime.Context, singular: str, plural: str, n: int, /, **variables: object
+) -> str:
+    # As jinja2.ext._make_new_ngettext.
+    variables.setdefault("num", n)
+    rv = catalog(_active.get()).ngettext(singular, plural, n)
+    if context.eval_ctx.autoescape:
+        rv = Markup(rv)  # noqa: S704
+    return rv % variables
 
 
 def N_(message: str) -> str:

@@ -69,32 +69,37 @@ class Metrics:
             "resetd_hashing_running", "Password hashes running in a thread", registry=r
         )
         # Every series from the first scrape on, so a rate() never starts mid-way.
-        for outcome in RESET_OUTCOMES:
-            self.reset_requests.labels(outcome)
+        # The children are kept: labels() takes a lock and rebuilds the key each
+        # time (2-3 µs), and the processor counts every request it processes.
+        self._outcomes = {o: self.reset_requests.labels(o) for o in RESET_OUTCOMES}
         for limit in LIMITS:
             self.rate_limited.labels(limit)
+        self._address_limited = self.rate_limited.labels("reset_address")
         for outcome in SIGN_IN_OUTCOMES:
             self.sign_ins.labels(outcome)
-        for cls in REPLY_CLASSES:
-            self.smtp_replies.labels(cls)
+        self._replies = {cls: self.smtp_replies.labels(cls) for cls in REPLY_CLASSES}
 
     def reset_outcomes(self, outcomes: list[str]) -> None:
         """Count processed requests by their audit outcome (its first word)."""
+        counts: dict[str, int] = {}
         for outcome in outcomes:
             kind = outcome.partition(" ")[0]
-            self.reset_requests.labels(kind if kind in RESET_OUTCOMES else "failed").inc()
+            kind = kind if kind in self._outcomes else "failed"
+            counts[kind] = counts.get(kind, 0) + 1
+        for kind, n in counts.items():
+            self._outcomes[kind].inc(n)
             if kind == "rate_limited":
-                self.rate_limited.labels("reset_address").inc()
+                self._address_limited.inc(n)
 
     def reply(self, text: str | None) -> None:
         """Count one delivery attempt by its reply: None is a 250, a text is the
         error (``451 …``, or no code at all when no reply came)."""
         if text is None:
-            self.smtp_replies.labels("2xx").inc()
+            self._replies["2xx"].inc()
         elif text[:1] in ("4", "5") and text[1:3].isdigit():
-            self.smtp_replies.labels(f"{text[0]}xx").inc()
+            self._replies[f"{text[0]}xx"].inc()
         else:
-            self.smtp_replies.labels("none").inc()
+            self._replies["none"].inc()
 
     def delivered(self, created_at: float) -> None:
         self.delivery_seconds.observe(max(0.0, time.time() - created_at))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
@@ -172,6 +173,40 @@ async def test_the_password_changed_mail_is_in_the_language_of_the_reset(
     assert f" de {year}, " in text and " UTC\r\ndesde la dirección IP 127.0.0.1" in text
     page = await (await client.get("/login")).text()
     assert "Tu contraseña se ha restablecido." in page
+
+
+TRANS_CASES = [
+    "{% trans %}Sincerely,{% endtrans %}",
+    "{% trans %}Dear {{ username }},{% endtrans %}",
+    "{% trans %}100%% sure, {{ username }}{% endtrans %}",
+    "{% trans %}100% sure{% endtrans %}",
+    '{% trans %}To reset your password <a href="{{ link }}">click here</a>.{% endtrans %}',
+    "{% trans n=count %}{{ n }} minute{% pluralize %}{{ n }} minutes{% endtrans %}",
+    "{{ _('Sincerely,') }} {{ gettext('Dear %(username)s,', username=username) }}",
+    "{{ ngettext('%(num)d minute', '%(num)d minutes', count) }}",
+]
+
+
+@pytest.mark.parametrize("autoescape", [True, False])
+@pytest.mark.parametrize("lang", SHIPPED)
+def test_templates_translate_as_with_jinjas_own_newstyle_gettext(
+    autoescape: bool, lang: str
+) -> None:
+    """i18n.install calls the catalog without Jinja's wrappers: every form of
+    trans, with variables to escape or not, plurals and literal percent signs,
+    renders exactly as Jinja's own newstyle callables render it."""
+    ours = jinja2.Environment(autoescape=autoescape)
+    i18n.install(ours)
+    jinjas = jinja2.Environment(autoescape=autoescape, extensions=["jinja2.ext.i18n"])
+    jinjas.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.gettext, i18n.ngettext, newstyle=True
+    )
+    for source in TRANS_CASES:
+        for count in (1, 5):
+            ctx = {"username": "<b>Zoë & 'x' %(y)s 100%</b>", "count": count, "link": "/r?a=1&b"}
+            with i18n.using(lang):
+                expected = jinjas.from_string(source).render(ctx)
+                assert ours.from_string(source).render(ctx) == expected, source
 
 
 def test_dates_and_the_expiry_read_naturally_in_each_language() -> None:
