@@ -215,7 +215,7 @@ def _view_headers(view: MessageView, headers: quick_mime.HeaderList) -> None:
         else:
             shown = decode_words(value, HEADER_LIMIT)
         total += len(shown)
-        view.headers.append((valid(name)[:200], shown))
+        view.headers.append((name[:200] if name.isascii() else valid(name)[:200], shown))
 
 
 def _data(leaf: Leaf, issues: list[str]) -> bytes:

@@ -41,6 +41,7 @@ _PARAMS = re.compile(
 )
 _PARAM = re.compile(rf';{_WS}([^\s=]++){_WS}={_WS}("[^"]*+"|[^;\s]*+)')
 _UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")
+_BARE_CR = re.compile(r"\r(?!\n)")  # one character and a look-ahead: linear
 
 
 class _Unsupported(Exception):
@@ -59,7 +60,7 @@ class Limits(NamedTuple):
 def split(raw: bytes, limits: Limits) -> tuple[HeaderList, list[Leaf]] | None:
     """The top-level headers and the leaf parts of ``raw``, or None (use the stdlib)."""
     text = raw.decode("ascii", "surrogateescape")  # as BytesParser reads it
-    if "\r" in text and text.count("\r") != text.count("\r\n"):
+    if "\r" in text and _BARE_CR.search(text):
         return None  # bare CR line endings
     leaves: list[Leaf] = []
     try:
