@@ -157,7 +157,9 @@ def _read_block(block: str) -> _Block:
     if not _HEADER_BLOCK.fullmatch(block):
         raise _Unsupported  # MissingHeaderBodySeparator, a continuation first, "From "…
     # compat32's header_source_parse: folding stays in the value.
-    fields = tuple((name, fix_8bit(value.rstrip("\r\n"))) for name, value in _FIELD.findall(block))
+    fields = tuple(
+        [(name, fix_8bit(value.rstrip("\r\n"))) for name, value in _FIELD.findall(block)]
+    )
     found: dict[str, tuple[str, ...]] = {}
     for name, value in fields:
         key = name.lower()
