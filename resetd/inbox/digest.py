@@ -154,7 +154,7 @@ def _build(
 ) -> Digest:
     """The digest from ``headers`` and ``leaves``; on the loop, raises _OverBudget
     when the mail holds more than LOOP_STEPS of any kind of step."""
-    if on_loop and sum(value.count("=?") for _, value in headers) > LOOP_STEPS // 10:
+    if on_loop and sum([value.count("=?") for _, value in headers]) > LOOP_STEPS // 10:
         raise _OverBudget
     digest = Digest(Summary())
     summary, view = digest.summary, digest.view
@@ -215,7 +215,7 @@ def _view_headers(view: MessageView, headers: quick_mime.HeaderList) -> None:
         else:
             shown = decode_words(value, HEADER_LIMIT)
         total += len(shown)
-        view.headers.append((valid(name)[:200], shown))
+        view.headers.append((name[:200] if name.isascii() else valid(name)[:200], shown))
 
 
 def _data(leaf: Leaf, issues: list[str]) -> bytes:

@@ -80,6 +80,8 @@ def decode_words(value: str, limit: int = 0) -> str:
     """
     if limit and len(value) > limit:
         value = value[:limit]
+    if value.isascii() and "=?" not in value and "\n" not in value and "\r" not in value:
+        return value  # nearly every header: nothing to repair, unfold or decode
     value = unfold(fix_8bit(value))
     if "=?" not in value:
         return valid(value)

@@ -65,6 +65,11 @@ class ParserProcess:
         quick = quick_digest(raw, rcpt_tos)
         if quick is not None:
             return quick
+        return await self.full_digest(raw, rcpt_tos)
+
+    async def full_digest(self, raw: bytes, rcpt_tos: list[str]) -> Digest:
+        """The digest of ``raw`` from the parser process, for a mail
+        :func:`~.digest.quick_digest` did not take; never raises for its content."""
         try:
             digest: Digest = await self.run("digest", raw, rcpt_tos)
         except ParserFailed as exc:

@@ -41,6 +41,7 @@ _PARAMS = re.compile(
 )
 _PARAM = re.compile(rf';{_WS}([^\s=]++){_WS}={_WS}("[^"]*+"|[^;\s]*+)')
 _UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")
+_BARE_CR = re.compile(r"\r(?!\n)")  # one character and a look-ahead: linear
 
 
 class _Unsupported(Exception):
@@ -59,7 +60,7 @@ class Limits(NamedTuple):
 def split(raw: bytes, limits: Limits) -> tuple[HeaderList, list[Leaf]] | None:
     """The top-level headers and the leaf parts of ``raw``, or None (use the stdlib)."""
     text = raw.decode("ascii", "surrogateescape")  # as BytesParser reads it
-    if "\r" in text and text.count("\r") != text.count("\r\n"):
+    if "\r" in text and _BARE_CR.search(text):
         return None  # bare CR line endings
     leaves: list[Leaf] = []
     try:
@@ -82,16 +83,9 @@ def _node(
     block, body_at = _headers(text, start, end, limits.header_block)
     fields, found, ctype = _read_block(block)
     if ctype.startswith("multipart/"):
-        boundary = _param(found, "content-type", "boundary")
-        cte = _first(found, "content-transfer-encoding", "8bit").lower()
-        if (
-            not boundary
-            or cte not in ("7bit", "8bit", "binary")
-            or ctype == "multipart/digest"  # its parts default to message/rfc822
-            or depth >= MAX_DEPTH
-        ):
+        if depth >= MAX_DEPTH:
             raise _Unsupported
-        separator = "--" + collapse_rfc2231_value(boundary).rstrip()
+        separator = _separator(found, ctype)
         for n, (part_start, part_end) in enumerate(
             _parts(text, body_at, end, separator, limits.boundaries), 1
         ):
@@ -102,8 +96,21 @@ def _node(
         if len(leaves) >= limits.leaves:
             raise _Unsupported
         part_id = (prefix or "1.").rstrip(".")
-        leaves.append(_leaf(raw, text, found, ctype, part_id, body_at, end, limits.words))
+        leaves.append(_leaf(raw, text, block, part_id, body_at, end, limits.words))
     return fields
+
+
+def _separator(found: Headers, ctype: str) -> str:
+    """The boundary line of a multipart (raises _Unsupported when it has none usable)."""
+    boundary = _param(found, "content-type", "boundary")
+    cte = _first(found, "content-transfer-encoding", "8bit").lower()
+    if (
+        not boundary
+        or cte not in ("7bit", "8bit", "binary")
+        or ctype == "multipart/digest"  # its parts default to message/rfc822
+    ):
+        raise _Unsupported
+    return "--" + collapse_rfc2231_value(boundary).rstrip()
 
 
 def _headers(text: str, start: int, end: int, limit: int) -> tuple[str, int]:
@@ -115,7 +122,10 @@ def _headers(text: str, start: int, end: int, limit: int) -> tuple[str, int]:
     if text.startswith("\r\n", start, end):
         return "", start + 2
     stop = min(end, start + limit + 3)  # a block past the limit is not looked at
-    lf, crlf = text.find("\n\n", start, stop), text.find("\n\r\n", start, stop)
+    # The first blank line, LF or CRLF: each search stops where the other one's
+    # match would win, so the window is scanned once, not once per line ending.
+    crlf = text.find("\n\r\n", start, stop)
+    lf = text.find("\n\n", start, stop if crlf < 0 else crlf + 2)
     if lf < 0 and crlf < 0:
         if stop < end:
             raise _Unsupported
@@ -147,7 +157,9 @@ def _read_block(block: str) -> _Block:
     if not _HEADER_BLOCK.fullmatch(block):
         raise _Unsupported  # MissingHeaderBodySeparator, a continuation first, "From "…
     # compat32's header_source_parse: folding stays in the value.
-    fields = tuple((name, fix_8bit(value.rstrip("\r\n"))) for name, value in _FIELD.findall(block))
+    fields = tuple(
+        [(name, fix_8bit(value.rstrip("\r\n"))) for name, value in _FIELD.findall(block)]
+    )
     found: dict[str, tuple[str, ...]] = {}
     for name, value in fields:
         key = name.lower()
@@ -239,15 +251,34 @@ def _before_eol(text: str, start: int, end: int) -> int:
 
 
 def _leaf(
-    raw: bytes,
-    text: str,
-    found: Headers,
-    ctype: str,
-    part_id: str,
-    start: int,
-    end: int,
-    words: int,
+    raw: bytes, text: str, block: str, part_id: str, start: int, end: int, words: int
 ) -> Leaf:
+    about = _leaf_headers(block, words)
+    data = partial(_decoded, raw, text, about.cte, start, end)
+    span = Span(start, end, about.qp) if about.spans else None
+    return Leaf(
+        part_id, about.ctype, about.filename, about.content_id, about.disposition,
+        about.charset, data, span,
+    )  # fmt: skip
+
+
+class _LeafHeaders(NamedTuple):
+    """What a leaf's header block says about it."""
+
+    ctype: str
+    filename: str
+    content_id: str
+    disposition: str
+    charset: str
+    cte: str
+    spans: bool  # its transfer encoding is decoded by C code alone (see Span)
+    qp: bool
+
+
+@functools.lru_cache(maxsize=128)
+def _leaf_headers(block: str, words: int) -> _LeafHeaders:
+    """A leaf's header block read (cached as _read_block is: an app's parts repeat)."""
+    _, found, ctype = _read_block(block)
     disposition = _first(found, "content-disposition", "").partition(";")[0].strip().lower()
     type_params = _params(found, "content-type") or {}
     filename = (_params(found, "content-disposition") or {}).get("filename")
@@ -260,12 +291,10 @@ def _leaf(
     content_id = content_ids[0].strip().strip("<>")[:1000] if content_ids else ""
     cte = _first(found, "content-transfer-encoding", "")
     charset = (type_params.get("charset") or "utf-8").lower()
-    data = partial(_decoded, raw, text, cte, start, end)
     encoding = cte.lower()
-    span = None
-    if encoding != "base64" and encoding not in _UUENCODE:
-        span = Span(start, end, encoding == "quoted-printable")  # decoded by C code alone
-    return Leaf(part_id, ctype, name, content_id, disposition, charset, data, span)
+    spans = encoding != "base64" and encoding not in _UUENCODE
+    qp = encoding == "quoted-printable"
+    return _LeafHeaders(ctype, name, content_id, disposition, charset, cte, spans, qp)
 
 
 def _decoded(raw: bytes, text: str, cte: str, start: int, end: int) -> bytes:

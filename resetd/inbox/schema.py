@@ -14,7 +14,7 @@ delete, so a stale link cannot show a different message.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -195,13 +195,34 @@ def rfc3339(ts: float) -> str:
 
 # One encoder for every row: json.dumps(…, ensure_ascii=False) builds a new one per call.
 _JSON = json.JSONEncoder(ensure_ascii=False)
-dump_json = _JSON.encode
+
+
+def _c_encoder() -> Callable[[Any], str]:
+    """``_JSON.encode`` without its per-call set-up: JSONEncoder.encode builds a
+    new C encoder and a dict for cycle checks on every call, three times per
+    captured message. The rows hold only dicts, lists, strings and numbers
+    made at ingest (no cycles), so the one C encoder made here gives the same
+    text. Without the C accelerator, the encoder itself."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _JSON.encode
+    encode = make(
+        None, _JSON.default, json.encoder.encode_basestring, None, ": ", ", ", False, False, True
+    )
+
+    def dump(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return dump
+
+
+dump_json = _c_encoder()
 
 
 def dump_addresses(addrs: Sequence[Address]) -> str:
     if not addrs:
         return "[]"  # most Cc, Bcc and Reply-To lists, without the encoder
-    return _JSON.encode([a.as_json() for a in addrs])
+    return dump_json([a.as_json() for a in addrs])
 
 
 def _addrs(data: str) -> list[Address]:

@@ -67,7 +67,9 @@ def addresses(found: Headers, name: str) -> tuple[list[Address], int]:
     """The kept addresses of every ``name`` header, and how many they hold in all."""
     kept: list[Address] = []
     count = 0
-    for value in found.get(name, ()):
+    if name not in found:
+        return kept, count  # most Cc and Reply-To
+    for value in found[name]:
         more, n = parse_addresses(value[:ADDRESS_SCAN], ADDRESSES_KEPT - len(kept))
         kept += more
         count += n
@@ -103,7 +105,7 @@ def finish(summary: Summary, shown: int, rcpt_tos: list[str], issues: list[str])
     summary.recipients = shown + len(bcc)
     summary.problem = valid(", ".join(issues))[:ID_LIMIT]
     people = [*([summary.sender] if summary.sender else []), *summary.to, *summary.cc, *summary.bcc]
-    plus = [tag for a in people for tag in plus_tags(a.address)]
+    plus = [tag for a in people if "+" in a.address for tag in plus_tags(a.address)]
     summary.tags = unique_tags([*summary.tags, *plus])
 
 
