@@ -266,3 +266,19 @@ def outbox_rows(db_path: Path | str) -> list[dict[str, Any]]:
             "ORDER BY id"
         ).fetchall()
         return [dict(r) for r in rows]
+
+
+DbTarget = Path | str  # a SQLite file, or a PostgreSQL database's url
+
+
+def db_target(database_section: dict[str, Any]) -> DbTarget:
+    """What outbox_rows and add_users take for a test's ``[database]``."""
+    url = database_section.get("url")
+    return str(url) if url else Path(database_section["path"])
+
+
+def database_of(app_config: Any) -> dict[str, str]:
+    """``[database]`` naming the same database as ``app_config`` (a Config), on
+    either engine: for a CLI run beside a test's app."""
+    database = app_config.database
+    return {"url": database.url} if database.engine == "postgresql" else {"path": database.path}

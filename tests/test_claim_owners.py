@@ -28,16 +28,20 @@ from resetd.reset.compose import ComposedMail
 from resetd.storage.sqlite.outbox import SqliteOutbox
 
 from .helpers import ConfigFactory, eventually
-from .processes import Server, outbox_rows, relay_config, request_reset_over_http
+from .processes import (
+    DbTarget,
+    Server,
+    db_target,
+    outbox_rows,
+    relay_config,
+    request_reset_over_http,
+)
 from .raw_relay import RawRelay
 from .relays import ACCEPT, SLOW, Relay
 from .sqlite_rows import enqueue_mail
 from .test_lifecycle import add_users
 
 EMAIL = "susan@example.com"
-
-
-DbTarget = Path | str  # a SQLite file, or a PostgreSQL database's url
 
 
 @pytest.fixture
@@ -48,7 +52,7 @@ async def two_servers(
     engine), one relay."""
     relay = Relay()
     port = await relay.start()
-    db_path: DbTarget = database_section.get("url") or Path(database_section["path"])
+    db_path = db_target(database_section)
     config = relay_config(tmp_path, port, database=database_section)
     await add_users(db_path, [EMAIL])
     (tmp_path / "a").mkdir()

@@ -15,7 +15,7 @@ from resetd.app import create_app
 
 from .db_rows import db_rows
 from .helpers import ConfigFactory, add_user, eventually, request_reset
-from .processes import Server, relay_config, request_reset_over_http
+from .processes import Server, db_target, relay_config, request_reset_over_http
 from .relays import Relay
 from .test_lifecycle import add_users
 
@@ -61,7 +61,7 @@ async def test_a_burst_is_mailed_whole_when_one_of_two_serve_processes_is_killed
     """``kill -9`` of one ``resetd serve`` while requests keep coming, spread
     over both as a load balancer would (then all to the survivor): every
     request that got its 303 is mailed, whichever instance took it."""
-    target: Path | str = database_section.get("url") or Path(database_section["path"])
+    target = db_target(database_section)
     emails = [f"burst{n}@example.com" for n in range(30)]
     await add_users(target, emails)
     config = relay_config(tmp_path, relay.port, database=database_section)

@@ -21,7 +21,14 @@ from resetd.passwords import Hasher
 from resetd.storage.open import open_storage
 
 from .helpers import GOOD_PASSWORD, TEST_SECRET, eventually, token_in
-from .processes import Server, outbox_rows, relay_config, request_reset_over_http
+from .processes import (
+    DbTarget,
+    Server,
+    db_target,
+    outbox_rows,
+    relay_config,
+    request_reset_over_http,
+)
 from .relays import ACCEPT, SLOW, Relay, free_port
 
 EMAILS = ["susan@example.com", "bob@example.com"]
@@ -46,8 +53,6 @@ async def add_users(db_path: Path | str, emails: list[str]) -> None:
 
 pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
 
-DbTarget = Path | str  # a SQLite file, or a PostgreSQL database's url
-
 
 @pytest.fixture
 async def setup(
@@ -55,7 +60,7 @@ async def setup(
 ) -> AsyncIterator[tuple[Server, DbTarget, int]]:
     """A server (not started) whose [mail] port has nothing listening yet, its
     database on the test's engine."""
-    db_path: DbTarget = database_section.get("url") or Path(database_section["path"])
+    db_path = db_target(database_section)
     port = free_port()
     config = relay_config(tmp_path, port, database=database_section)
     await add_users(db_path, EMAILS)

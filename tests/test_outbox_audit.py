@@ -24,7 +24,7 @@ from .helpers import (
     set_new_password,
     token_in,
 )
-from .processes import run_cli, write_config
+from .processes import database_of, run_cli, write_config
 from .relays import Relay
 
 pytestmark = pytest.mark.both_engines  # resetd's database: SQLite, then PostgreSQL
@@ -84,8 +84,7 @@ async def test_reset_mail_and_password_changed_notice_are_audited_as_sent(
     ]
     assert_nothing_secret(events, token, "susan")
 
-    database = client.app[keys.config].database
-    section = {"url": database.url} if database.engine == "postgresql" else {"path": database.path}
+    section = database_of(client.app[keys.config])
     config = write_config(
         tmp_path / "cli.toml", {"server": {"secret_key": TEST_SECRET}, "database": section}
     )

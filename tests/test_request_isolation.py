@@ -24,7 +24,7 @@ from resetd.app import create_app
 from .app_tables import client_over_table
 from .db_rows import db_rows
 from .helpers import GOOD_PASSWORD, ConfigFactory, add_user, eventually, request_reset, sign_in
-from .processes import run_cli, write_config
+from .processes import database_of, run_cli, write_config
 from .relays import Relay
 from .test_mail_headers import strict_parse
 
@@ -42,19 +42,13 @@ async def set_aside(client: TestClient[Any, Any]) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _section(client: TestClient[Any, Any]) -> dict[str, str]:
-    """``[database]`` naming the app's own database, on either engine."""
-    database = client.app[keys.config].database
-    return {"url": database.url} if database.engine == "postgresql" else {"path": database.path}
-
-
 async def outbox_listing(client: TestClient[Any, Any], tmp_path: Path) -> str:
     """``resetd outbox`` as a separate process reading the app's database."""
     config = write_config(
         tmp_path / "cli.toml",
         {
             "server": {"secret_key": "k" * 32},
-            "database": _section(client),
+            "database": database_of(client.app[keys.config]),
         },
     )
     code, out, err = await run_cli("outbox", "--config", str(config))
