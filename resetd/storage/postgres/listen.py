@@ -76,7 +76,8 @@ class Listener:
         first = True
         while True:
             try:
-                async with await AsyncConnection.connect(self._url, **self._kwargs) as conn:
+                conn = await AsyncConnection.connect(self._url, **self._kwargs)
+                try:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     self.backend_pid = conn.info.backend_pid
                     self._listening.set()
@@ -90,6 +91,11 @@ class Listener:
                         async for note in conn.notifies(timeout=PING_EVERY):
                             self._deliver(note.payload)
                         await conn.execute("SELECT 1")
+                finally:
+                    # Closed however the block ends: an autocommit connection has
+                    # nothing to roll back, and a stop's cancellation must not leave
+                    # it open (``async with`` rolls back first, which can be cut short).
+                    await conn.close()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._listening.clear()
                 self.backend_pid = None

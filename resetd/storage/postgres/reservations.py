@@ -81,10 +81,15 @@ class Reservations:
                     if len(pending) < len(ids):
                         await conn.execute(_UNLOCK, ([i for i in ids if i not in pending],))
                         rows = [r for r in rows if int(r[0]) in pending]
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
                 log.warning("reset requests: reading without reserving: %s", type(exc).__name__)
                 await self._drop()
                 return None
+            except BaseException:
+                # Cut short (the processor stops): the connection is mid-statement,
+                # so it is closed, which gives up its locks too, never left open.
+                await self._drop(unlock=False)
+                raise
         return sorted(rows, key=lambda r: int(r[0]))
 
     async def close(self) -> None:
@@ -99,20 +104,26 @@ class Reservations:
             if "application_name" in kwargs:  # the url names none: say what this one is for
                 kwargs["application_name"] = APPLICATION_NAME
             conn = await AsyncConnection.connect(url, **kwargs)
-            await conn.execute(
-                sql.SQL("SET search_path TO {}").format(sql.Identifier(self.engine.schema))
-            )
+            try:
+                await conn.execute(
+                    sql.SQL("SET search_path TO {}").format(sql.Identifier(self.engine.schema))
+                )
+            except BaseException:
+                await conn.close()
+                raise
             self._conn = conn
         return self._conn
 
-    async def _drop(self) -> None:
+    async def _drop(self, unlock: bool = True) -> None:
         conn, self._conn = self._conn, None
         if conn is None or conn.closed:
             return
         try:
-            # Given up now, not once the server notices the closed connection
-            # (a moment later): another instance's next read finds them free.
-            await conn.execute("SELECT pg_advisory_unlock_all()")
-        except psycopg.OperationalError:
+            if unlock:
+                # Given up now, not once the server notices the closed connection
+                # (a moment later): another instance's next read finds them free.
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+        except psycopg.Error:
             pass  # a connection that broke holds no locks either
-        await conn.close()
+        finally:
+            await conn.close()
