@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,6 +27,7 @@ from resetd.config import LimitsConfig, PasswordConfig
 from resetd.hash_queue import HashQueue
 from resetd.passwords import Hasher, hashing_threads
 
+from . import smtp_load
 from .load import post_load, wrk_each_once
 from .procs import (
     ROOT,
@@ -332,61 +333,93 @@ async def _api(base: str, path: str) -> Any:
 
 
 def bench_ingest(runs: int, count: int, work: Path) -> None:
-    rate = fig("3. dev-inbox SMTP ingest (stored)", "msg/s", "≥ 0.6× bare aiosmtpd")
-    cpu = fig("3. server CPU per stored message", "ms", "≤ 0.75 ms", digits=2)
+    """Figure 3, three ways, each against the bare aiosmtpd sink in the same run:
+    8 connections from the lean client (the server's own speed: the client
+    stays off the critical core, as wrk does for figure 1), 8 from aiosmtplib
+    (the client most apps use, itself about as busy as either server), and one
+    connection from the lean client (a test suite sending one mail at a time:
+    every message waits for its own commit)."""
+    rate = fig("3. dev-inbox SMTP ingest (stored), 8 conns", "msg/s", "≥ 1.0× bare aiosmtpd")
+    cpu = fig("3. server CPU per stored message", "ms", "≤ bare aiosmtpd", digits=2)
+    with_aiosmtplib = fig("3. ingest, aiosmtplib as the client, 8 conns", "msg/s")
+    one = fig("3. ingest, one connection", "msg/s")
     lag_max = fig("5. loop delay max during 3", "ms")
     lag_p99 = fig("5. loop delay p99 during 3", "ms", "< 5 ms")
     step = fig("5. longest single loop step during 3", "ms")
     bodies = build_mails(count)
+    prepared = [smtp_load.prepare(b) for b in bodies]
+    clients: list[tuple[Figure, Callable[[int], Coroutine[Any, Any, float]]]] = [
+        (rate, lambda port: smtp_load.send_all(port, prepared, 8)),
+        (with_aiosmtplib, lambda port: _smtp_blast(port, bodies, 8)),
+        (one, lambda port: smtp_load.send_all(port, prepared, 1)),
+    ]
     for i in range(runs):
-        sink_smtp, sink_http = free_port(), free_port()
-        with process(
-            [sys.executable, "-m", "bench.sink", str(sink_smtp), str(sink_http)],
-            sink_http,
-            cwd=ROOT,
-        ) as sink:
-            before = cpu_seconds(sink.pid)
-            took = asyncio.run(_smtp_blast(sink_smtp, bodies, 8))
-            rate.baseline.append(count / took)
-            cpu.baseline.append((cpu_seconds(sink.pid) - before) / count * 1000)
-
-        d = work / f"ingest{i}"
-        d.mkdir()
-        http_port, inbox_port = free_port(), free_port()
-        cfg = write_config(d, http_port, 0, inbox=True, inbox_port=inbox_port)
-        stats = d / "loop.json"
-        with process(
-            resetd_cmd(cfg),
-            http_port,
-            env={"RESETD_LOOP_STATS": str(stats), "RESETD_LOG_LEVEL": "WARNING"},
-            cwd=d,
-            log=d / "serve.log",
-        ) as srv:
-            base = f"http://127.0.0.1:{http_port}"
-            before = tree_cpu_seconds(srv.pid)
-            started = time.perf_counter()
-            asyncio.run(_smtp_blast(inbox_port, bodies, 8))
-            deadline = time.perf_counter() + 60
-            stored = 0
-            while time.perf_counter() < deadline:
-                stored = int(asyncio.run(_api(base, "/dev/inbox/api/v1/messages?limit=1"))["total"])
-                if stored >= count:
-                    break
-                time.sleep(0.02)
-            elapsed = time.perf_counter() - started
-            used = tree_cpu_seconds(srv.pid) - before
-        rate.runs.append(stored / elapsed)
-        cpu.runs.append(used / max(1, stored) * 1000)
-        if stored != count:
-            rate.note = f"run {i + 1}: stored {stored} of {count}"
-        loop = json.loads(stats.read_text())
-        lag_max.runs.append(loop["max_ms"])
-        lag_p99.runs.append(loop["p99_ms"])
-        step.runs.append(loop["longest_step_ms"])
-        log(f"run {i + 1}: inbox {stored / elapsed:.0f} msg/s, bare {count / took:.0f} msg/s")
-    rate.ok = (rate.ratio or 0) >= 0.6 and not rate.note
-    cpu.ok = cpu.median <= 0.75
+        for n, (figure, send) in enumerate(clients):
+            took, bare_cpu = _bare_ingest(send)
+            figure.baseline.append(count / took)
+            d = work / f"ingest{i}-{n}"
+            stored, elapsed, used, loop = _inbox_ingest(d, send, count)
+            figure.runs.append(stored / elapsed)
+            if stored != count:
+                figure.note = f"run {i + 1}: stored {stored} of {count}"
+            if figure is rate:
+                cpu.baseline.append(bare_cpu / count * 1000)
+                cpu.runs.append(used / max(1, stored) * 1000)
+                lag_max.runs.append(loop["max_ms"])
+                lag_p99.runs.append(loop["p99_ms"])
+                step.runs.append(loop["longest_step_ms"])
+            inbox_rate, bare_rate = stored / elapsed, count / took
+            log(f"run {i + 1}, {figure.name}: inbox {inbox_rate:.0f}, bare {bare_rate:.0f} msg/s")
+    rate.ok = (rate.ratio or 0) >= 1.0 and not rate.note
+    cpu.ok = (cpu.ratio or 2) <= 1.0
     lag_p99.ok = lag_p99.median < 5
+
+
+def _bare_ingest(send: Callable[[int], Coroutine[Any, Any, float]]) -> tuple[float, float]:
+    """Seconds ``send`` takes against the bare aiosmtpd sink, and the sink's CPU seconds."""
+    sink_smtp, sink_http = free_port(), free_port()
+    with process(
+        [sys.executable, "-m", "bench.sink", str(sink_smtp), str(sink_http)],
+        sink_http,
+        cwd=ROOT,
+    ) as sink:
+        before = cpu_seconds(sink.pid)
+        took = asyncio.run(send(sink_smtp))
+        return took, cpu_seconds(sink.pid) - before
+
+
+def _inbox_ingest(
+    d: Path, send: Callable[[int], Coroutine[Any, Any, float]], count: int
+) -> tuple[int, float, float, dict[str, float]]:
+    """``send`` against a fresh resetd dev inbox: messages stored, seconds until the
+    last was stored, the server's CPU seconds, and its loop statistics."""
+    d.mkdir()
+    http_port, inbox_port = free_port(), free_port()
+    cfg = write_config(d, http_port, 0, inbox=True, inbox_port=inbox_port)
+    stats = d / "loop.json"
+    with process(
+        resetd_cmd(cfg),
+        http_port,
+        env={"RESETD_LOOP_STATS": str(stats), "RESETD_LOG_LEVEL": "WARNING"},
+        cwd=d,
+        log=d / "serve.log",
+    ) as srv:
+        base = f"http://127.0.0.1:{http_port}"
+        before = tree_cpu_seconds(srv.pid)
+        started = time.perf_counter()
+        asyncio.run(send(inbox_port))
+        # Each 250 already waited for its commit; the count only confirms it.
+        deadline = time.perf_counter() + 60
+        stored = 0
+        while time.perf_counter() < deadline:
+            stored = int(asyncio.run(_api(base, "/dev/inbox/api/v1/messages?limit=1"))["total"])
+            if stored >= count:
+                break
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        used = tree_cpu_seconds(srv.pid) - before
+    loop: dict[str, float] = json.loads(stats.read_text())
+    return stored, elapsed, used, loop
 
 
 # --- 4: dev inbox at scale ---------------------------------------------------------------
