@@ -85,6 +85,28 @@ def insert_rows(
         conn.execute(sql, params)
 
 
+def _open(path: str, pragmas: tuple[str, ...]) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are begun explicitly), rows
+    as :class:`sqlite3.Row`, usable from the thread that runs it."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    for pragma in pragmas:
+        conn.execute(pragma)
+    return conn
+
+
+def _committed(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(conn, *args)`` in the transaction begun on ``conn``: committed, or
+    rolled back when it raises."""
+    try:
+        result = fn(conn, *args)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
 class BatchWriter:
     """A plain sqlite3 connection on a thread of its own, for hot write paths.
 
@@ -102,24 +124,14 @@ class BatchWriter:
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        for pragma in self.pragmas:
-            conn.execute(pragma)
-        return conn
+        return _open(self.path, self.pragmas)
 
     def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn, *args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        return _committed(conn, fn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -174,25 +186,14 @@ class LoopWriter:
         raises rolls the transaction back and goes on."""
         conn = self._conn
         if conn is None:
-            conn = self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            for pragma in (*PRAGMAS, *self.PRAGMAS):
-                conn.execute(pragma)
+            conn = self._conn = _open(self.path, (*PRAGMAS, *self.PRAGMAS))
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return None
             raise
-        try:
-            result = fn(conn, *args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        return _committed(conn, fn, *args)
 
     def close(self) -> None:
         if self._conn is not None:
