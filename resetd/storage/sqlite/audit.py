@@ -8,15 +8,9 @@ from collections.abc import Sequence
 import aiosqlite
 
 from ...db import Database, insert_rows
-from ..audit import AuditEvent, AuditRow
+from ..audit import AuditEvent, AuditRow, audit_row, stored_row
 
 COLUMNS = ("at", "event", "user_id", "client_ip", "user_agent", "outcome")
-
-
-def _row(at: float, row: AuditRow) -> tuple[object, ...]:
-    event, outcome, user_id, client_ip, user_agent = row
-    uid = None if user_id is None else str(user_id)
-    return (at, event, uid, client_ip, (user_agent or "")[:300], outcome)
 
 
 async def record(conn: aiosqlite.Connection, at: float, row: AuditRow) -> None:
@@ -24,13 +18,13 @@ async def record(conn: aiosqlite.Connection, at: float, row: AuditRow) -> None:
     await conn.execute(
         "INSERT INTO audit (at, event, user_id, client_ip, user_agent, outcome)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        _row(at, row),
+        stored_row(at, row),
     )
 
 
 def record_many(conn: sqlite3.Connection, at: float, rows: Sequence[AuditRow]) -> None:
     """Audit rows inside the caller's transaction in a BatchWriter thread."""
-    insert_rows(conn, "audit", COLUMNS, [_row(at, r) for r in rows])
+    insert_rows(conn, "audit", COLUMNS, [stored_row(at, r) for r in rows])
 
 
 class SqliteAudit:
@@ -38,14 +32,7 @@ class SqliteAudit:
         self.db = db
 
     async def add(self, event: str, outcome: str, **kw: str | int | None) -> None:
-        ip, agent = kw.get("client_ip"), kw.get("user_agent")
-        row: AuditRow = (
-            event,
-            outcome,
-            kw.get("user_id"),
-            None if ip is None else str(ip),
-            None if agent is None else str(agent),
-        )
+        row = audit_row(event, outcome, **kw)
         at = await self.db.now()
         async with self.db.transaction() as conn:
             await record(conn, at, row)
