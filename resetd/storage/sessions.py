@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
+
+# The columns SessionRow.of reads, for either engine's SELECT.
+SESSION_COLUMNS = "user_id, remember, created_at, last_seen"
 
 
 class SessionRow(NamedTuple):
@@ -10,6 +13,14 @@ class SessionRow(NamedTuple):
     remember: bool
     created_at: float
     last_seen: float
+
+    @classmethod
+    def of(cls, row: Any) -> SessionRow | None:
+        """The session of a row selected with SESSION_COLUMNS (either driver's row,
+        read by column name); None for no row."""
+        if row is None:
+            return None
+        return cls(row["user_id"], bool(row["remember"]), row["created_at"], row["last_seen"])
 
 
 class Ended(NamedTuple):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..sessions import Ended, SessionRow
+from ..sessions import SESSION_COLUMNS, Ended, SessionRow
 from .engine import PostgresEngine, Transaction
 
 ENDED = (
@@ -33,14 +33,9 @@ class PostgresSessions:
 
     async def get(self, row_id: str) -> SessionRow | None:
         row = await self.engine.fetchone(
-            "SELECT user_id, remember, created_at, last_seen FROM sessions WHERE id = %s",
-            (row_id,),
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s", (row_id,)
         )
-        if row is None:
-            return None
-        return SessionRow(
-            row["user_id"], bool(row["remember"]), row["created_at"], row["last_seen"]
-        )
+        return SessionRow.of(row)
 
     async def delete(self, row_id: str) -> None:
         await self.engine.execute("DELETE FROM sessions WHERE id = %s", (row_id,))

@@ -10,7 +10,7 @@ import sqlite3
 import aiosqlite
 
 from ...db import Database
-from ..sessions import Ended, SessionRow
+from ..sessions import SESSION_COLUMNS, Ended, SessionRow
 
 ENDED = (
     "(remember = 0 AND (last_seen <= ? OR created_at <= ?)) "
@@ -60,14 +60,9 @@ class SqliteSessions:
 
     async def get(self, row_id: str) -> SessionRow | None:
         row = await self.db.fetchone(
-            "SELECT user_id, remember, created_at, last_seen FROM sessions WHERE id = ?",
-            (row_id,),
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (row_id,)
         )
-        if row is None:
-            return None
-        return SessionRow(
-            row["user_id"], bool(row["remember"]), row["created_at"], row["last_seen"]
-        )
+        return SessionRow.of(row)
 
     async def delete(self, row_id: str) -> None:
         await self.db.writer.run(_delete, row_id)
