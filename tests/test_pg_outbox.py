@@ -25,6 +25,7 @@ from resetd.outbox import OutboxWorker
 from resetd.storage.outbox import OutboxStore, RelayStatus, RelayStatusStore
 from resetd.storage.postgres import outbox as pg_outbox
 from resetd.storage.postgres.engine import PostgresEngine
+from resetd.storage.postgres.liveness import lock_of, with_liveness
 from resetd.storage.postgres.outbox import PostgresOutbox
 
 from . import queue_stores
@@ -313,6 +314,83 @@ async def test_claims_and_releases_skip_mail_another_transaction_has_locked_inst
     assert await PostgresOutbox(one, "c").release_orphans() == 1
     [m] = await PostgresOutbox(one, "c").claim_due(10, lease=60)
     assert (m.id, m.attempts) == (first, 2)
+
+
+# An instance id made on another host: its process cannot be looked up from here.
+OTHER_HOST = "host.elsewhere.example@4026531836/4242/5eed"
+
+
+async def test_an_instance_that_died_on_another_host_has_its_claims_released_at_once(
+    engines: tuple[PostgresEngine, PostgresEngine], pg_url: str
+) -> None:
+    one, _ = engines
+    ids = await _queue(one, 2)
+    survivor = PostgresOutbox(one)
+    far = await PostgresEngine.open(pg_url, pool_size=1)
+    try:
+        elsewhere = PostgresOutbox(far, with_liveness(OTHER_HOST))
+        await elsewhere.recover()
+        assert sorted(m.id for m in await elsewhere.claim_due(10, lease=60)) == ids
+        # Alive: its claims stand, with 60 s of lease left.
+        assert await survivor.release_orphans() == 0
+        assert await survivor.claim_due(10, lease=60) == []
+    finally:
+        await far.close()  # the process is gone, and its sessions with it
+
+    async def released() -> int:
+        return await survivor.release_orphans()
+
+    assert await eventually(released, WAIT) == 2
+    claimed = await survivor.claim_due(10, lease=60)
+    assert [(m.id, m.attempts) for m in claimed] == [(i, 2) for i in ids]
+
+
+async def test_an_instance_from_before_liveness_locks_keeps_its_claims_until_their_lease(
+    engines: tuple[PostgresEngine, PostgresEngine], pg_url: str
+) -> None:
+    one, _ = engines
+    [queued] = await _queue(one, 1)
+    far = await PostgresEngine.open(pg_url, pool_size=1)
+    try:
+        [claimed] = await PostgresOutbox(far, OTHER_HOST).claim_due(10, lease=60)
+    finally:
+        await far.close()
+    assert claimed.id == queued
+    survivor = PostgresOutbox(one)
+    assert await survivor.release_orphans() == 0  # no lock to go by: the lease decides
+    await one.execute("UPDATE outbox SET claimed_until = 1")
+    assert await survivor.release_orphans() == 1
+
+
+async def test_an_instance_whose_lock_connection_was_cut_takes_its_lock_again(
+    engines: tuple[PostgresEngine, PostgresEngine],
+) -> None:
+    one, two = engines
+    [queued] = await _queue(one, 1)
+    alive = PostgresOutbox(two)
+    await alive.recover()
+    [claimed] = await alive.claim_due(10, lease=60)
+    holder = alive._liveness
+    assert holder is not None and holder.holds_lock
+    # The lock is held by the connection named for it, under this owner's key.
+    key = lock_of(alive.owner)
+    row = await one.fetchone(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE l.locktype = 'advisory' AND l.classid = %s::oid AND l.objid = %s::oid "
+        "AND l.objsubid = 2",
+        (key[0], key[1] & 0xFFFFFFFF),
+    )
+    assert row is not None and row[0] == "resetd liveness"
+
+    await one.execute("SELECT pg_terminate_backend(%s)", (holder.backend_pid,))
+
+    async def locked_again() -> bool:
+        return holder.reconnections == 1 and holder.holds_lock
+
+    await eventually(locked_again, WAIT)
+    survivor = PostgresOutbox(one)
+    assert await survivor.release_orphans() == 0
+    assert claimed.id == queued and await survivor.claim_due(10, lease=60) == []
 
 
 async def test_queued_mail_and_events_wake_the_workers_of_another_instance(

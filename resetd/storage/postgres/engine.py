@@ -270,6 +270,19 @@ class PostgresEngine:
         self._listeners.append(listener)
         return listener
 
+    def hold(self, lock: tuple[int, int], name: str, application_name: str) -> Listener:
+        """Hold the session-level advisory lock ``lock`` (``name`` in the logs) on a
+        connection of its own (``application_name`` unless the url names one),
+        taken again after each reconnection, until :meth:`close`; the listener
+        says whether it is held."""
+        kwargs = connection_kwargs(self.url)
+        if "application_name" in kwargs:  # the url names none: say what this one is for
+            kwargs["application_name"] = application_name
+        holder = Listener(self.url, kwargs, None, lambda _: None, lock=lock, name=name)
+        holder.start()
+        self._listeners.append(holder)
+        return holder
+
 
 def _reason(exc: psycopg.Error, url: str) -> str:
     """libpq's message, one line, any password in it hidden."""

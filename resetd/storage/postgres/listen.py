@@ -5,6 +5,10 @@ each keeps a slow poll as well, because a notification sent while a listener
 was reconnecting is gone. The listener therefore calls back once with None
 after every reconnection: "you may have missed something, look".
 
+The same loop can hold a session-level advisory lock instead (or as well),
+taken again after each reconnection: an instance's liveness lock
+(:mod:`.liveness`) lasts exactly as long as a connection of its own.
+
 Channel names are per schema: two apps sharing a database in schemas of their
 own never wake each other (:func:`channel_name`).
 """
@@ -41,25 +45,42 @@ def channel_name(schema: str, channel: str) -> str:
 
 
 class Listener:
-    """One channel's LISTEN loop; :meth:`start` it, :meth:`stop` it."""
+    """One channel's LISTEN loop, or one lock's holder; :meth:`start` it, :meth:`stop` it.
+
+    With ``lock`` (the two keys of ``pg_try_advisory_lock``) the connection
+    also takes that lock, at every (re)connection; :attr:`holds_lock` says
+    whether it has it. A lock some other session holds is tried again at
+    every ping.
+    """
 
     def __init__(
-        self, url: str, kwargs: dict[str, Any], channel: str, callback: ListenCallback
+        self,
+        url: str,
+        kwargs: dict[str, Any],
+        channel: str | None,
+        callback: ListenCallback,
+        lock: tuple[int, int] | None = None,
+        name: str | None = None,
     ) -> None:
         self._url = url
         self._kwargs = kwargs
         self.channel = channel
+        self.lock = lock
         self._callback = callback
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self.backend_pid: int | None = None  # the listening connection's server process
+        self.holds_lock = False
         self.reconnections = 0
+        # For the logs: "listening on {name}", "{name} is held by another session".
+        self.name = name or channel or f"advisory lock {lock}"
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"listen {self.channel}")
+        self._task = asyncio.create_task(self._run(), name=f"listen {self.name}")
 
     async def wait_listening(self) -> None:
-        """Return once LISTEN is in effect (again, after a reconnection)."""
+        """Return once LISTEN is in effect (again, after a reconnection), and the
+        lock was tried."""
         await self._listening.wait()
 
     async def stop(self) -> None:
@@ -78,19 +99,24 @@ class Listener:
             try:
                 conn = await AsyncConnection.connect(self._url, **self._kwargs)
                 try:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    if self.channel is not None:
+                        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
+                        await conn.execute(listen)
+                    await self._try_lock(conn)
                     self.backend_pid = conn.info.backend_pid
                     self._listening.set()
                     delay = RETRY_FIRST
                     if not first:
                         self.reconnections += 1
-                        log.info("listening on %s again", self.channel)
+                        log.info("listening on %s again", self.name)
                         self._deliver(None)
                     first = False
                     while True:
                         async for note in conn.notifies(timeout=PING_EVERY):
                             self._deliver(note.payload)
                         await conn.execute("SELECT 1")
+                        if not self.holds_lock:
+                            await self._try_lock(conn)
                 finally:
                     # Closed however the block ends: an autocommit connection has
                     # nothing to roll back, and a stop's cancellation must not leave
@@ -99,10 +125,11 @@ class Listener:
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._listening.clear()
                 self.backend_pid = None
+                self.holds_lock = False
                 reason = " ".join(scrub(str(exc), self._url).split())
                 log.warning(
                     "listening on %s at %s: connection lost (%s); again in %.1f s",
-                    self.channel,
+                    self.name,
                     redacted_url(self._url),
                     reason,
                     delay,
@@ -110,10 +137,19 @@ class Listener:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MOST)
 
+    async def _try_lock(self, conn: AsyncConnection[Any]) -> None:
+        if self.lock is None:
+            return
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", self.lock)
+        row = await cur.fetchone()
+        self.holds_lock = bool(row and row[0])
+        if not self.holds_lock:
+            log.warning("%s is held by another session; again in %.0f s", self.name, PING_EVERY)
+
     def _deliver(self, payload: str | None) -> None:
         try:
             self._callback(payload)
         except Exception:
             # A failing callback must not end the listening: the next
             # notification, and every other instance's, still has to arrive.
-            log.exception("listener callback for %s failed", self.channel)
+            log.exception("listener callback for %s failed", self.name)

@@ -12,11 +12,16 @@ is still the caller's. What several instances add:
   (a release of orphans skips locked rows instead: they are being worked on);
 * every time is the database's clock, read in the transaction that uses it;
 * queuing a row notifies channel ``outbox`` with the row's channel (``mail``
-  or ``webhook``) as payload, which :meth:`PostgresOutbox.watch` hears.
+  or ``webhook``) as payload, which :meth:`PostgresOutbox.watch` hears;
+* an instance holds a liveness lock from its first claim on (:mod:`.liveness`),
+  so that one which died on another host has its claims released within
+  seconds, not at the end of their lease.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -35,8 +40,12 @@ from ..outbox import (
     RelayStatus,
     RelayStatusStore,
 )
+from . import liveness
 from .engine import PostgresEngine, Row, Transaction, notify
+from .listen import Listener
 from .wakeups import Wake, Wakeups, Watching, notify_sync
+
+log = logging.getLogger(__name__)
 
 # The driver's errors; ``unavailable``: the server or the connection, not a row.
 ERRORS = StorageErrors(error=(psycopg.Error,), unavailable=(psycopg.OperationalError,))
@@ -58,20 +67,38 @@ async def clock(tx: Transaction) -> float:
 
 class PostgresOutbox:
     """Every SQL statement about the outbox, for the instance named ``owner`` (a
-    fresh instance id when not given)."""
+    fresh instance id, holding a liveness lock, when not given)."""
 
     def __init__(self, engine: PostgresEngine, owner: str | None = None) -> None:
         self.engine = engine
-        self.owner = new_instance_id() if owner is None else owner
+        self.owner = liveness.with_liveness(new_instance_id()) if owner is None else owner
         self.relay_status: RelayStatusStore = PostgresRelayStatus(engine)
         self.errors = ERRORS
         self._wakeups = Wakeups(engine, CHANNEL)
+        self._liveness: Listener | None = None
+
+    async def _live(self) -> None:
+        """Before this instance's first claim: take its liveness lock (for an owner
+        that says it holds one), FIRST_WAIT seconds at most. Later claims never
+        wait for it: a lost lock connection is taken again in the background."""
+        if self._liveness is not None or not liveness.uses_liveness(self.owner):
+            return
+        holder = self._liveness = self.engine.hold(
+            liveness.lock_of(self.owner), "the liveness lock", liveness.APPLICATION_NAME
+        )
+        try:
+            await asyncio.wait_for(holder.wait_listening(), liveness.FIRST_WAIT)
+        except TimeoutError:
+            # Claiming anyway: mail delayed would be worse than the chance of
+            # another instance sending it again meanwhile.
+            log.warning("outbox: the liveness lock is not held yet; claiming without it")
 
     async def recover(self, channel: str = "mail") -> int:
         """At start: release the claims of dead instances (see
         :meth:`release_orphans`; live ones keep theirs, however many start
         meanwhile) and make every unclaimed pending row of ``channel`` due now.
         Returns how many claims were released."""
+        await self._live()
         released = await self.release_orphans()
         async with self.engine.transaction() as tx:
             now = await clock(tx)
@@ -88,17 +115,22 @@ class PostgresOutbox:
         return released
 
     async def release_orphans(self) -> int:
-        """Release claims whose lease ran out or whose owner is known dead (on this
-        host, its process gone: :func:`~resetd.instance.known_dead`); an owner
-        on another host keeps its claims until their lease runs out. A claim
-        naming no owner (a resetd from before owners) lasts its lease. Returns
-        how many."""
+        """Release claims whose lease ran out or whose owner is known dead: on this
+        host, its process gone (:func:`~resetd.instance.known_dead`); anywhere,
+        its liveness lock free (:mod:`.liveness`). An owner from before liveness
+        locks, on another host, keeps its claims until their lease runs out. A
+        claim naming no owner (a resetd from before owners) lasts its lease.
+        Returns how many."""
         async with self.engine.transaction() as tx:
             rows = await tx.fetchall(
                 "SELECT DISTINCT claimed_by FROM outbox WHERE status = 'pending' "
                 "AND claimed_until IS NOT NULL AND claimed_by IS NOT NULL"
             )
-            dead = [r[0] for r in rows if known_dead(r[0], self.owner)]
+            owners = [r[0] for r in rows if r[0] != self.owner]
+            dead = [owner for owner in owners if known_dead(owner, self.owner)]
+            dead += await liveness.gone(
+                tx, [o for o in owners if o not in dead and liveness.uses_liveness(o)]
+            )
             now = await clock(tx)
             return await tx.execute(
                 "WITH orphan AS (SELECT id FROM outbox WHERE status = 'pending' "
@@ -129,6 +161,7 @@ class PostgresOutbox:
         counting the attempt, oldest due first. ``held`` (ids this instance has
         in hand) are never claimed twice, even if their lease ran out; rows
         another instance is claiming at this moment are skipped, not waited for."""
+        await self._live()
         async with self.engine.transaction() as tx:
             now = await clock(tx)
             rows = await tx.fetchall(
