@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
@@ -24,14 +24,14 @@ from psycopg.errors import DeadlockDetected, SerializationFailure
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...config import DatabaseConfig, UsersConfig
-from ...reset.compose import ComposedMail
 from ..accounts import AccountStore, UserAdmin
-from ..audit import AuditRow, AuditStore
+from ..audit import AuditStore
 from ..errors import StorageErrors
-from ..ledger import IssuedToken, LedgerStore
-from ..limits import Hit, LimitsStore
-from ..outbox import NewEvent, NewMail, OutboxStore
-from ..requests import NewRequest, RequestStore
+from ..in_transaction import BatchStatements, InBatch, InTransaction, TxStatements
+from ..ledger import LedgerStore
+from ..limits import LimitsStore
+from ..outbox import OutboxStore
+from ..requests import RequestStore
 from ..retention import RetentionStore
 from ..sessions import SessionRows
 from ..sqlite.app_users import SqliteAppUsers
@@ -207,18 +207,34 @@ def run_batch(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-class PostgresTransaction:
+# Each store's statements, for the views of one transaction (in_transaction.py).
+IN_TRANSACTION = TxStatements[Transaction](
+    consume=ledger.consume,
+    forget=limits.forget,
+    end_sessions=sessions.end_all,
+    enqueue=outbox.enqueue,
+    enqueue_event=outbox.enqueue_event,
+    record=audit.record,
+)
+IN_BATCH = BatchStatements[psycopg.Connection[Any]](
+    add_requests=requests.add_many,
+    claim_requests=requests.claim,
+    record_failures=requests.record_failures,
+    record_tokens=ledger.record_many,
+    hit_many=limits.hit_many,
+    enqueue_many=outbox.enqueue_many,
+    enqueue_events=outbox.enqueue_events,
+    record_audit=audit.record_many,
+)
+
+
+class PostgresTransaction(InTransaction[Transaction]):
     """A :class:`~resetd.storage.Transaction` on one of the engine's connections."""
 
     def __init__(self, tx: Transaction, now: float, accounts: AccountStore) -> None:
+        super().__init__(tx, now, IN_TRANSACTION)
         self.tx = tx
-        self.now = now
         self.accounts = _TxAccounts(self, accounts)
-        self.ledger = _TxLedger(self)
-        self.limits = _TxLimits(self)
-        self.sessions = _TxSessions(self)
-        self.outbox = _TxOutbox(self)
-        self.audit = _TxAudit(self)
 
 
 class _TxAccounts:
@@ -239,123 +255,8 @@ class _TxAccounts:
         return await store.replace_password_hash(user_id, old_hash, new_hash)
 
 
-class _TxLedger:
-    def __init__(self, tx: PostgresTransaction) -> None:
-        self.tx = tx
-
-    async def consume(self, jti: str, now: float) -> bool:
-        return await ledger.consume(self.tx.tx, jti, now)
-
-
-class _TxLimits:
-    def __init__(self, tx: PostgresTransaction) -> None:
-        self.tx = tx
-
-    async def forget(self, buckets: Sequence[str]) -> None:
-        await limits.forget(self.tx.tx, buckets)
-
-
-class _TxSessions:
-    def __init__(self, tx: PostgresTransaction) -> None:
-        self.tx = tx
-
-    async def end_all(self, user_id: int) -> None:
-        await sessions.end_all(self.tx.tx, user_id)
-
-
-class _TxOutbox:
-    def __init__(self, tx: PostgresTransaction) -> None:
-        self.tx = tx
-
-    async def enqueue(
-        self,
-        kind: str,
-        mail: ComposedMail,
-        *,
-        user_id: int | str | None = None,
-        expires_at: float | None = None,
-    ) -> int:
-        new = NewMail(mail, user_id, expires_at)
-        return await outbox.enqueue(self.tx.tx, kind, new, self.tx.now)
-
-    async def enqueue_event(self, event: NewEvent) -> int:
-        return await outbox.enqueue_event(self.tx.tx, event, self.tx.now)
-
-
-class _TxAudit:
-    def __init__(self, tx: PostgresTransaction) -> None:
-        self.tx = tx
-
-    async def record(
-        self,
-        event: str,
-        outcome: str,
-        *,
-        user_id: int | str | None = None,
-        client_ip: str | None = None,
-        user_agent: str | None = None,
-    ) -> None:
-        row: AuditRow = (event, outcome, user_id, client_ip, user_agent)
-        await audit.record(self.tx.tx, self.tx.now, row)
-
-
-class PostgresBatch:
+class PostgresBatch(InBatch[psycopg.Connection[Any]]):
     """A :class:`~resetd.storage.Batch` on a sync connection, inside its transaction."""
 
     def __init__(self, conn: psycopg.Connection[Any], now: float) -> None:
-        self.conn = conn
-        self.now = now
-        self.requests = _BatchRequests(self)
-        self.ledger = _BatchLedger(self)
-        self.limits = _BatchLimits(self)
-        self.outbox = _BatchOutbox(self)
-        self.audit = _BatchAudit(self)
-
-
-class _BatchRequests:
-    def __init__(self, b: PostgresBatch) -> None:
-        self.b = b
-
-    def add_many(self, rows: Sequence[NewRequest]) -> None:
-        requests.add_many(self.b.conn, rows, self.b.now)
-
-    def claim(self, ids: list[int]) -> set[int]:
-        return requests.claim(self.b.conn, ids, self.b.now)
-
-    def record_failures(self, failures: Sequence[tuple[int, str]]) -> None:
-        requests.record_failures(self.b.conn, failures)
-
-
-class _BatchLedger:
-    def __init__(self, b: PostgresBatch) -> None:
-        self.b = b
-
-    def record_many(self, tokens: Sequence[IssuedToken]) -> None:
-        ledger.record_many(self.b.conn, tokens)
-
-
-class _BatchLimits:
-    def __init__(self, b: PostgresBatch) -> None:
-        self.b = b
-
-    def hit_many(self, hits: list[Hit]) -> list[int | None]:
-        return limits.hit_many(self.b.conn, hits, self.b.now)
-
-
-class _BatchOutbox:
-    def __init__(self, b: PostgresBatch) -> None:
-        self.b = b
-
-    def enqueue_many(self, kind: str, mails: Sequence[NewMail]) -> None:
-        outbox.enqueue_many(self.b.conn, kind, mails, self.b.now)
-
-    def enqueue_events(self, events: Sequence[NewEvent]) -> None:
-        outbox.enqueue_events(self.b.conn, events, self.b.now)
-
-
-class _BatchAudit:
-    def __init__(self, b: PostgresBatch) -> None:
-        self.b = b
-
-    def record_many(self, events: Sequence[AuditRow]) -> None:
-        audit.record_many(self.b.conn, self.b.now, events)
+        super().__init__(conn, now, IN_BATCH)
