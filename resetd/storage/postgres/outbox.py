@@ -37,9 +37,9 @@ from ..outbox import (
     NewMail,
     OutboxEntry,
     OutgoingMail,
-    RelayStatus,
     RelayStatusStore,
 )
+from ..queries import RelayStatusRows
 from . import liveness
 from .engine import PostgresEngine, Row, Transaction, notify
 from .listen import Listener
@@ -72,7 +72,7 @@ class PostgresOutbox:
     def __init__(self, engine: PostgresEngine, owner: str | None = None) -> None:
         self.engine = engine
         self.owner = liveness.with_liveness(new_instance_id()) if owner is None else owner
-        self.relay_status: RelayStatusStore = PostgresRelayStatus(engine)
+        self.relay_status: RelayStatusStore = RelayStatusRows(engine, "%s")
         self.errors = ERRORS
         self._wakeups = Wakeups(engine, CHANNEL)
         self._liveness: Listener | None = None
@@ -455,31 +455,3 @@ def enqueue_events(conn: psycopg.Connection[Any], events: Sequence[NewEvent], no
     with conn.cursor() as cur:
         cur.executemany(_INSERT_EVENT, [_event_row(e, now) for e in events])
     notify_sync(conn, CHANNEL, "webhook")
-
-
-class PostgresRelayStatus:
-    """The ``relay_status`` table: one row (the last instance to see the relay
-    change wrote it)."""
-
-    def __init__(self, engine: PostgresEngine) -> None:
-        self.engine = engine
-
-    async def save(self, relay: str, status: RelayStatus) -> None:
-        await self.engine.execute(
-            "INSERT INTO relay_status (id, relay, state, since, error, hint) "
-            "VALUES (1, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-            "relay = excluded.relay, state = excluded.state, since = excluded.since, "
-            "error = excluded.error, hint = excluded.hint",
-            (relay, status.state, status.since, status.error[:500], status.hint[:500]),
-        )
-
-    async def load(self) -> tuple[str, RelayStatus] | None:
-        row = await self.engine.fetchone(
-            "SELECT relay, state, since, error, hint FROM relay_status WHERE id = 1"
-        )
-        if row is None:
-            return None
-        return row["relay"], RelayStatus(row["state"], row["since"], row["error"], row["hint"])
-
-    async def clear(self) -> None:
-        await self.engine.execute("DELETE FROM relay_status")

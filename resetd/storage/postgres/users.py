@@ -8,17 +8,9 @@ from psycopg.errors import UniqueViolation
 
 from ...users import normalize, username_problem
 from ..accounts import DuplicateUser, User
+from ..queries import USER_COLUMNS, UserReads, user_of
 from .clock import NOW
-from .engine import PostgresEngine, Row, Transaction
-
-
-def _user(row: Row | None) -> User | None:
-    if row is None:
-        return None
-    return User(int(row["id"]), row["username"], row["email"], row["password_hash"])
-
-
-_COLUMNS = "id, username, email, password_hash"
+from .engine import PostgresEngine, Transaction
 
 # hash_kind (resetd.passwords) in SQL, so that a table of any size is grouped
 # by the server: $argon2…$v=…$params, $2b$12 (any other $-format), or the part
@@ -33,10 +25,11 @@ _KIND = (
 )
 
 
-class PostgresUsers:
+class PostgresUsers(UserReads):
     """Accounts kept in resetd's own database."""
 
     def __init__(self, engine: PostgresEngine) -> None:
+        super().__init__(engine, "%s")
         self.engine = engine
 
     async def add(self, email: str, username: str, password_hash: str) -> User:
@@ -72,41 +65,16 @@ class PostgresUsers:
         assert row is not None
         return User(int(row[0]), username, email, password_hash)
 
-    async def get(self, user_id: int) -> User | None:
-        return _user(
-            await self.engine.fetchone(f"SELECT {_COLUMNS} FROM users WHERE id = %s", (user_id,))
-        )
-
-    async def find_by_email(self, email_norm: str, typed: str | None = None) -> User | None:
-        """Look up by an already-normalised address (see :func:`normalize`);
-        ``email_norm`` is UNIQUE here, so ``typed`` never has to choose."""
-        return _user(
-            await self.engine.fetchone(
-                f"SELECT {_COLUMNS} FROM users WHERE email_norm = %s", (email_norm,)
-            )
-        )
-
     async def find_all_by_email(self, email_norms: list[str]) -> dict[str, list[User]]:
         """Normalised address → its account (one at most here, as ``email_norm`` is
         UNIQUE), for the addresses that have one."""
         if not email_norms:
             return {}
         rows = await self.engine.fetchall(
-            f"SELECT {_COLUMNS}, email_norm FROM users WHERE email_norm = ANY(%s)",
+            f"SELECT {USER_COLUMNS}, email_norm FROM users WHERE email_norm = ANY(%s)",
             (list(email_norms),),
         )
-        return {r["email_norm"]: [u] for r in rows if (u := _user(r)) is not None}
-
-    async def find_by_login(self, login: str) -> User | None:
-        """Username or email, as the login form accepts either."""
-        key = normalize(login)
-        return _user(
-            await self.engine.fetchone(
-                f"SELECT {_COLUMNS} FROM users WHERE username_norm = %s OR email_norm = %s "
-                "ORDER BY username_norm = %s DESC LIMIT 1",
-                (key, key, key),
-            )
-        )
+        return {r["email_norm"]: [u] for r in rows if (u := user_of(r)) is not None}
 
     async def set_password_hash(self, user_id: int, new_hash: str) -> None:
         """Unconditional change (CLI, transparent re-hash on login)."""
@@ -154,7 +122,3 @@ class PostgresUsers:
         for row in rows:
             samples.setdefault(kind_of(str(row["h"])), str(row["h"]))
         return list(samples.values())[:limit]
-
-    async def list(self) -> list[User]:
-        rows = await self.engine.fetchall(f"SELECT {_COLUMNS} FROM users ORDER BY id")
-        return [u for u in map(_user, rows) if u is not None]

@@ -15,9 +15,9 @@ from ..outbox import (
     NewMail,
     OutboxEntry,
     OutgoingMail,
-    RelayStatus,
     RelayStatusStore,
 )
+from ..queries import RelayStatusRows
 from ..wakeups import PollOnly, Watch
 from . import audit
 
@@ -29,7 +29,7 @@ class SqliteOutbox:
     def __init__(self, db: Database, owner: str | None = None) -> None:
         self.db = db
         self.owner = new_instance_id() if owner is None else owner
-        self.relay_status: RelayStatusStore = SqliteRelayStatus(db)
+        self.relay_status: RelayStatusStore = RelayStatusRows(db, "?")
         self.errors = ERRORS
 
     async def recover(self, channel: str = "mail") -> int:
@@ -384,30 +384,3 @@ async def enqueue_event(conn: aiosqlite.Connection, event: NewEvent, now: float)
 def enqueue_events(conn: sqlite3.Connection, events: Sequence[NewEvent], now: float) -> None:
     """Queue several webhook events inside the caller's transaction (BatchWriter thread)."""
     insert_rows(conn, "outbox", EVENT_COLUMNS, [_event_row(e, now) for e in events])
-
-
-class SqliteRelayStatus:
-    """The ``relay_status`` table: one row."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def save(self, relay: str, status: RelayStatus) -> None:
-        await self.db.execute(
-            "INSERT INTO relay_status (id, relay, state, since, error, hint) "
-            "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET relay = excluded.relay, "
-            "state = excluded.state, since = excluded.since, error = excluded.error, "
-            "hint = excluded.hint",
-            (relay, status.state, status.since, status.error[:500], status.hint[:500]),
-        )
-
-    async def load(self) -> tuple[str, RelayStatus] | None:
-        row = await self.db.fetchone(
-            "SELECT relay, state, since, error, hint FROM relay_status WHERE id = 1"
-        )
-        if row is None:
-            return None
-        return row["relay"], RelayStatus(row["state"], row["since"], row["error"], row["hint"])
-
-    async def clear(self) -> None:
-        await self.db.execute("DELETE FROM relay_status")

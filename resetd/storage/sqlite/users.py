@@ -7,24 +7,17 @@ from collections.abc import Callable
 
 import aiosqlite
 
-from ...db import Database, Row
+from ...db import Database
 from ...users import normalize, username_problem
 from ..accounts import DuplicateUser, User
+from ..queries import USER_COLUMNS, UserReads, user_of
 
 
-def _user(row: Row | None) -> User | None:
-    if row is None:
-        return None
-    return User(int(row["id"]), row["username"], row["email"], row["password_hash"])
-
-
-_COLUMNS = "id, username, email, password_hash"
-
-
-class SqliteUsers:
+class SqliteUsers(UserReads):
     """Accounts kept in resetd's own database."""
 
     def __init__(self, db: Database) -> None:
+        super().__init__(db, "?")
         self.db = db
 
     async def add(self, email: str, username: str, password_hash: str) -> User:
@@ -57,20 +50,6 @@ class SqliteUsers:
         assert user_id is not None
         return User(user_id, username, email, password_hash)
 
-    async def get(self, user_id: int) -> User | None:
-        return _user(
-            await self.db.fetchone(f"SELECT {_COLUMNS} FROM users WHERE id = ?", (user_id,))
-        )
-
-    async def find_by_email(self, email_norm: str, typed: str | None = None) -> User | None:
-        """Look up by an already-normalised address (see :func:`normalize`);
-        ``email_norm`` is UNIQUE here, so ``typed`` never has to choose."""
-        return _user(
-            await self.db.fetchone(
-                f"SELECT {_COLUMNS} FROM users WHERE email_norm = ?", (email_norm,)
-            )
-        )
-
     async def find_all_by_email(self, email_norms: list[str]) -> dict[str, list[User]]:
         """Normalised address → its account (one at most here, as ``email_norm`` is
         UNIQUE), for the addresses that have one."""
@@ -78,20 +57,10 @@ class SqliteUsers:
             return {}
         marks = ", ".join("?" for _ in email_norms)
         rows = await self.db.fetchall(
-            f"SELECT {_COLUMNS}, email_norm FROM users WHERE email_norm IN ({marks})", email_norms
+            f"SELECT {USER_COLUMNS}, email_norm FROM users WHERE email_norm IN ({marks})",
+            email_norms,
         )
-        return {r["email_norm"]: [u] for r in rows if (u := _user(r)) is not None}
-
-    async def find_by_login(self, login: str) -> User | None:
-        """Username or email, as the login form accepts either."""
-        key = normalize(login)
-        return _user(
-            await self.db.fetchone(
-                f"SELECT {_COLUMNS} FROM users WHERE username_norm = ? OR email_norm = ? "
-                "ORDER BY username_norm = ? DESC LIMIT 1",
-                (key, key, key),
-            )
-        )
+        return {r["email_norm"]: [u] for r in rows if (u := user_of(r)) is not None}
 
     async def set_password_hash(self, user_id: int, new_hash: str) -> None:
         """Unconditional change (CLI, transparent re-hash on login)."""
@@ -135,7 +104,3 @@ class SqliteUsers:
             (limit,),
         )
         return [str(r["h"]) for r in rows]
-
-    async def list(self) -> list[User]:
-        rows = await self.db.fetchall(f"SELECT {_COLUMNS} FROM users ORDER BY id")
-        return [u for u in map(_user, rows) if u is not None]
