@@ -116,13 +116,14 @@ async def notify(tx: Transaction, channel: str, payload: str = "") -> None:
     await tx.execute("SELECT pg_notify(%s, %s)", (channel_name(tx.schema, channel), payload))
 
 
-def connection_kwargs(url: str) -> dict[str, Any]:
+def connection_kwargs(url: str, name: str = APPLICATION_NAME) -> dict[str, Any]:
     """What every resetd connection adds to the url: autocommit (transactions are
-    explicit), application_name and a connect timeout unless the url sets them."""
+    explicit), and unless the url sets them an application_name (``name``: what
+    the connection is for, in ``pg_stat_activity``) and a connect timeout."""
     given = conninfo_to_dict(url)
     kwargs: dict[str, Any] = {"autocommit": True}
     if "application_name" not in given:
-        kwargs["application_name"] = APPLICATION_NAME
+        kwargs["application_name"] = name
     if "connect_timeout" not in given:
         kwargs["connect_timeout"] = CONNECT_TIMEOUT
     return kwargs
@@ -275,9 +276,7 @@ class PostgresEngine:
         connection of its own (``application_name`` unless the url names one),
         taken again after each reconnection, until :meth:`close`; the listener
         says whether it is held."""
-        kwargs = connection_kwargs(self.url)
-        if "application_name" in kwargs:  # the url names none: say what this one is for
-            kwargs["application_name"] = application_name
+        kwargs = connection_kwargs(self.url, application_name)
         holder = Listener(self.url, kwargs, None, lambda _: None, lock=lock, name=name)
         holder.start()
         self._listeners.append(holder)

@@ -100,9 +100,7 @@ class Reservations:
     async def _connection(self) -> AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             url = self.engine.url
-            kwargs = connection_kwargs(url)
-            if "application_name" in kwargs:  # the url names none: say what this one is for
-                kwargs["application_name"] = APPLICATION_NAME
+            kwargs = connection_kwargs(url, APPLICATION_NAME)
             conn = await AsyncConnection.connect(url, **kwargs)
             try:
                 await conn.execute(
